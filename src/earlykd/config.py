@@ -1,0 +1,178 @@
+"""Run configuration: nested defaults, YAML files, dotted overrides, strict keys."""
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import EarlykdError, check
+
+DEFAULTS: dict[str, Any] = {
+    "data": {
+        "name": "GunPoint",      # bundled aeon dataset, archive dataset, or a file path
+        "test_path": None,       # test file for user data (.npz/.csv)
+        "archive": None,         # root of a local UCR/UEA archive
+        "label_column": 0,       # CSV: index or name of the label column
+        "length": 100,           # every series is resampled to this length
+        "val_fraction": 0.2,
+        "split_seed": 0,
+    },
+    "prefix": {"earliness": 1.0, "mode": "stretch", "channels": None},
+    "model": {"arch": None, "layers": None, "hidden": None},  # None: teachers lstm, students the teacher's,
+    "method": {"name": "base", "options": {}},
+    "train": {
+        "epochs": 100,
+        "batch_size": 64,
+        "lr": 1e-3,
+        "weight_decay": 1e-5,
+        "schedule": "constant",   # constant | cosine | step (stepped once per epoch)
+        "warmup": None,           # epochs of stage 1; None = the method's default
+        "min_epochs": None,       # no selection before this epoch; None: teachers epochs // 4, students 0
+        "patience": None,         # early stopping on the selection score
+        "select": None,           # loss | acc_loss (best val accuracy, ties by val loss); None: teachers acc_loss, students loss
+        "seed": 0,
+        "device": "auto",
+        "threads": None,
+        "checkpoint_every": 1,
+        "progress": True,
+    },
+    "teacher": None,              # run directory of the teacher (students only)
+    "out": None,
+}
+
+FREE_FORM = {"method.options"}   # checked against the method's own defaults
+
+
+def _close(key: str, known: list[str]) -> str:
+    near = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
+    return f" (did you mean {', '.join(near)}?)" if near else f" (known: {', '.join(sorted(known))})"
+
+
+def _flat_keys(tree: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in tree.items():
+        full = f"{prefix}{k}"
+        keys.append(full)
+        if isinstance(v, dict) and full not in FREE_FORM:
+            keys += _flat_keys(v, full + ".")
+    return keys
+
+
+def merge(base: dict, update: dict, where: str = "") -> dict:
+    """Deep-merge `update` into a copy of `base`; unknown keys are errors."""
+    out = copy.deepcopy(base)
+    for key, value in (update or {}).items():
+        full = f"{where}{key}"
+        if key not in base:
+            raise EarlykdError(f"unknown config key '{full}'" + _close(full, _flat_keys(DEFAULTS)))
+        if isinstance(base[key], dict) and full not in FREE_FORM:
+            check(isinstance(value, dict), f"config key '{full}' must be a mapping, got {value!r}")
+            out[key] = merge(base[key], value, full + ".")
+        elif full in FREE_FORM:
+            check(isinstance(value, dict), f"config key '{full}' must be a mapping, got {value!r}")
+            out[key] = {**base[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def set_dotted(tree: dict, dotted: str, value: Any) -> dict:
+    """Return {a: {b: value}} for 'a.b' (free-form sections keep deeper keys as one level)."""
+    parts = dotted.split(".")
+    check(all(parts), f"bad override key '{dotted}'")
+    nested: Any = value
+    for part in reversed(parts):
+        nested = {part: nested}
+    return _deep_update(tree, nested)
+
+
+def _deep_update(tree: dict, update: dict) -> dict:
+    out = copy.deepcopy(tree)
+    for k, v in update.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_update(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    check(path.is_file(), f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise EarlykdError(f"{path}:{where}: YAML syntax error: {problem}") from None
+    check(isinstance(data, dict) or data is None, f"{path}: a config file must be a mapping")
+    return data or {}
+
+
+def resolve(files: list[str | Path] = (), overrides: dict | None = None, sets: list[str] = (),
+            base: dict | None = None) -> dict:
+    """Defaults <- base <- YAML files <- explicit overrides <- `--set a.b=value` strings."""
+    cfg = merge(DEFAULTS, base or {})
+    for f in files:
+        cfg = merge(cfg, load_yaml(f))
+    update: dict = {}
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            update = set_dotted(update, key, value)
+    for item in sets:
+        check("=" in item, f"--set expects key=value, got '{item}'")
+        key, text = item.split("=", 1)
+        update = set_dotted(update, key.strip(), parse_value(text.strip()))
+    cfg = merge(cfg, update)
+    validate(cfg)
+    return cfg
+
+
+def _positive(value: Any, name: str, kind=int) -> None:
+    ok = isinstance(value, kind) and not isinstance(value, bool) and value > 0
+    check(ok, f"{name} must be a positive {'integer' if kind is int else 'number'}, got {value!r}")
+
+
+def validate(cfg: dict) -> None:
+    t, p, d = cfg["train"], cfg["prefix"], cfg["data"]
+    _positive(t["epochs"], "train.epochs")
+    _positive(t["batch_size"], "train.batch_size")
+    _positive(t["lr"], "train.lr", (int, float))
+    _positive(d["length"], "data.length")
+    check(isinstance(t["weight_decay"], (int, float)) and t["weight_decay"] >= 0,
+          f"train.weight_decay must be >= 0, got {t['weight_decay']!r}")
+    e = p["earliness"]
+    check(isinstance(e, (int, float)) and not isinstance(e, bool) and 0 < e <= 1,
+          f"prefix.earliness must be in (0, 1], got {e!r}")
+    check(p["mode"] in ("stretch", "truncate"), f"prefix.mode must be stretch or truncate, got {p['mode']!r}")
+    v = d["val_fraction"]
+    check(isinstance(v, (int, float)) and 0 <= v < 1, f"data.val_fraction must be in [0, 1), got {v!r}")
+    check(t["schedule"] in ("constant", "cosine", "step"),
+          f"train.schedule must be constant, cosine or step, got {t['schedule']!r}")
+    check(t["select"] in (None, "loss", "acc_loss"), f"train.select must be loss or acc_loss, got {t['select']!r}")
+    check(t["device"] in ("auto", "cpu", "cuda") or str(t["device"]).startswith("cuda:"),
+          f"train.device must be auto, cpu or cuda, got {t['device']!r}")
+    for key in ("warmup", "patience", "min_epochs"):
+        value = t[key]
+        check(value is None or (isinstance(value, int) and value >= 0),
+              f"train.{key} must be a non-negative integer, got {value!r}")
+
+
+def config_hash(cfg: dict, drop: tuple[str, ...] = ("out",)) -> str:
+    """Stable hash of the settings that change results (not where they are written)."""
+    core = {k: v for k, v in cfg.items() if k not in drop}
+    core["train"] = {k: v for k, v in core["train"].items() if k not in ("progress", "device", "threads")}
+    return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -1,0 +1,213 @@
+"""Load raw series and string labels from aeon's bundled data, a UCR/UEA archive or user files."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EarlykdError, check
+
+SUFFIXES = (".ts", ".tsv", ".arff")
+
+
+@dataclass
+class RawData:
+    """Series as a list of (channels, length) float arrays; labels as strings."""
+    name: str
+    X_train: list[np.ndarray]
+    y_train: np.ndarray
+    X_test: list[np.ndarray]
+    y_test: np.ndarray
+    source: str
+
+
+def aeon_data_dir() -> Path:
+    import aeon.datasets
+    return Path(os.path.dirname(aeon.datasets.__file__)) / "data"
+
+
+def _is_classification_ts(path: Path) -> bool:
+    with open(path, errors="replace") as fh:
+        for line in fh:
+            low = line.strip().lower()
+            if low.startswith("@classlabel"):
+                return low.split()[1:2] == ["true"]
+            if low.startswith("@data"):
+                return False
+    return False
+
+
+@lru_cache(maxsize=1)
+def bundled_datasets() -> tuple[str, ...]:
+    """Classification datasets shipped inside the aeon wheel (found offline)."""
+    root = aeon_data_dir()
+    names = []
+    for folder in sorted(root.iterdir()):
+        train = folder / f"{folder.name}_TRAIN.ts"
+        if train.is_file() and (folder / f"{folder.name}_TEST.ts").is_file() and _is_classification_ts(train):
+            names.append(folder.name)
+    return tuple(names)
+
+
+def _as_series_list(X) -> list[np.ndarray]:
+    if isinstance(X, np.ndarray):
+        X = X if X.ndim == 3 else X[:, None, :]
+        return [np.asarray(x, dtype=np.float64) for x in X]
+    return [np.atleast_2d(np.asarray(x, dtype=np.float64)) for x in X]
+
+
+def _load_archive_split(folder: Path, name: str, split: str):
+    from aeon.datasets import load_from_arff_file, load_from_ts_file, load_from_tsv_file
+    loaders = {".ts": load_from_ts_file, ".tsv": load_from_tsv_file, ".arff": load_from_arff_file}
+    for suffix in SUFFIXES:
+        path = folder / f"{name}_{split}{suffix}"
+        if path.is_file():
+            try:
+                return loaders[suffix](str(path))
+            except Exception as exc:  # aeon raises many types for malformed files
+                raise EarlykdError(f"{path}: cannot parse: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    raise EarlykdError(f"{folder}: no {name}_{split}.ts, .tsv or .arff file")
+
+
+def _load_bundled(name: str) -> RawData:
+    from aeon.datasets import load_classification
+    base = str(aeon_data_dir())
+    X, y = load_classification(name, split="train", extract_path=base)
+    Xt, yt = load_classification(name, split="test", extract_path=base)
+    return RawData(name, _as_series_list(X), np.asarray(y).astype(str), _as_series_list(Xt),
+                   np.asarray(yt).astype(str), f"aeon:{name}")
+
+
+def _load_archive(name: str, root: str) -> RawData:
+    folder = Path(root) / name
+    check(Path(root).is_dir(), f"archive folder not found: {root}")
+    check(folder.is_dir(), f"dataset '{name}' not found in archive {root} (expected folder {folder})")
+    X, y = _load_archive_split(folder, name, "TRAIN")
+    Xt, yt = _load_archive_split(folder, name, "TEST")
+    return RawData(name, _as_series_list(X), np.asarray(y).astype(str), _as_series_list(Xt),
+                   np.asarray(yt).astype(str), f"archive:{folder}")
+
+
+def _read_csv(path: Path, label_column) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """Rows are univariate series; one column holds the label (None for unlabelled input)."""
+    import pandas as pd
+    try:
+        frame = pd.read_csv(path, header=None, dtype=str, keep_default_na=False, skip_blank_lines=True)
+    except pd.errors.EmptyDataError:
+        raise EarlykdError(f"{path}: file is empty") from None
+    except pd.errors.ParserError as exc:
+        raise EarlykdError(f"{path}: cannot parse CSV: {str(exc).strip().splitlines()[-1]}") from None
+    check(len(frame) > 0, f"{path}: file is empty")
+    header = None
+    first = [c.strip() for c in frame.iloc[0].tolist()]
+    if label_column is not None and not isinstance(label_column, int):
+        header = first
+        check(str(label_column) in header, f"{path}: no column named '{label_column}' in the header")
+        label_idx = header.index(str(label_column))
+        frame = frame.iloc[1:]
+    else:
+        label_idx = label_column
+        values = [c for i, c in enumerate(first) if i != label_idx]
+        if values and all(_not_number(c) for c in values if c != ""):
+            header, frame = first, frame.iloc[1:]
+    check(len(frame) > 0, f"{path}: file has a header but no rows")
+    if label_idx is not None:
+        check(-frame.shape[1] <= label_idx < frame.shape[1],
+              f"{path}: label column {label_idx} is out of range ({frame.shape[1]} columns)")
+        labels = frame.iloc[:, label_idx].str.strip().to_numpy().astype(str)
+        frame = frame.drop(columns=frame.columns[label_idx])
+    else:
+        labels = None
+    series = []
+    offset = 2 if header is not None else 1
+    for r, row in enumerate(frame.itertuples(index=False)):
+        vals = []
+        for c, cell in enumerate(row):
+            cell = cell.strip()
+            if cell == "" or cell.lower() in ("nan", "na", "?"):
+                vals.append(np.nan)
+                continue
+            try:
+                vals.append(float(cell))
+            except ValueError:
+                raise EarlykdError(f"{path}: row {r + offset}, column {c + 1}: non-numeric value '{cell[:20]}'") from None
+        series.append(np.asarray(vals, dtype=np.float64)[None, :])
+    return series, labels
+
+
+def _not_number(text: str) -> bool:
+    try:
+        float(text)
+        return False
+    except ValueError:
+        return True
+
+
+def read_array_file(path: str | Path, label_column=0, need_labels: bool = True):
+    """Series (and labels) from .npy, .npz (keys X, y) or .csv."""
+    path = Path(path)
+    check(path.exists(), f"file not found: {path}")
+    check(path.is_file(), f"not a file: {path}")
+    check(path.stat().st_size > 0, f"{path}: file is empty")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        series, labels = _read_csv(path, label_column if need_labels else None)
+        return series, labels
+    check(suffix in (".npy", ".npz"), f"{path}: unsupported file type '{suffix}' (use .npy, .npz or .csv)")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise EarlykdError(f"{path}: cannot read NumPy file ({str(exc).splitlines()[0]})") from None
+    if suffix == ".npz":
+        check("X" in loaded.files, f"{path}: .npz needs an array 'X' (found {', '.join(loaded.files) or 'none'})")
+        X, labels = loaded["X"], (loaded["y"] if "y" in loaded.files else None)
+    else:
+        X, labels = loaded, None
+    check(X.size > 0, f"{path}: array is empty")
+    check(np.issubdtype(X.dtype, np.number), f"{path}: field 'X' is not numeric (dtype {X.dtype})")
+    check(X.ndim in (2, 3), f"{path}: 'X' must be (cases, length) or (cases, channels, length), got shape {X.shape}")
+    if need_labels:
+        check(labels is not None, f"{path}: no labels (store an array 'y' in a .npz, or use a CSV with a label column)")
+        check(len(labels) == len(X), f"{path}: {len(X)} series but {len(labels)} labels")
+        labels = np.asarray(labels).astype(str)
+    return _as_series_list(X), labels
+
+
+def _load_files(train: str, test: str | None, label_column) -> RawData:
+    check(test is not None, f"data.test_path is needed with a data file ({train}): the test split is never taken from train")
+    X, y = read_array_file(train, label_column)
+    Xt, yt = read_array_file(test, label_column)
+    return RawData(Path(train).stem, X, y, Xt, yt, f"files:{train},{test}")
+
+
+def is_file_source(name: str) -> bool:
+    return Path(name).suffix.lower() in (".npy", ".npz", ".csv") or os.sep in name
+
+
+def load_raw(data_cfg: dict) -> RawData:
+    name = str(data_cfg["name"])
+    if is_file_source(name):
+        return _load_files(name, data_cfg.get("test_path"), data_cfg.get("label_column", 0))
+    if data_cfg.get("archive"):
+        return _load_archive(name, data_cfg["archive"])
+    if name not in bundled_datasets():
+        import difflib
+        near = difflib.get_close_matches(name, bundled_datasets(), n=3, cutoff=0.5)
+        hint = f" (did you mean {', '.join(near)}?)" if near else f" (bundled: {', '.join(bundled_datasets())}; or pass --archive PATH)"
+        raise EarlykdError(f"unknown dataset '{name}'{hint}")
+    return _load_bundled(name)
+
+
+def describe(raw: RawData) -> dict:
+    lengths = [x.shape[-1] for x in raw.X_train + raw.X_test]
+    return {
+        "name": raw.name,
+        "train": len(raw.X_train),
+        "test": len(raw.X_test),
+        "channels": raw.X_train[0].shape[0],
+        "length": f"{min(lengths)}" if min(lengths) == max(lengths) else f"{min(lengths)}-{max(lengths)}",
+        "classes": len(set(raw.y_train)),
+    }

@@ -1,0 +1,123 @@
+"""The distiller interface: a student, optional adapters, and named loss terms per batch."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import EarlykdError
+from ..models import Classifier
+
+
+@dataclass
+class TeacherOutputs:
+    """Frozen teacher outputs on the full series (cached once per teacher, dataset and split)."""
+    logits: torch.Tensor   # (N, classes)
+    feature: torch.Tensor  # (N, feature_dim)
+    hidden: torch.Tensor   # (N, steps, hidden_dim)
+
+    def __getitem__(self, index) -> "TeacherOutputs":
+        return TeacherOutputs(self.logits[index], self.feature[index], self.hidden[index])
+
+    def to(self, device) -> "TeacherOutputs":
+        return TeacherOutputs(self.logits.to(device), self.feature.to(device), self.hidden.to(device))
+
+    @property
+    def dims(self) -> "TeacherDims":
+        return TeacherDims(self.logits.shape[1], self.feature.shape[1], self.hidden.shape[2], self.hidden.shape[1])
+
+
+@dataclass(frozen=True)
+class TeacherDims:
+    n_classes: int
+    feature_dim: int
+    hidden_dim: int
+    steps: int
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor                      # student input (prefix): (B, channels, steps)
+    y: torch.Tensor                      # (B,)
+    teacher: TeacherOutputs | None = None
+
+
+def align_steps(seq: torch.Tensor, steps: int) -> torch.Tensor:
+    """(B, T, H) -> (B, steps, H) by linear interpolation over time."""
+    if seq.shape[1] == steps:
+        return seq
+    return F.interpolate(seq.transpose(1, 2), size=steps, mode="linear", align_corners=True).transpose(1, 2)
+
+
+class Distiller(nn.Module):
+    """Base class. Subclasses set `name`, `description`, `defaults` and override `distill_losses`.
+
+    `forward_train` returns the student logits and a dict of named, already weighted loss
+    terms; the trainer minimises their sum. The student alone is used for inference.
+    """
+    name: ClassVar[str]
+    description: ClassVar[str]
+    defaults: ClassVar[dict] = {}
+    needs_teacher: ClassVar[bool] = True
+    two_stage: ClassVar[bool] = False   # checkpoint selection starts after the warm-up
+
+    def __init__(self, student: Classifier, teacher: TeacherDims | None, options: dict | None = None,
+                 warmup: int = 0):
+        super().__init__()
+        self.student = student
+        self.teacher_dims = teacher
+        self.options = self.resolve_options(options or {})
+        self.warmup = warmup if self.two_stage else 0
+
+    @classmethod
+    def resolve_options(cls, options: dict) -> dict:
+        out = dict(cls.defaults)
+        for key, value in options.items():
+            if key not in cls.defaults:
+                near = difflib.get_close_matches(key, list(cls.defaults), n=3, cutoff=0.5)
+                hint = f"did you mean {', '.join(near)}?" if near else f"known: {', '.join(cls.defaults) or 'none'}"
+                raise EarlykdError(f"unknown option '{key}' for method '{cls.name}' ({hint})")
+            default = cls.defaults[key]
+            if isinstance(default, (int, float)) and not isinstance(default, bool):
+                if not isinstance(value, (int, float)) or isinstance(value, bool):
+                    raise EarlykdError(f"method option '{key}' must be a number, got {value!r}")
+            out[key] = value
+        return out
+
+    def forward_train(self, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out = self.student(batch.x)
+        losses = {"ce": F.cross_entropy(out.logits, batch.y)}
+        losses.update(self.distill_losses(out, batch, epoch))
+        return out.logits, losses
+
+    def distill_losses(self, out, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
+        return {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference: the student alone."""
+        return self.student(x).logits
+
+
+METHODS: dict[str, type[Distiller]] = {}
+
+
+def register(cls: type[Distiller]) -> type[Distiller]:
+    METHODS[cls.name] = cls
+    return cls
+
+
+def method_class(name: str) -> type[Distiller]:
+    if name not in METHODS:
+        near = difflib.get_close_matches(name, list(METHODS), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(near)}?" if near else f"known: {', '.join(sorted(METHODS))}"
+        raise EarlykdError(f"unknown method '{name}' ({hint})")
+    return METHODS[name]
+
+
+def build_method(name: str, student: Classifier, teacher: TeacherDims | None, options: dict | None = None,
+                 warmup: int = 0) -> Distiller:
+    return method_class(name)(student, teacher, options, warmup)

@@ -1,0 +1,5 @@
+"""Classifiers with one interface: pooled feature, hidden sequence and logits."""
+from .base import ARCHITECTURES, Classifier, ModelOutput, build_model
+from . import conv, lstm  # noqa: F401  (register the architectures)
+
+__all__ = ["ARCHITECTURES", "Classifier", "ModelOutput", "build_model"]

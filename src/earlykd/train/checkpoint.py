@@ -1,0 +1,83 @@
+"""Checkpoints as safetensors: tensors plus JSON metadata; nothing is ever unpickled."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..errors import EarlykdError
+from ..models import Classifier, build_model
+
+FORMAT = "earlykd-checkpoint/1"
+
+
+def atomic_write(path: Path, writer) -> None:
+    """Write through a temporary file in the same folder, then rename over `path`."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        writer(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path: Path, data: dict) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2, default=str) + "\n"))
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    header = {"format": FORMAT, "meta": json.dumps(meta, default=str)}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
+
+
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise EarlykdError(f"checkpoint not found: {path}")
+    try:
+        from safetensors import safe_open
+        with safe_open(str(path), framework="pt") as fh:
+            header = fh.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise EarlykdError(f"{path}: corrupt or not a safetensors checkpoint ({str(exc).splitlines()[0][:80]})") from None
+    if header.get("format") != FORMAT:
+        raise EarlykdError(f"{path}: not an earlykd checkpoint (format {header.get('format')!r})")
+    return tensors, json.loads(header["meta"])
+
+
+def save_model(path: Path, model: Classifier, meta: dict, extra: dict[str, torch.Tensor] | None = None) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update(extra or {})
+    save_tensors(path, tensors, {**meta, "model": model.spec()})
+
+
+def model_from_tensors(tensors: dict, spec: dict, where: str, expect_arch: str | None = None) -> Classifier:
+    if expect_arch is not None and spec["arch"] != expect_arch:
+        raise EarlykdError(f"{where}: checkpoint holds a '{spec['arch']}' model, expected '{expect_arch}'")
+    model = build_model(spec["arch"], spec["in_channels"], spec["n_classes"], spec["layers"], spec["hidden"])
+    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise EarlykdError(f"{where}: weights do not fit a '{spec['arch']}' model ({first[:120]})") from None
+    return model
+
+
+def load_model(path: Path, expect_arch: str | None = None) -> tuple[Classifier, dict, dict]:
+    """-> (model in eval mode, metadata, all tensors)."""
+    tensors, meta = load_tensors(path)
+    if "model" not in meta:
+        raise EarlykdError(f"{path}: checkpoint has no model description")
+    model = model_from_tensors(tensors, meta["model"], str(path), expect_arch)
+    return model.eval(), meta, tensors

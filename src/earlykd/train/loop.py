@@ -1,0 +1,189 @@
+"""One training loop for teachers and students, with validation-only selection and resume."""
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..distill import Batch, Distiller, TeacherOutputs
+from .checkpoint import load_tensors, save_tensors
+
+
+@dataclass
+class Split:
+    x: torch.Tensor
+    y: torch.Tensor
+    teacher: TeacherOutputs | None = None
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class FitResult:
+    best_epoch: int | None
+    epochs_run: int
+    seconds_per_epoch: float
+    train_seconds: float
+    peak_memory_mb: float
+    history: list[dict] = field(default_factory=list)
+
+
+def batch_slices(order: np.ndarray, size: int) -> list[np.ndarray]:
+    """Mini-batches of `size`; a trailing batch of one joins the previous one (batch norm needs two)."""
+    parts = [order[i:i + size] for i in range(0, len(order), size)]
+    if len(parts) > 1 and len(parts[-1]) == 1:
+        parts[-2] = np.concatenate([parts[-2], parts.pop()])
+    return parts
+
+
+def _logits(out) -> torch.Tensor:
+    return out.logits if hasattr(out, "logits") else out
+
+
+@torch.no_grad()
+def predict_logits(model, x: torch.Tensor, chunk: int = 512) -> torch.Tensor:
+    """Logits in eval mode, in chunks; works for a Classifier and for a Distiller."""
+    was_training = model.training
+    model.eval()
+    out = torch.cat([_logits(model(x[i:i + chunk])) for i in range(0, len(x), chunk)])
+    model.train(was_training)
+    return out
+
+
+def _scheduler(opt, kind: str, epochs: int):
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    if kind == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, epochs // 3), gamma=0.1)
+    return None
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Trainer:
+    """Adam, per-epoch LR schedule, selection on validation only, early stopping, resume."""
+
+    def __init__(self, distiller: Distiller, cfg: dict, device: torch.device, state_path: Path | None = None,
+                 desc: str = ""):
+        self.model, self.cfg, self.device = distiller.to(device), cfg, device
+        self.state_path, self.desc = state_path, desc
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+        self.sched = _scheduler(self.opt, cfg["schedule"], cfg["epochs"])
+        self.rng = np.random.default_rng(cfg["seed"])
+        self.epoch, self.best_epoch, self.best_score, self.stale = 0, None, None, 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.history: list[dict] = []
+
+    # -- selection -------------------------------------------------------------------------
+    def _first_eligible(self) -> int:
+        return max(self.model.warmup, self.cfg.get("min_epochs") or 0)
+
+    def _score(self, val_loss: float, val_acc: float) -> tuple:
+        return (-val_acc, val_loss) if self.cfg["select"] == "acc_loss" else (val_loss,)
+
+    def _validate(self, val: Split) -> tuple[float, float]:
+        logits = predict_logits(self.model, val.x)
+        return F.cross_entropy(logits, val.y).item(), (logits.argmax(1) == val.y).float().mean().item()
+
+    # -- one epoch ---------------------------------------------------------------------------
+    def _train_epoch(self, train: Split) -> dict[str, float]:
+        self.model.train()
+        totals: dict[str, torch.Tensor] = {}
+        for idx in batch_slices(self.rng.permutation(len(train)), self.cfg["batch_size"]):
+            index = torch.from_numpy(idx).to(self.device)
+            teacher = train.teacher[index] if train.teacher is not None else None
+            _, losses = self.model.forward_train(Batch(train.x[index], train.y[index], teacher), self.epoch)
+            loss = sum(losses.values())
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            for name, value in losses.items():
+                totals[name] = totals.get(name, 0.0) + value.detach() * len(idx)
+        if self.sched is not None:
+            self.sched.step()
+        return {name: (value / len(train)).item() for name, value in totals.items()}
+
+    def fit(self, train: Split, val: Split) -> FitResult:
+        train = Split(train.x.to(self.device), train.y.to(self.device),
+                      train.teacher.to(self.device) if train.teacher is not None else None)
+        val = Split(val.x.to(self.device), val.y.to(self.device))
+        epochs, every = self.cfg["epochs"], self.cfg.get("checkpoint_every") or 0
+        start = time.perf_counter()
+        first = self.epoch
+        bar = tqdm(range(first, epochs), initial=first, total=epochs, desc=self.desc, leave=False,
+                   disable=not self.cfg.get("progress", True), unit="ep")
+        for self.epoch in bar:
+            row = {"epoch": self.epoch, **self._train_epoch(train)}
+            if len(val):
+                row["val_loss"], row["val_acc"] = self._validate(val)
+            self._select(row)
+            self.history.append(row)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k in ("ce", "val_loss", "val_acc")})
+            stop = self.cfg.get("patience") is not None and self.stale > self.cfg["patience"]
+            if self.state_path is not None and every and ((self.epoch + 1) % every == 0 or stop):
+                self.save_state(self.epoch + 1)
+            if stop:
+                break
+        bar.close()
+        seconds = time.perf_counter() - start
+        run_now = len(self.history) - first
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        return FitResult(self.best_epoch, len(self.history), seconds / max(1, run_now), seconds,
+                         _peak_memory_mb(self.device), self.history)
+
+    def _select(self, row: dict) -> None:
+        if self.epoch < self._first_eligible() and self.epoch < self.cfg["epochs"] - 1:
+            return
+        score = self._score(row["val_loss"], row["val_acc"]) if "val_loss" in row else (-self.epoch,)
+        if "val_loss" not in row or self.best_score is None or score < self.best_score:
+            self.best_score, self.best_epoch, self.stale = score, self.epoch, 0
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            self.stale += 1
+
+    # -- resume --------------------------------------------------------------------------------
+    def save_state(self, next_epoch: int) -> None:
+        tensors = {f"live.{k}": v for k, v in self.model.state_dict().items()}
+        if self.best_state is not None:
+            tensors.update({f"best.{k}": v for k, v in self.best_state.items()})
+        opt = self.opt.state_dict()
+        for pid, state in opt["state"].items():
+            for key, value in state.items():
+                tensors[f"optim.{pid}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+        tensors["rng.torch"] = torch.get_rng_state()
+        meta = {"next_epoch": next_epoch, "best_epoch": self.best_epoch, "best_score": self.best_score,
+                "stale": self.stale, "history": self.history, "param_groups": opt["param_groups"],
+                "sched": self.sched.state_dict() if self.sched else None,
+                "rng_numpy": self.rng.bit_generator.state}
+        save_tensors(self.state_path, tensors, meta)
+
+    def load_state(self, path: Path) -> None:
+        tensors, meta = load_tensors(path)
+        pick = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
+        self.model.load_state_dict(pick("live."))
+        best = pick("best.")
+        self.best_state = best or None
+        state: dict = {}
+        for key, value in pick("optim.").items():
+            pid, name = key.split(".", 1)
+            state.setdefault(int(pid), {})[name] = value.to(self.device) if name != "step" else value
+        self.opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        if self.sched and meta["sched"]:
+            self.sched.load_state_dict(meta["sched"])
+        torch.set_rng_state(tensors["rng.torch"])
+        self.rng.bit_generator.state = meta["rng_numpy"]
+        self.epoch = meta["next_epoch"]
+        self.best_epoch, self.stale, self.history = meta["best_epoch"], meta["stale"], meta["history"]
+        self.best_score = tuple(meta["best_score"]) if meta["best_score"] is not None else None
