@@ -76,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--full", action="store_true", help="rows are complete series; the student takes its own prefix")
     p.add_argument("--output", help="write the predictions as CSV here instead of printing")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    from .bench.cli import add_commands
+    add_commands(sub, COMMANDS)
     return ap
 
 
