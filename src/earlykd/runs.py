@@ -203,9 +203,9 @@ def train_teacher(cfg: dict, resume: bool = False) -> Run:
     check(cfg["method"]["name"] == "base", "a teacher is trained with method 'base'")
     model = {**cfg["model"], "arch": cfg["model"]["arch"] or "lstm"}
     cfg = {**cfg, "model": model, "prefix": {"earliness": 1.0, "mode": cfg["prefix"]["mode"], "channels": None}}
-    out = _open_run_dir(cfg["out"] or _default_out(cfg, "teacher"), resume)
     build_model(cfg["model"]["arch"], 1, 2, cfg["model"]["layers"], cfg["model"]["hidden"])  # fail fast
     data = load_prepared(cfg["data"])
+    out = _open_run_dir(cfg["out"] or _default_out(cfg, "teacher"), resume)
     splits = {s: Split(*data.split(s)) for s in ("train", "val", "test")}
     cfg = {**cfg, "out": str(out)}
     return _fit_and_save(cfg, "teacher", data, splits, None, out, resume)
@@ -219,15 +219,17 @@ def distill(cfg: dict, resume: bool = False) -> Run:
     check(t_record.get("kind") == "teacher", f"{teacher_dir}: is a {t_record.get('kind')} run, not a teacher")
     method_cls = method_class(cfg["method"]["name"])
     method_cls.resolve_options(cfg["method"]["options"])
-    model = cfg["model"] if cfg["model"]["arch"] else t_cfg["model"]
+    model = cfg["model"]
+    if model["arch"] is None:  # the teacher's architecture, with any explicit size kept
+        model = {k: t_cfg["model"][k] if v is None else v for k, v in model.items()}
     cfg = {**cfg, "data": t_cfg["data"], "model": model}
-    out = _open_run_dir(cfg["out"] or _default_out(cfg, "student"), resume)
     build_model(cfg["model"]["arch"], 1, 2, cfg["model"]["layers"], cfg["model"]["hidden"])  # fail fast
     data = load_prepared(cfg["data"])
     _, t_meta, _ = load_model(teacher_dir / MODEL_FILE)
     check(t_meta.get("data_fingerprint") == data.fingerprint(),
           f"{teacher_dir}: the teacher was trained on different data than {cfg['data']['name']} now gives")
     prefix_steps(cfg["prefix"]["earliness"], data.info["length"])
+    out = _open_run_dir(cfg["out"] or _default_out(cfg, "student"), resume)
     device = resolve_device(cfg["train"]["device"])
     outputs = teacher_outputs(teacher_dir, data, device)  # test logits serve fidelity for every method
     splits = {s: Split(_student_view(data.split(s)[0], cfg["prefix"]), data.split(s)[1],

@@ -22,6 +22,11 @@ class RawData:
     X_test: list[np.ndarray]
     y_test: np.ndarray
     source: str
+    where: tuple[str, str] = ("", "")  # how errors name the train and test files
+
+    def __post_init__(self):
+        if self.where == ("", ""):
+            self.where = (f"{self.name} train", f"{self.name} test")
 
 
 def aeon_data_dir() -> Path:
@@ -88,7 +93,7 @@ def _load_archive(name: str, root: str) -> RawData:
     X, y = _load_archive_split(folder, name, "TRAIN")
     Xt, yt = _load_archive_split(folder, name, "TEST")
     return RawData(name, _as_series_list(X), np.asarray(y).astype(str), _as_series_list(Xt),
-                   np.asarray(yt).astype(str), f"archive:{folder}")
+                   np.asarray(yt).astype(str), f"archive:{folder}", (f"{folder} {name}_TRAIN", f"{folder} {name}_TEST"))
 
 
 def _read_csv(path: Path, label_column) -> tuple[list[np.ndarray], np.ndarray | None]:
@@ -122,7 +127,6 @@ def _read_csv(path: Path, label_column) -> tuple[list[np.ndarray], np.ndarray | 
     else:
         labels = None
     series = []
-    offset = 2 if header is not None else 1
     for r, row in enumerate(frame.itertuples(index=False)):
         vals = []
         for c, cell in enumerate(row):
@@ -133,7 +137,7 @@ def _read_csv(path: Path, label_column) -> tuple[list[np.ndarray], np.ndarray | 
             try:
                 vals.append(float(cell))
             except ValueError:
-                raise EarlykdError(f"{path}: row {r + offset}, column {c + 1}: non-numeric value '{cell[:20]}'") from None
+                raise EarlykdError(f"{path}: row {r + 1}, column {c + 1}: non-numeric value '{cell[:20]}'") from None
         series.append(np.asarray(vals, dtype=np.float64)[None, :])
     return series, labels
 
@@ -180,7 +184,7 @@ def _load_files(train: str, test: str | None, label_column) -> RawData:
     check(test is not None, f"data.test_path is needed with a data file ({train}): the test split is never taken from train")
     X, y = read_array_file(train, label_column)
     Xt, yt = read_array_file(test, label_column)
-    return RawData(Path(train).stem, X, y, Xt, yt, f"files:{train},{test}")
+    return RawData(Path(train).stem, X, y, Xt, yt, f"files:{train},{test}", (str(train), str(test)))
 
 
 def is_file_source(name: str) -> bool:

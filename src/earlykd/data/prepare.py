@@ -91,34 +91,35 @@ def _clean_all(series: list[np.ndarray], what: str) -> list[np.ndarray]:
     return cleaned
 
 
-def _split(y: np.ndarray, fraction: float, seed: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def _split(y: np.ndarray, fraction: float, seed: int, n_classes: int, where: str) -> tuple[np.ndarray, np.ndarray]:
     index = np.arange(len(y))
     if fraction == 0:
         return index, index[:0]
     counts = np.bincount(y, minlength=n_classes)
     if counts.min() < 2:
-        raise EarlykdError(f"class with a single training sample (label index {int(counts.argmin())}): "
+        raise EarlykdError(f"{where}: a class has a single training sample: "
                            "a stratified validation split is impossible; use --val-fraction 0")
     n_val = max(n_classes, math.ceil(fraction * len(y)))
     check(len(y) - n_val >= n_classes,
-          f"{len(y)} training cases are too few for a {fraction:.0%} stratified validation split; use --val-fraction 0")
+          f"{where}: {len(y)} training cases are too few for a {fraction:.0%} stratified validation split; use --val-fraction 0")
     fit, val = train_test_split(index, test_size=n_val, stratify=y, random_state=seed)
     return np.sort(fit), np.sort(val)
 
 
 def prepare(raw: RawData, length: int = 100, val_fraction: float = 0.2, split_seed: int = 0) -> Prepared:
-    X = _clean_all(raw.X_train, f"{raw.name} train")
-    Xt = _clean_all(raw.X_test, f"{raw.name} test")
+    where_train, where_test = raw.where
+    X = _clean_all(raw.X_train, where_train)
+    Xt = _clean_all(raw.X_test, where_test)
     check(X[0].shape[0] == Xt[0].shape[0],
           f"{raw.name}: train has {X[0].shape[0]} channels but test has {Xt[0].shape[0]}")
     classes = sorted(set(raw.y_train.tolist()))
-    check(len(classes) >= 2, f"{raw.name}: training labels hold a single class ('{classes[0]}'); need at least 2")
+    check(len(classes) >= 2, f"{where_train}: training labels hold a single class ('{classes[0]}'); need at least 2")
     unseen = sorted(set(raw.y_test.tolist()) - set(classes))
-    check(not unseen, f"{raw.name}: test labels {unseen[:5]} do not occur in training")
+    check(not unseen, f"{where_test}: test labels {unseen[:5]} do not occur in training")
     code = {c: i for i, c in enumerate(classes)}
     y = np.array([code[c] for c in raw.y_train])
     yt = np.array([code[c] for c in raw.y_test])
-    fit, val = _split(y, val_fraction, split_seed, len(classes))
+    fit, val = _split(y, val_fraction, split_seed, len(classes), where_train)
     lengths = {s.shape[-1] for s in raw.X_train + raw.X_test}
     Xr, Xtr = resample(X, length), resample(Xt, length)
     mean = Xr[fit].mean(dim=(0, 2))

@@ -10,21 +10,28 @@ def _present(y: np.ndarray, n_classes: int) -> list[int]:
     return [k for k in range(n_classes) if 0 < (y == k).sum() < len(y)]
 
 
+def _macro(score, probs: np.ndarray, y: np.ndarray) -> float:
+    """Mean of a one-vs-rest score over the classes where it is defined (NaN if none is)."""
+    values = [score(y == k, probs[:, k]) for k in _present(y, probs.shape[1])]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _trapezoid_pr(positive: np.ndarray, scores: np.ndarray) -> float:
+    precision, recall, _ = precision_recall_curve(positive, scores)
+    return auc(recall, precision)
+
+
 def macro_auc_prc(probs: np.ndarray, y: np.ndarray) -> float:
     """Mean over classes of the trapezoid area under each one-vs-rest PR curve (binary: both columns)."""
-    areas = []
-    for k in _present(y, probs.shape[1]):
-        precision, recall, _ = precision_recall_curve(y == k, probs[:, k])
-        areas.append(auc(recall, precision))
-    return float(np.mean(areas))
+    return _macro(_trapezoid_pr, probs, y)
 
 
 def macro_average_precision(probs: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean([average_precision_score(y == k, probs[:, k]) for k in _present(y, probs.shape[1])]))
+    return _macro(average_precision_score, probs, y)
 
 
 def macro_roc_auc(probs: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean([roc_auc_score(y == k, probs[:, k]) for k in _present(y, probs.shape[1])]))
+    return _macro(roc_auc_score, probs, y)
 
 
 def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..distill import Batch, Distiller, TeacherOutputs
+from ..errors import EarlykdError
 from .checkpoint import load_tensors, save_tensors
 
 
@@ -39,7 +40,8 @@ def batch_slices(order: np.ndarray, size: int) -> list[np.ndarray]:
     """Mini-batches of `size`; a trailing batch of one joins the previous one (batch norm needs two)."""
     parts = [order[i:i + size] for i in range(0, len(order), size)]
     if len(parts) > 1 and len(parts[-1]) == 1:
-        parts[-2] = np.concatenate([parts[-2], parts.pop()])
+        last = parts.pop()
+        parts[-1] = np.concatenate([parts[-1], last])
     return parts
 
 
@@ -163,7 +165,7 @@ class Trainer:
             for key, value in state.items():
                 tensors[f"optim.{pid}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
         tensors["rng.torch"] = torch.get_rng_state()
-        meta = {"next_epoch": next_epoch, "best_epoch": self.best_epoch, "best_score": self.best_score,
+        meta = {"model": self.model.student.spec(), "method": self.model.name, "next_epoch": next_epoch, "best_epoch": self.best_epoch, "best_score": self.best_score,
                 "stale": self.stale, "history": self.history, "param_groups": opt["param_groups"],
                 "sched": self.sched.state_dict() if self.sched else None,
                 "rng_numpy": self.rng.bit_generator.state}
@@ -171,6 +173,10 @@ class Trainer:
 
     def load_state(self, path: Path) -> None:
         tensors, meta = load_tensors(path)
+        saved, wanted = meta.get("model", {}), self.model.student.spec()
+        if saved != wanted or meta.get("method") != self.model.name:
+            raise EarlykdError(f"{path}: holds a '{saved.get('arch')}' {meta.get('method')} run "
+                               f"({saved}), the config asks for '{wanted['arch']}' {self.model.name} ({wanted})")
         pick = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
         self.model.load_state_dict(pick("live."))
         best = pick("best.")

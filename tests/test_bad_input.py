@@ -1,0 +1,157 @@
+"""Every bad input: exit code 2, one line naming the problem, no traceback, nothing overwritten."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import TINY, assert_clean_error, run_cli
+
+KD = ["--method", "kd", "--epochs", "1", "--no-progress"]
+
+
+def write_csv(path, rows):
+    path.write_text("".join(",".join(str(v) for v in row) + "\n" for row in rows))
+    return path
+
+
+@pytest.fixture
+def good_csv(tmp_path):
+    rows = [[label] + list(np.round(np.random.default_rng(i).normal(size=8), 3)) for i, label in
+            enumerate(["a", "b"] * 6)]
+    return write_csv(tmp_path / "good.csv", rows)
+
+
+def teacher_args(tmp_path, data, *extra):
+    return ["teacher", "--data", data, *extra, "--epochs", "1", "--no-progress", "--out", tmp_path / "out"]
+
+
+@pytest.mark.parametrize("rows,needles", [
+    ([["a", 1, 2, "x7"], ["b", 1, 2, 3]], ["row 1", "column 3", "non-numeric", "x7"]),
+    ([["a", 1, 2, 3], ["b", "nan", "", "nan"]], ["row 2", "all NaN"]),
+    ([["a", 1, "inf", 3], ["b", 1, 2, 3]], ["row 1", "infinite"]),
+    ([["a", 1, 2, 3], ["a", 4, 5, 6], ["a", 7, 8, 9]], ["single class"]),
+    ([["a", 1, 2, 3], ["a", 4, 5, 6], ["a", 7, 8, 9], ["b", 1, 1, 1]], ["single training sample", "--val-fraction 0"]),
+])
+def test_bad_csv_contents(tmp_path, capsys, good_csv, rows, needles):
+    bad = write_csv(tmp_path / "bad.csv", rows)
+    code, _, err = run_cli(capsys, *teacher_args(tmp_path, bad, "--test-path", good_csv))
+    assert_clean_error(code, err, str(bad), *needles)
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_dataset(tmp_path, capsys):
+    code, _, err = run_cli(capsys, *teacher_args(tmp_path, "GunPiont"))
+    assert_clean_error(code, err, "unknown dataset 'GunPiont'", "did you mean GunPoint")
+
+
+def test_missing_and_empty_files(tmp_path, capsys, good_csv):
+    code, _, err = run_cli(capsys, *teacher_args(tmp_path, tmp_path / "nope.csv", "--test-path", good_csv))
+    assert_clean_error(code, err, "file not found", "nope.csv")
+    (tmp_path / "empty.csv").write_text("")
+    code, _, err = run_cli(capsys, *teacher_args(tmp_path, tmp_path / "empty.csv", "--test-path", good_csv))
+    assert_clean_error(code, err, "empty.csv", "empty")
+
+
+def test_channel_mismatch(tmp_path, capsys):
+    y = np.array(["a", "b"] * 5)
+    np.savez(tmp_path / "tr.npz", X=np.random.default_rng(0).normal(size=(10, 2, 9)), y=y)
+    np.savez(tmp_path / "te.npz", X=np.random.default_rng(1).normal(size=(10, 3, 9)), y=y)
+    code, _, err = run_cli(capsys, *teacher_args(tmp_path, tmp_path / "tr.npz", "--test-path", tmp_path / "te.npz"))
+    assert_clean_error(code, err, "train has 2 channels but test has 3")
+
+
+@pytest.mark.parametrize("earliness,needle", [("0", "(0, 1]"), ("-0.2", "(0, 1]"), ("1.5", "(0, 1]"),
+                                              ("0.001", "empty prefix")])
+def test_bad_earliness(teacher_dir, tmp_path, capsys, earliness, needle):
+    code, _, err = run_cli(capsys, "distill", "--teacher", teacher_dir, *KD, "--earliness", earliness,
+                           "--out", tmp_path / "s")
+    assert_clean_error(code, err, "earliness", needle)
+    assert not (tmp_path / "s").exists()
+
+
+def test_unknown_method_and_architecture(teacher_dir, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "distill", "--teacher", teacher_dir, "--method", "kdd", "--out", tmp_path / "s")
+    assert_clean_error(code, err, "unknown method 'kdd'", "did you mean")
+    code, _, err = run_cli(capsys, "teacher", *TINY, "--arch", "transformer", "--out", tmp_path / "t")
+    assert_clean_error(code, err, "unknown architecture 'transformer'", "lstm")
+    code, _, err = run_cli(capsys, "distill", "--teacher", teacher_dir, *KD, "--option", "temprature=3",
+                           "--out", tmp_path / "s")
+    assert_clean_error(code, err, "unknown option 'temprature'", "temperature")
+
+
+def test_config_errors(tmp_path, capsys):
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("train:\n  epochs: [1, 2\n")
+    code, _, err = run_cli(capsys, "teacher", *TINY, "--config", bad_yaml, "--out", tmp_path / "t")
+    assert_clean_error(code, err, "bad.yaml", "YAML syntax error", "line")
+    code, _, err = run_cli(capsys, "teacher", *TINY, "--set", "train.epoch=3", "--out", tmp_path / "t")
+    assert_clean_error(code, err, "unknown config key 'train.epoch'", "train.epochs")
+    unknown_file = tmp_path / "u.yaml"
+    unknown_file.write_text("trian: {epochs: 3}\n")
+    code, _, err = run_cli(capsys, "teacher", *TINY, "--config", unknown_file, "--out", tmp_path / "t")
+    assert_clean_error(code, err, "unknown config key 'trian'", "train")
+    for option, value in (("--epochs", "0"), ("--epochs", "-3"), ("--batch-size", "0"), ("--batch-size", "-1")):
+        code, _, err = run_cli(capsys, "teacher", *TINY, option, value, "--out", tmp_path / "t")
+        assert_clean_error(code, err, "must be a positive integer")
+    assert not (tmp_path / "t").exists()
+
+
+def test_corrupt_and_foreign_checkpoints(teacher_dir, tmp_path, capsys):
+    import shutil
+    broken = tmp_path / "broken"
+    shutil.copytree(teacher_dir, broken)
+    (broken / "model.safetensors").write_bytes(b"not a checkpoint at all")
+    code, _, err = run_cli(capsys, "evaluate", broken)
+    assert_clean_error(code, err, "model.safetensors", "corrupt")
+    code, _, err = run_cli(capsys, "distill", "--teacher", broken, *KD, "--out", tmp_path / "s")
+    assert_clean_error(code, err, "corrupt")
+    # a checkpoint whose weights belong to another architecture than it claims
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    with safe_open(str(teacher_dir / "model.safetensors"), "pt") as fh:
+        meta, tensors = fh.metadata(), {k: fh.get_tensor(k) for k in fh.keys()}
+    inner = json.loads(meta["meta"])
+    inner["model"]["arch"] = "fcn"
+    save_file(tensors, str(broken / "model.safetensors"), metadata={**meta, "meta": json.dumps(inner)})
+    code, _, err = run_cli(capsys, "evaluate", broken)
+    assert_clean_error(code, err, "do not fit a 'fcn' model")
+
+
+def test_resume_with_another_architecture(tmp_path, capsys, monkeypatch):
+    from earlykd.train.loop import Trainer
+    real = Trainer._train_epoch
+
+    def stop_at_two(self, train):
+        if self.epoch == 2:
+            raise KeyboardInterrupt
+        return real(self, train)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", stop_at_two)
+    code, _, err = run_cli(capsys, "teacher", *TINY, "--out", tmp_path / "t")
+    assert code == 130 and "--resume" in err
+    monkeypatch.setattr(Trainer, "_train_epoch", real)
+    code, _, err = run_cli(capsys, "teacher", *TINY, "--arch", "fcn", "--resume", "--out", tmp_path / "t")
+    assert_clean_error(code, err, "last.safetensors", "'lstm'", "'fcn'")
+
+
+def test_predict_wrong_channels(student_dir, tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.zeros((3, 2, 16)))
+    (tmp_path / "pred.csv").write_text("earlier result\n")
+    code, _, err = run_cli(capsys, "predict", student_dir, "--input", tmp_path / "x.npy",
+                           "--output", tmp_path / "pred.csv")
+    assert_clean_error(code, err, "x.npy", "row 1", "2 channel(s)", "expects 1")
+    assert (tmp_path / "pred.csv").read_text() == "earlier result\n"
+
+
+def test_output_directory_not_writable(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = run_cli(capsys, "teacher", *TINY, "--out", blocker / "run")
+    assert_clean_error(code, err, "not writable", str(blocker / "run"))
+
+
+def test_finished_run_is_never_overwritten(teacher_dir, capsys):
+    before = {p.name: p.read_bytes() for p in teacher_dir.iterdir() if p.is_file()}
+    code, _, err = run_cli(capsys, "teacher", *TINY, "--epochs", "1", "--out", teacher_dir)
+    assert_clean_error(code, err, "already holds a finished run")
+    assert {p.name: p.read_bytes() for p in teacher_dir.iterdir() if p.is_file()} == before

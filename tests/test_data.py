@@ -1,0 +1,117 @@
+"""Data path: loaders, cleaning, resampling, split, standardisation and prefixes."""
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from earlykd.data import bundled_datasets, load_raw, prepare
+from earlykd.data.load import aeon_data_dir, read_array_file
+from earlykd.data.prepare import clean_series, resample
+from earlykd.errors import EarlykdError
+from earlykd.prefix import make_prefix, prefix_steps
+
+
+def test_bundled_classification_datasets_found_offline():
+    names = bundled_datasets()
+    for name in ("GunPoint", "ArrowHead", "ItalyPowerDemand", "OSULeaf", "ACSF1", "BasicMotions",
+                 "JapaneseVowels", "PickupGestureWiimoteZ", "UnitTest"):
+        assert name in names
+    assert "Airline" not in names  # a forecasting series, not a classification dataset
+
+
+def test_gunpoint_prepared():
+    data = prepare(load_raw({"name": "GunPoint"}), length=100, val_fraction=0.2, split_seed=0)
+    assert data.X_train.shape == (40, 1, 100) and data.X_val.shape == (10, 1, 100)
+    assert data.X_test.shape == (150, 1, 100) and data.classes == ["1", "2"]
+    assert data.source_length == 150
+    # standardised with the fit split's statistics only
+    assert data.X_train.mean().abs() < 1e-5 and (data.X_train.std() - 1).abs() < 0.02
+    assert data.X_test.mean().abs() > 1e-4
+    # stratified: both classes in validation
+    assert set(data.y_val.tolist()) == {0, 1}
+
+
+def test_unequal_lengths_resampled():
+    data = prepare(load_raw({"name": "JapaneseVowels"}), length=50)
+    assert data.X_train.shape[1:] == (12, 50) and data.source_length is None
+
+
+def test_split_is_seeded():
+    raw = load_raw({"name": "GunPoint"})
+    a, b, c = (prepare(raw, 100, 0.2, s) for s in (0, 0, 1))
+    assert torch.equal(a.y_val, b.y_val) and torch.equal(a.X_val, b.X_val)
+    assert not torch.equal(a.X_val, c.X_val)
+
+
+def test_clean_series_interpolates_and_trims():
+    x = np.array([[1.0, np.nan, 3.0, 4.0, np.nan, np.nan]])
+    out = clean_series(x, "row 1")
+    assert out.tolist() == [[1.0, 2.0, 3.0, 4.0]]
+    with pytest.raises(EarlykdError, match="row 3: series is all NaN"):
+        clean_series(np.full((1, 5), np.nan), "row 3")
+    with pytest.raises(EarlykdError, match="infinite"):
+        clean_series(np.array([[1.0, np.inf]]), "row 1")
+
+
+def test_resample_keeps_end_points():
+    x = [np.array([[0.0, 10.0]]), np.array([[0.0, 5.0, 10.0]])]
+    out = resample(x, 5)
+    assert torch.allclose(out[:, 0], torch.tensor([[0, 2.5, 5, 7.5, 10]] * 2, dtype=torch.float32))
+
+
+@pytest.mark.parametrize("e,steps", [(0.2, 20), (0.25, 25), (0.333, 34), (1.0, 100), (0.01, 1)])
+def test_prefix_steps_ceil(e, steps):
+    assert prefix_steps(e, 100) == steps
+
+
+def test_prefix_modes():
+    x = torch.arange(10.0).reshape(1, 1, 10)
+    assert make_prefix(x, 0.3, "truncate").tolist() == [[[0.0, 1.0, 2.0]]]
+    stretched = make_prefix(x, 0.3, "stretch")
+    assert stretched.shape == (1, 1, 10)
+    assert stretched[0, 0, 0] == 0 and stretched[0, 0, -1] == 2  # first 3 steps spread over 10
+    assert torch.equal(make_prefix(x, 1.0, "stretch"), x)
+    multi = torch.randn(2, 4, 10)
+    assert torch.equal(make_prefix(multi, 1.0, "truncate", channels=[0, 2]), multi[:, [0, 2]])
+
+
+@pytest.mark.parametrize("e", [0.0, -0.1, 1.5, 0.005])
+def test_prefix_rejects_bad_earliness(e):
+    with pytest.raises(EarlykdError, match="earliness"):
+        make_prefix(torch.zeros(1, 1, 100), e)
+
+
+@pytest.mark.parametrize("suffix", [".ts", ".tsv", ".arff"])
+def test_archive_loaders(tmp_path, suffix):
+    src = aeon_data_dir() / "GunPoint"
+    folder = tmp_path / "GunPoint"
+    folder.mkdir()
+    shutil.copy(src / f"GunPoint_TRAIN{suffix}", folder)
+    shutil.copy(src / "GunPoint_TEST.ts", folder)
+    raw = load_raw({"name": "GunPoint", "archive": str(tmp_path)})
+    assert len(raw.X_train) == 50 and raw.X_train[0].shape == (1, 150) and len(raw.X_test) == 150
+
+
+def test_user_csv_and_npz(tmp_path):
+    csv = tmp_path / "train.csv"
+    csv.write_text("label,t0,t1,t2\na,1,2,3\nb,4,,6\na,7,8,9\n")
+    series, labels = read_array_file(csv, "label")
+    assert labels.tolist() == ["a", "b", "a"]
+    np.testing.assert_array_equal(series[1], [[4.0, np.nan, 6.0]])
+    npz = tmp_path / "d.npz"
+    np.savez(npz, X=np.zeros((4, 2, 7)), y=np.array(["x", "y", "x", "y"]))
+    series, labels = read_array_file(npz)
+    assert len(series) == 4 and series[0].shape == (2, 7) and labels.tolist() == ["x", "y", "x", "y"]
+
+
+def test_user_files_end_to_end(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 30), ("test", 12)):
+        X = rng.normal(size=(n, 40))
+        y = np.array(["up", "down"] * (n // 2))
+        X[y == "up"] += np.linspace(0, 2, 40)
+        np.savez(tmp_path / f"{split}.npz", X=X, y=y)
+    raw = load_raw({"name": str(tmp_path / "train.npz"), "test_path": str(tmp_path / "test.npz")})
+    data = prepare(raw, length=20, val_fraction=0.2)
+    assert data.classes == ["down", "up"] and data.X_train.shape == (24, 1, 20) and data.X_test.shape == (12, 1, 20)

@@ -1,0 +1,153 @@
+"""Trainer: determinism, validation-only selection (leakage), warm-up, early stopping, resume, checkpoints."""
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from earlykd import api, runs
+from earlykd.errors import EarlykdError
+from earlykd.train import batch_slices, load_model
+from earlykd.train.loop import Trainer
+
+TINY = dict(data="UnitTest", length=32, layers=1, hidden=8, epochs=4, batch_size=8, progress=False)
+
+
+def weights(run_dir):
+    model, _, _ = load_model(run_dir / runs.MODEL_FILE)
+    return model.state_dict()
+
+
+def same_weights(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_batch_slices_fold_a_trailing_one():
+    parts = batch_slices(np.arange(17), 8)
+    assert [len(p) for p in parts] == [8, 9]
+    assert sorted(np.concatenate(parts).tolist()) == list(range(17))
+    assert [len(p) for p in batch_slices(np.arange(16), 8)] == [8, 8]
+
+
+def test_last_batch_of_one_with_batch_norm(tmp_path):
+    # UnitTest: 16 fit cases; batches of 15 leave one case over, which joins the previous batch
+    run = api.train_teacher(**{**TINY, "arch": "fcn", "batch_size": 15}, out=tmp_path / "t")
+    assert np.isfinite(run.record["history"][-1]["ce"])
+
+
+def test_same_seed_same_numbers(tmp_path):
+    a = api.train_teacher(**TINY, out=tmp_path / "a")
+    b = api.train_teacher(**TINY, out=tmp_path / "b")
+    c = api.train_teacher(**TINY, seed=1, out=tmp_path / "c")
+    assert a.metrics == b.metrics and a.record["history"] == b.record["history"]
+    assert same_weights(weights(a.path), weights(b.path))
+    assert not same_weights(weights(a.path), weights(c.path))
+    sa = api.distill(a.path, method="kd", earliness=0.5, epochs=3, progress=False, out=tmp_path / "sa")
+    sb = api.distill(b.path, method="kd", earliness=0.5, epochs=3, progress=False, out=tmp_path / "sb")
+    assert sa.metrics == sb.metrics
+
+
+def test_shuffled_test_labels_change_no_selection(tmp_path, monkeypatch):
+    """The test split never reaches training or selection: permuting its labels changes no checkpoint."""
+    clean_t = api.train_teacher(**TINY, out=tmp_path / "clean_t")
+    clean_s = api.distill(clean_t.path, method="fitnets", earliness=0.5, epochs=4, warmup=2, progress=False,
+                          out=tmp_path / "clean_s")
+    real_load = runs.load_raw
+
+    def shuffled(cfg):
+        raw = real_load(cfg)
+        raw.y_test = np.random.default_rng(0).permutation(raw.y_test)
+        return raw
+
+    monkeypatch.setattr(runs, "load_raw", shuffled)
+    shuf_t = api.train_teacher(**TINY, out=tmp_path / "shuf_t")
+    shuf_s = api.distill(shuf_t.path, method="fitnets", earliness=0.5, epochs=4, warmup=2, progress=False,
+                         out=tmp_path / "shuf_s")
+    for clean, shuf in ((clean_t, shuf_t), (clean_s, shuf_s)):
+        assert clean.record["best_epoch"] == shuf.record["best_epoch"]
+        assert clean.record["history"] == shuf.record["history"]
+        assert same_weights(weights(clean.path), weights(shuf.path))
+    assert clean_t.metrics != shuf_t.metrics  # the test metrics did see the shuffled labels
+
+
+class Scripted(Trainer):
+    """A trainer whose validation scores follow a script, to test selection rules."""
+    script: list = []
+
+    def _validate(self, val):
+        return self.script[self.epoch], 0.5
+
+
+def _scripted_fit(method, script, **train):
+    from earlykd.distill import build_method
+    from earlykd.models import build_model
+    from earlykd.train import Split
+    cfg = {"epochs": len(script), "batch_size": 4, "lr": 1e-3, "weight_decay": 0.0, "schedule": "constant",
+           "select": "loss", "seed": 0, "min_epochs": 0, "patience": None, "progress": False, **train}
+    student = build_model("fcn", 1, 2, 1, 4)
+    teacher_dims = None
+    if method != "base":
+        from earlykd.distill import TeacherDims
+        teacher_dims = TeacherDims(2, 4, 4, 8)
+    distiller = build_method(method, student, teacher_dims, warmup=train.get("warmup", 0))
+    Scripted.script = script
+    x, y = torch.randn(8, 1, 8), torch.arange(8) % 2
+    from earlykd.distill import TeacherOutputs
+    teacher = TeacherOutputs(torch.randn(8, 2), torch.randn(8, 4), torch.randn(8, 8, 4)) if teacher_dims else None
+    return Scripted(distiller, cfg, torch.device("cpu")).fit(Split(x, y, teacher), Split(x[:4], y[:4]))
+
+
+def test_selection_waits_for_warmup():
+    result = _scripted_fit("fitnets", [0.1, 0.2, 0.9, 0.8, 0.7], warmup=2)
+    assert result.best_epoch == 4  # epochs 0-1 had lower loss but belong to the warm-up
+
+
+def test_min_epochs_and_early_stopping():
+    result = _scripted_fit("base", [0.5, 0.4, 0.3, 0.35, 0.36, 0.37, 0.1, 0.1], patience=2)
+    assert result.best_epoch == 2 and result.epochs_run == 6
+    result = _scripted_fit("base", [0.1, 0.4, 0.3, 0.35], min_epochs=2)
+    assert result.best_epoch == 2
+
+
+def test_resume_after_interruption_matches_uninterrupted(tmp_path, monkeypatch):
+    full = api.train_teacher(**{**TINY, "epochs": 6}, out=tmp_path / "full")
+    real_epoch = Trainer._train_epoch
+
+    def interrupted(self, train):
+        if self.epoch == 3:
+            raise KeyboardInterrupt
+        return real_epoch(self, train)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        api.train_teacher(**{**TINY, "epochs": 6}, out=tmp_path / "cut")
+    assert (tmp_path / "cut" / runs.STATE_FILE).exists() and not (tmp_path / "cut" / runs.RUN_FILE).exists()
+    with pytest.raises(EarlykdError, match="--resume"):
+        api.train_teacher(**{**TINY, "epochs": 6}, out=tmp_path / "cut")
+    monkeypatch.setattr(Trainer, "_train_epoch", real_epoch)
+    resumed = api.train_teacher(**{**TINY, "epochs": 6}, out=tmp_path / "cut", resume=True)
+    assert resumed.record["history"] == full.record["history"]
+    assert resumed.metrics == full.metrics
+    assert same_weights(weights(full.path), weights(resumed.path))
+
+
+def test_checkpoint_errors(tmp_path, teacher_dir):
+    bad = tmp_path / "corrupt.safetensors"
+    bad.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(EarlykdError, match="corrupt"):
+        load_model(bad)
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, str(foreign))
+    with pytest.raises(EarlykdError, match="not an earlykd checkpoint"):
+        load_model(foreign)
+    pickled = tmp_path / "pickled.safetensors"
+    torch.save({"w": torch.zeros(2)}, pickled)
+    with pytest.raises(EarlykdError, match="corrupt"):
+        load_model(pickled)
+    with pytest.raises(EarlykdError, match="holds a 'lstm' model, expected 'fcn'"):
+        load_model(teacher_dir / runs.MODEL_FILE, expect_arch="fcn")
+
+
+def test_checkpoint_carries_architecture_and_labels(teacher_dir):
+    model, meta, tensors = load_model(teacher_dir / runs.MODEL_FILE)
+    assert meta["model"]["arch"] == "lstm" and meta["classes"] == ["1", "2"]
+    assert meta["kind"] == "teacher" and "data.mean" in tensors
