@@ -59,9 +59,13 @@ def test_shuffled_test_labels_change_no_selection(tmp_path, monkeypatch):
         return raw
 
     monkeypatch.setattr(runs, "load_raw", shuffled)
-    shuf_t = api.train_teacher(**TINY, out=tmp_path / "shuf_t")
-    shuf_s = api.distill(shuf_t.path, method="fitnets", earliness=0.5, epochs=4, warmup=2, progress=False,
-                         out=tmp_path / "shuf_s")
+    runs._prepared.cache_clear()
+    try:
+        shuf_t = api.train_teacher(**TINY, out=tmp_path / "shuf_t")
+        shuf_s = api.distill(shuf_t.path, method="fitnets", earliness=0.5, epochs=4, warmup=2, progress=False,
+                             out=tmp_path / "shuf_s")
+    finally:
+        runs._prepared.cache_clear()
     for clean, shuf in ((clean_t, shuf_t), (clean_s, shuf_s)):
         assert clean.record["best_epoch"] == shuf.record["best_epoch"]
         assert clean.record["history"] == shuf.record["history"]

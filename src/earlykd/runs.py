@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +55,18 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_prepared(data_cfg: dict) -> Prepared:
-    return prepare(load_raw(data_cfg), data_cfg["length"], data_cfg["val_fraction"], data_cfg["split_seed"])
+    """Prepared tensors for a data config; kept in memory, since a sweep reuses them run after run
+    (user files are keyed by their modification time too)."""
+    files = [str(data_cfg[k]) for k in ("name", "test_path") if data_cfg.get(k) and Path(str(data_cfg[k])).is_file()]
+    stamp = [Path(f).stat().st_mtime_ns for f in files]
+    return _prepared(json.dumps({**data_cfg, "_stamp": stamp}, sort_keys=True, default=str))
+
+
+@lru_cache(maxsize=8)
+def _prepared(key: str) -> Prepared:
+    cfg = json.loads(key)
+    cfg.pop("_stamp")
+    return prepare(load_raw(cfg), cfg["length"], cfg["val_fraction"], cfg["split_seed"])
 
 
 # -- run directories ---------------------------------------------------------------------------
@@ -92,7 +105,6 @@ def read_run(path: str | Path) -> tuple[dict, dict]:
     path = Path(path)
     check(path.is_dir(), f"run directory not found: {path}")
     check((path / RUN_FILE).is_file(), f"{path}: not a finished earlykd run (no {RUN_FILE})")
-    import json
     try:
         record = json.loads((path / RUN_FILE).read_text())
         cfg = yaml.safe_load((path / "config.yaml").read_text())
