@@ -183,7 +183,8 @@ def _fit_and_save(cfg: dict, kind: str, data: Prepared, splits: dict[str, Split]
         "kind": kind, "status": "finished", "dataset": data.name, "method": method_cls.name,
         "earliness": cfg["prefix"]["earliness"], "prefix_mode": cfg["prefix"]["mode"], "seed": train_cfg["seed"],
         "student_arch": m["arch"], "teacher_arch": (teacher_info or {}).get("arch", m["arch"]),
-        "teacher_id": (teacher_info or {}).get("id"), "config_hash": config_hash(cfg), "version": __version__,
+        "teacher_id": (teacher_info or {}).get("id"), "version": __version__,
+        "config_hash": config_hash({**cfg, "teacher": (teacher_info or {}).get("id")}),  # not the teacher's path
         "versions": versions(), "device": str(device), "threads": torch.get_num_threads(),
         "data": data.info, "warmup": train_cfg["warmup"], "best_epoch": fit.best_epoch, "epochs": fit.epochs_run,
         "train_seconds": round(fit.train_seconds, 3), "seconds_per_epoch": round(fit.seconds_per_epoch, 4),

@@ -1,5 +1,98 @@
 """CLI subcommands of the benchmark harness (bench, report)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import EarlykdError
+
+LIST = "space- or comma-separated; default: the suite's"
 
 
 def add_commands(sub, commands: dict) -> None:
     """Add subparsers to `sub` and their handlers to `commands` (name -> function(args))."""
+    p = sub.add_parser("bench", help="run a benchmark suite (resumable; results in SQLite)",
+                       description="Expand a suite into teacher and student runs and run those not yet stored. "
+                       "Re-running the same command skips finished runs and resumes interrupted ones.")
+    p.add_argument("--suite", required=True, help="smoke, quick or paper (see protocol.md)")
+    p.add_argument("--datasets", nargs="+", help=LIST)
+    p.add_argument("--methods", nargs="+", help=LIST)
+    p.add_argument("--earliness", nargs="+", help=LIST)
+    p.add_argument("--seeds", nargs="+", help=LIST)
+    p.add_argument("--archive", help="root of a local UCR/UEA archive (the paper suite takes all its datasets)")
+    p.add_argument("--out", help="sweep directory (default benchmarks/results/<suite>)")
+    p.add_argument("--db", help="results database (default <out>/results.db)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every run, e.g. train.epochs=5")
+    p.add_argument("--executor", default="local", help="local (default) or ray")
+    p.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
+    p.add_argument("--workers", type=int, help="parallel jobs (default 1; 0 = in this process)")
+    p.add_argument("--threads", type=int, help="torch threads per job (default cores // workers)")
+    p.add_argument("--gpus", type=float, default=0, help="GPUs per Ray task (default 0)")
+    p.add_argument("--dry-run", action="store_true", help="list the jobs and exit")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    p = sub.add_parser("report", help="tables (md/csv/tex), plots and one HTML file from a sweep directory")
+    p.add_argument("dir", help="sweep directory (holding results.db)")
+    p.add_argument("--db", help="results database (default <dir>/results.db)")
+    p.add_argument("--out", help="where to write (default: the sweep directory)")
+    commands.update(bench=cmd_bench, report=cmd_report)
+
+
+def _list(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+def writable_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise EarlykdError(f"output directory {path} is not writable ({exc.strerror})") from None
+    return path
+
+
+def cmd_bench(a: argparse.Namespace) -> None:
+    from .executors import make_executor
+    from .grid import expand
+    from .store import Store
+    from .suites import get_suite
+    from .sweep import run_sweep
+    suite = get_suite(a.suite)
+    jobs = expand(suite, _list(a.datasets), _list(a.methods), _list(a.earliness), _list(a.seeds), a.archive, a.set)
+    root = Path(a.out or Path("benchmarks") / "results" / suite.name)
+    if a.dry_run:
+        for job in jobs:
+            print(f"{job.kind:8s} {job.name}" + (f"  grid {job.grid}" if job.grid else ""))
+        print(f"{len(jobs)} jobs ({sum(j.kind == 'teacher' for j in jobs)} teachers) -> {root}")
+        return
+    writable_dir(root)
+    executor = make_executor(a.executor, a.workers, a.threads, a.address, a.gpus)
+    try:
+        store = Store(a.db or root / "results.db")
+        try:
+            counts = run_sweep(jobs, store, executor, root, progress=a.progress)
+        finally:
+            store.close()
+    except KeyboardInterrupt:
+        print("earlykd: interrupted; re-run the same command to continue the sweep", file=sys.stderr)
+        raise SystemExit(130) from None
+    finally:
+        executor.close()
+    print(f"{counts['total']} runs: {counts['ran']} trained, {counts['ingested']} recovered from run directories, "
+          f"{counts['stored']} already stored ({store.path})")
+    print(f"report: earlykd report {root}")
+
+
+def cmd_report(a: argparse.Namespace) -> None:
+    from ..report.html import write_report
+    root = Path(a.dir)
+    if not root.is_dir():
+        raise EarlykdError(f"sweep directory not found: {root}")
+    out = writable_dir(Path(a.out) if a.out else root)
+    written = write_report(Path(a.db) if a.db else root / "results.db", out)
+    print(f"written: {len(written)} files in {out}, open {out / 'report.html'}")

@@ -1,0 +1,134 @@
+"""Expand a suite into jobs: one teacher per dataset, then students that depend on it."""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import config_hash, merge, resolve
+from ..errors import EarlykdError, check
+from .suites import PAPER_BUNDLED, Suite
+
+
+@dataclass
+class Job:
+    kind: str                 # teacher | student
+    dataset: str
+    method: str               # 'teacher' for teacher jobs
+    earliness: float
+    prefix_mode: str
+    seed: int
+    cfg: dict                 # resolved config of one run; the sweep fills in out and teacher
+    job_hash: str             # settings that change results (no paths, threads or devices)
+    name: str                 # run directory under DIR/runs
+    teacher: str | None = None  # the teacher job's name (students)
+    suite: str = ""
+    grid: dict = field(default_factory=dict)  # option -> values, chosen by validation loss
+
+    @property
+    def key(self) -> tuple:
+        return (self.dataset, self.method, self.earliness, self.prefix_mode, self.seed, self.job_hash)
+
+    def points(self) -> list[tuple[str, dict]]:
+        """(sub-directory, method options) for each grid point; ('', options) without a grid."""
+        base = self.cfg["method"]["options"]
+        if not self.grid:
+            return [("", base)]
+        names = sorted(self.grid)
+        return [("_".join(f"{n}-{v}" for n, v in zip(names, values)), {**base, **dict(zip(names, values))})
+                for values in itertools.product(*(self.grid[n] for n in names))]
+
+
+def _unique(items) -> list:
+    return list(dict.fromkeys(items))
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", Path(name).name)
+
+
+def default_datasets(archive: str | None) -> list[str]:
+    if archive:
+        check(Path(archive).is_dir(), f"archive folder not found: {archive}")
+        return sorted(p.name for p in Path(archive).iterdir() if p.is_dir() and not p.name.startswith("."))
+    return list(PAPER_BUNDLED)
+
+
+def check_dataset(name: str, archive: str | None) -> None:
+    if archive:
+        check(Path(archive).is_dir(), f"archive folder not found: {archive}")
+        check((Path(archive) / name).is_dir(), f"dataset '{name}' not found in archive {archive}")
+        return
+    from ..data import bundled_datasets
+    known = bundled_datasets()
+    if name not in known:
+        near = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(near)}?" if near else f"bundled: {', '.join(known)}; or pass --archive PATH"
+        raise EarlykdError(f"unknown dataset '{name}' ({hint})")
+
+
+def _earliness(value) -> float:
+    try:
+        e = float(value)
+    except (TypeError, ValueError):
+        raise EarlykdError(f"earliness must be a number in (0, 1], got {value!r}") from None
+    check(0 < e <= 1, f"earliness must be in (0, 1], got {value!r}")
+    return e
+
+
+def _seed(value) -> int:
+    try:
+        s = int(value)
+    except (TypeError, ValueError):
+        raise EarlykdError(f"seed must be a non-negative integer, got {value!r}") from None
+    check(s >= 0 and str(value).strip().lstrip("+") == str(s), f"seed must be a non-negative integer, got {value!r}")
+    return s
+
+
+def _config(suite: Suite, role: dict, overrides: dict, sets) -> dict:
+    base = merge(resolve(base=suite.common), role)
+    return resolve(overrides={**overrides, "train.progress": False}, sets=list(sets), base=base)
+
+
+def _digest(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def expand(suite: Suite, datasets=None, methods=None, earliness=None, seeds=None, archive: str | None = None,
+           sets=()) -> list[Job]:
+    """All jobs of the grid, teachers first; raises EarlykdError on any bad input before anything runs."""
+    from ..distill import METHODS, method_class
+    datasets = _unique(datasets or suite.datasets or default_datasets(archive))
+    check(datasets, f"no datasets found in archive {archive}")
+    for d in datasets:
+        check_dataset(d, archive)
+    methods = _unique(methods or suite.methods or sorted(METHODS))
+    classes = {m: method_class(m) for m in methods}
+    earliness = _unique(_earliness(e) for e in (earliness or suite.earliness))
+    seeds = _unique(_seed(s) for s in (seeds if seeds is not None and len(seeds) else suite.seeds))
+    teachers, students = [], []
+    for d in datasets:
+        data = {"data.name": d, "data.archive": archive}
+        t_cfg = _config(suite, suite.teacher, {**data, "method.name": "base", "train.seed": 0}, sets)
+        t_hash = config_hash(t_cfg)
+        mode = t_cfg["prefix"]["mode"]
+        teacher = Job("teacher", d, "teacher", 1.0, mode, 0, t_cfg, t_hash, f"teacher-{_safe(d)}-{t_hash[:8]}",
+                      suite=suite.name)
+        teachers.append(teacher)
+        for seed, e, m in itertools.product(seeds, earliness, methods):
+            cls = classes[m]
+            over = {**data, "method.name": m, "method.options": suite.options.get(m), "prefix.earliness": e,
+                    "train.seed": seed}
+            cfg = _config(suite, suite.student, over, sets)
+            grid = {k: list(v) for k, v in suite.grids.items() if k in cls.defaults}
+            job = Job("student", d, m, e, cfg["prefix"]["mode"], seed, cfg, "", "", teacher.name, suite.name, grid)
+            for _, options in job.points():
+                cls.resolve_options(options)
+            job.job_hash = _digest(config_hash(cfg, drop=("out", "teacher")), t_hash, grid)
+            job.name = f"{m}-{_safe(d)}-e{e:g}-{job.prefix_mode}-s{seed}-{job.job_hash[:8]}"
+            students.append((seed, datasets.index(d), e, methods.index(m), job))
+    return teachers + [j for *_, j in sorted(students, key=lambda t: t[:4])]

@@ -1,0 +1,67 @@
+"""Results store: one SQLite row per finished run, written in one transaction (standard library only)."""
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from ..errors import EarlykdError, check
+
+# protocol.md's CSV columns, in order, then extras.
+PROTOCOL = ["dataset", "method", "earliness", "prefix_mode", "seed", "teacher_arch", "student_arch", "auc_prc",
+            "average_precision", "accuracy", "roc_auc", "nll", "ece", "fidelity_top1", "fidelity_kl", "epochs",
+            "train_seconds", "seconds_per_epoch", "peak_memory_mb", "config_hash", "version"]
+EXTRA = ["teacher_id", "best_epoch", "warmup", "val_loss", "val_acc", "options", "selected", "suite", "job_hash",
+         "run_dir", "finished_at", "record"]
+COLUMNS = PROTOCOL + EXTRA
+INTEGER = {"seed", "epochs", "best_epoch", "warmup"}
+REAL = {"earliness", "auc_prc", "average_precision", "accuracy", "roc_auc", "nll", "ece", "fidelity_top1",
+        "fidelity_kl", "train_seconds", "seconds_per_epoch", "peak_memory_mb", "val_loss", "val_acc"}
+KEY = ("dataset", "method", "earliness", "prefix_mode", "seed", "job_hash")
+OPTIONAL = {"teacher_id", "best_epoch", "warmup", "val_loss", "val_acc", "selected", "suite"}
+
+
+def required(row: dict) -> list[str]:
+    """Columns a complete row must fill (teachers have no fidelity)."""
+    skip = OPTIONAL | ({"fidelity_top1", "fidelity_kl"} if row.get("method") == "teacher" else set())
+    return [c for c in COLUMNS if c not in skip]
+
+
+def _type(column: str) -> str:
+    return "INTEGER" if column in INTEGER else "REAL" if column in REAL else "TEXT"
+
+
+class Store:
+    def __init__(self, path: str | Path, create: bool = True):
+        self.path = Path(path)
+        check(create or self.path.is_file(), f"results database not found: {self.path}")
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=60)
+            columns = ", ".join(f"{c} {_type(c)}" for c in COLUMNS)
+            with self.conn:
+                self.conn.execute(f"CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY, {columns}, "
+                                  f"UNIQUE ({', '.join(KEY)}))")
+        except sqlite3.Error as exc:
+            raise EarlykdError(f"{self.path}: cannot open results database ({exc})") from None
+
+    def keys(self) -> set[tuple]:
+        return set(self.conn.execute(f"SELECT {', '.join(KEY)} FROM runs"))
+
+    def insert(self, row: dict) -> bool:
+        """Insert a complete row atomically; False if its key is already stored."""
+        missing = [c for c in required(row) if row.get(c) is None]
+        check(not missing, f"incomplete result row for {row.get('dataset')}/{row.get('method')}: "
+                           f"no {', '.join(missing)}")
+        values = [json.dumps(row[c], default=str) if isinstance(row.get(c), (dict, list)) else row.get(c)
+                  for c in COLUMNS]
+        with self.conn:  # one transaction: the row is stored whole or not at all
+            cur = self.conn.execute(f"INSERT OR IGNORE INTO runs ({', '.join(COLUMNS)}) "
+                                    f"VALUES ({', '.join('?' * len(COLUMNS))})", values)
+        return cur.rowcount == 1
+
+    def rows(self) -> list[dict]:
+        cur = self.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM runs ORDER BY id")
+        return [dict(zip(COLUMNS, r)) for r in cur]
+
+    def close(self) -> None:
+        self.conn.close()

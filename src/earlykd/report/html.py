@@ -1,0 +1,76 @@
+"""Write a report: runs.csv, tables (md/csv/tex), plots (png), report.md and one self-contained HTML file."""
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from ..bench.store import COLUMNS
+from .plots import all_plots
+from .tables import all_tables, labelled, load_runs, split
+
+CSS = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
+       "table{border-collapse:collapse;margin:.5em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;"
+       "text-align:right}td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}"
+       ".note{color:#555;font-size:13px;max-width:900px}img{max-width:100%;margin:1em 0}")
+
+
+def export_runs(df: pd.DataFrame, path: Path) -> Path:
+    """One line per run: protocol.md's columns first, then extras (the full record stays in the database)."""
+    columns = [c for c in COLUMNS if c != "record"]
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(columns)
+        for row in df[columns].itertuples(index=False):
+            writer.writerow(["" if pd.isna(v) else v for v in row])
+    return path
+
+
+def describe(df: pd.DataFrame, superseded: int, db: Path) -> list[str]:
+    students, teachers = split(df)
+    seeds = students.groupby("method").seed.nunique()
+    lines = [f"{len(df)} runs from {db}: {len(teachers)} teacher(s), {len(students)} student(s)",
+             f"datasets: {', '.join(sorted(df.dataset.unique()))}",
+             f"earliness: {', '.join(f'{e:g}' for e in sorted(students.earliness.unique()))}; prefix mode: "
+             f"{', '.join(sorted(df.prefix_mode.unique()))}; seeds per method: "
+             f"{', '.join(f'{m} {n}' for m, n in seeds.items())}",
+             f"architectures: teacher {', '.join(sorted(df.teacher_arch.unique()))}, student "
+             f"{', '.join(sorted(students.student_arch.unique()))}; earlykd {', '.join(sorted(df.version.unique()))}"]
+    selected = students.selected.dropna()
+    if len(selected):
+        lines.append(f"options chosen by validation loss: {selected.value_counts().to_dict()}")
+    if superseded:
+        lines.append(f"{superseded} older row(s) for the same runs under other settings are left out")
+    return lines
+
+
+def write_report(db: Path, out: Path) -> list[Path]:
+    raw, superseded = load_runs(db)
+    df = labelled(raw)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    written = [export_runs(raw, out / "runs.csv")]
+    tables = all_tables(df)
+    for t in tables:
+        for ext, text in (("md", t.markdown()), ("csv", t.csv()), ("tex", t.latex())):
+            path = out / "tables" / f"{t.name}.{ext}"
+            path.write_text(text)
+            written.append(path)
+    plots = all_plots(df, out / "plots")
+    written += plots
+    info = describe(df, superseded, db)
+    stamp = time.strftime("%Y-%m-%d %H:%M")
+    md = ["# earlykd benchmark report", "", f"Generated {stamp}.", ""] + [f"- {line}" for line in info] + [""]
+    md += [t.markdown() for t in tables] + [f"![{p.stem}]({p.relative_to(out)})" for p in plots]
+    (out / "report.md").write_text("\n".join(md) + "\n")
+    images = "".join(f"<h3>{html.escape(p.stem)}</h3><img alt='{html.escape(p.stem)}' src='data:image/png;base64,"
+                     f"{base64.b64encode(p.read_bytes()).decode()}'>" for p in plots)
+    body = ("<h1>earlykd benchmark report</h1><p>Generated " + stamp + ".</p><ul>"
+            + "".join(f"<li>{html.escape(line)}</li>" for line in info) + "</ul>"
+            + "".join(t.html() for t in tables) + "<h2>Plots</h2>" + images)
+    (out / "report.html").write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>earlykd report</title>"
+                                     f"<style>{CSS}</style></head><body>{body}</body></html>\n")
+    return written + [out / "report.md", out / "report.html"]

@@ -1,0 +1,306 @@
+"""Benchmark harness: grid expansion, the SQLite store, crash recovery, executors, reports."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import assert_clean_error, run_cli
+from earlykd.bench.executors import InlineExecutor, LocalExecutor
+from earlykd.bench.grid import expand
+from earlykd.bench.store import COLUMNS, PROTOCOL, Store, required
+from earlykd.bench.suites import SUITES, Suite, get_suite
+from earlykd.bench.sweep import run_sweep
+from earlykd.errors import EarlykdError
+
+TINY = ["model.hidden=8", "model.layers=1", "data.length=32", "train.epochs=2", "train.batch_size=8"]
+METRICS = ["auc_prc", "average_precision", "accuracy", "roc_auc", "nll", "ece", "fidelity_top1", "fidelity_kl"]
+
+
+def tiny_jobs(methods=("base", "kd"), seeds=(0,), sets=()):
+    return expand(get_suite("smoke"), ["UnitTest"], list(methods), [0.5], list(seeds), sets=TINY + list(sets))
+
+
+def sweep(root: Path, jobs, executor=None) -> list[dict]:
+    executor = executor or InlineExecutor(torch.get_num_threads())
+    root.mkdir(parents=True, exist_ok=True)
+    store = Store(root / "results.db")
+    try:
+        run_sweep(jobs, store, executor, root, progress=False)
+        return store.rows()
+    finally:
+        store.close()
+        executor.close()
+
+
+class NoRun:
+    """An executor that fails the test if anything is trained."""
+    capacity, threads = 1, 1
+
+    def submit(self, fn, *args):
+        raise AssertionError(f"unexpected training: {args[0].name}")
+
+    def close(self):
+        pass
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    return root, sweep(root, tiny_jobs())
+
+
+# -- grid -----------------------------------------------------------------------------------------
+
+def test_expand_grid_teachers_first_and_dependencies():
+    jobs = expand(get_suite("smoke"), ["UnitTest", "GunPoint"], ["base", "kd", "fitnets"], [0.4, 0.8], [0, 1])
+    teachers = [j for j in jobs if j.kind == "teacher"]
+    students = [j for j in jobs if j.kind == "student"]
+    assert len(teachers) == 2 and jobs[:2] == teachers
+    assert len(students) == 2 * 3 * 2 * 2
+    assert {j.teacher for j in students} == {t.name for t in teachers}
+    assert all(t.method == "teacher" and t.earliness == 1.0 and t.seed == 0 for t in teachers)
+    assert all(t.cfg["train"]["seed"] == 0 for t in teachers)
+    assert all(s.cfg["train"]["seed"] == s.seed and s.cfg["prefix"]["earliness"] == s.earliness for s in students)
+    assert len({j.name for j in jobs}) == len({j.key for j in jobs}) == len(jobs)
+    again = expand(get_suite("smoke"), ["UnitTest", "GunPoint"], ["base", "kd", "fitnets"], [0.4, 0.8], [0, 1])
+    assert [j.job_hash for j in again] == [j.job_hash for j in jobs]  # deterministic, no paths or times
+    changed = expand(get_suite("smoke"), ["UnitTest"], ["base"], [0.4], [0], sets=["train.epochs=5"])
+    assert changed[0].job_hash != teachers[0].job_hash and changed[1].job_hash not in {j.job_hash for j in jobs}
+
+
+def test_suites_follow_the_protocol():
+    quick = SUITES["quick"]
+    assert quick.datasets == ("GunPoint", "ArrowHead", "ItalyPowerDemand", "OSULeaf", "JapaneseVowels", "ACSF1")
+    assert quick.earliness == (0.2, 0.4, 0.6, 0.8) and len(quick.seeds) == 3
+    assert set(quick.methods) >= {"base", "kd", "fitnets", "gdpd"}
+    paper = expand(SUITES["paper"], ["GunPoint"], ["base", "kd", "fitnets"], [0.4], None)
+    students = [j for j in paper if j.kind == "student"]
+    assert len(students) == 3 * 5 and all(j.prefix_mode == "stretch" for j in paper)
+    assert all(j.cfg["train"]["epochs"] == 600 for j in paper)
+    assert {j.method: j.grid for j in students} == {"base": {}, "kd": {"weight": [0.1, 1, 10]},
+                                                     "fitnets": {"weight": [0.1, 1, 10]}}
+    assert len(students[1].points()) == 3
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--suite", "nope"], "unknown suite"),
+    (["--suite", "smoke", "--datasets", "GunPont"], "GunPoint"),
+    (["--suite", "smoke", "--methods", "kdd"], "unknown method"),
+    (["--suite", "smoke", "--earliness", "1.5"], "earliness"),
+    (["--suite", "smoke", "--earliness", "0"], "earliness"),
+    (["--suite", "smoke", "--seeds", "x"], "seed"),
+    (["--suite", "smoke", "--executor", "spark"], "executor"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, args, needle):
+    code, _, err = run_cli(capsys, "bench", *args, "--out", tmp_path / "out")
+    assert_clean_error(code, err, needle)
+    assert not (tmp_path / "out" / "results.db").exists()
+
+
+def test_unwritable_directory(capsys, tmp_path):
+    (tmp_path / "file").write_text("")
+    code, _, err = run_cli(capsys, "bench", "--suite", "smoke", "--out", tmp_path / "file" / "sub")
+    assert_clean_error(code, err, "not writable")
+
+
+# -- store and skip-finished ----------------------------------------------------------------------
+
+def test_store_rows_are_whole_and_unique(tiny_sweep, tmp_path):
+    _, rows = tiny_sweep
+    store = Store(tmp_path / "r.db")
+    row = dict(rows[1])
+    assert store.insert(row) and not store.insert(row)  # the unique key refuses a duplicate
+    with pytest.raises(EarlykdError, match="incomplete"):
+        store.insert({**row, "seed": 7, "auc_prc": None})
+    with pytest.raises(sqlite3.Error):  # a failing statement leaves no partial row behind
+        store.insert({**row, "seed": 8, "record": object()})
+    assert len(store.rows()) == 1
+    store.close()
+
+
+def test_rerun_skips_stored_and_ingests_finished_run_dirs(tiny_sweep):
+    root, rows = tiny_sweep
+    jobs = tiny_jobs()
+    assert len(rows) == len(jobs) == 3
+    assert sweep(root, jobs, NoRun()) == rows  # everything stored: nothing trains
+    with sqlite3.connect(root / "results.db") as conn:  # a crash after run.json, before the row
+        conn.execute("DELETE FROM runs WHERE method = 'kd'")
+    rows2 = sweep(root, jobs, NoRun())
+    assert len(rows2) == 3
+    kd = [r for r in rows2 if r["method"] == "kd"][0]
+    assert kd["auc_prc"] == [r for r in rows if r["method"] == "kd"][0]["auc_prc"]
+
+
+def test_option_grid_is_chosen_by_validation_loss(tmp_path):
+    suite = Suite("t", "", ("UnitTest",), ("kd",), (0.5,), (0,), common=get_suite("smoke").common,
+                  teacher={"train": {"epochs": 2}}, student={"train": {"epochs": 2}}, grids={"weight": [0.1, 10]})
+    rows = sweep(tmp_path, expand(suite, sets=TINY))
+    row = [r for r in rows if r["method"] == "kd"][0]
+    grid = json.loads(row["record"])["grid"]
+    assert len(grid) == 2 and json.loads(row["selected"])["weight"] in (0.1, 10)
+    best = min(grid, key=lambda g: g["val_loss"])
+    assert json.loads(row["selected"]) == {"weight": best["options"]["weight"]} and row["val_loss"] == best["val_loss"]
+    assert row["run_dir"] == best["run_dir"]
+
+
+# -- crash recovery -------------------------------------------------------------------------------
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_sigkill_mid_sweep_then_rerun_completes_the_grid(tmp_path):
+    out = tmp_path / "sweep"
+    sets = TINY[:-2] + ["train.epochs=150", "train.batch_size=8"]
+    args = [sys.executable, "-m", "earlykd.cli", "bench", "--suite", "smoke", "--datasets", "UnitTest",
+            "--methods", "base", "kd", "--earliness", "0.5", "--seeds", "0", "1", "2", "--out", str(out),
+            "--workers", "1", "--threads", "1", "--no-progress"] + [a for s in sets for a in ("--set", s)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db, deadline, before = out / "results.db", time.time() + 120, []
+    while time.time() < deadline and proc.poll() is None:
+        if db.exists():
+            with sqlite3.connect(db) as conn:
+                before = conn.execute("SELECT * FROM runs").fetchall() if conn.execute(
+                    "SELECT name FROM sqlite_master WHERE name='runs'").fetchone() else []
+            if len(before) >= 2 and list(out.glob("runs/*/last.safetensors")):  # a run is midway
+                break
+        time.sleep(0.05)
+    interrupted = [p.parent for p in out.glob("runs/*/last.safetensors")]
+    workers = _children(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 2 <= len(before) < 7, "the sweep must be killed midway"
+    for pid in workers:  # workers notice their sweep died and exit
+        for _ in range(100):
+            if not _alive(pid):
+                break
+            time.sleep(0.05)
+        assert not _alive(pid)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(db) as conn:
+        conn.row_factory = sqlite3.Row
+        rows = [dict(r) for r in conn.execute("SELECT * FROM runs")]
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert [tuple(r) for r in conn.execute("SELECT * FROM runs")][:len(before)] == before  # nothing lost
+    jobs = expand(get_suite("smoke"), ["UnitTest"], ["base", "kd"], [0.5], [0, 1, 2], sets=sets)
+    keys = [(r["dataset"], r["method"], r["earliness"], r["prefix_mode"], r["seed"], r["job_hash"]) for r in rows]
+    assert sorted(keys) == sorted(j.key for j in jobs)  # complete grid, no duplicates
+    for r in rows:
+        assert all(r[c] is not None for c in required(r)), r
+        assert 0 <= r["auc_prc"] <= 1 and r["epochs"] == 150
+        assert json.loads(r["record"])["status"] == "finished"
+    assert interrupted and not list(out.glob("runs/*/last.safetensors"))  # interrupted runs were resumed
+    assert all(len(json.loads((p / "run.json").read_text())["history"]) == 150 for p in interrupted)
+
+
+# -- executors ------------------------------------------------------------------------------------
+
+def test_local_and_ray_executors_give_the_same_rows(tmp_path):
+    ray = pytest.importorskip("ray")
+    from earlykd.bench.executors import RayExecutor
+    jobs = tiny_jobs(methods=("base", "kd"))
+    local = sweep(tmp_path / "local", jobs, LocalExecutor(workers=1, threads=1))
+    remote = sweep(tmp_path / "ray", tiny_jobs(methods=("base", "kd")), RayExecutor(workers=1, threads=1))
+    assert not ray.is_initialized()
+    def pick(rows):
+        return sorted((r["method"], r["job_hash"], *[r[m] for m in METRICS], r["epochs"], r["best_epoch"])
+                      for r in rows)
+    assert pick(local) == pick(remote) and len(local) == 3
+
+
+# -- reports --------------------------------------------------------------------------------------
+
+def synthetic_db(path: Path, datasets: int = 5) -> Path:
+    """Rows where kd beats fitnets beats base on every dataset."""
+    store = Store(path)
+    offsets = {"base": 0.0, "fitnets": 0.02, "kd": 0.05}
+    for d in range(datasets):
+        name = f"D{d}"
+        rows = [dict(method="teacher", earliness=1.0, seed=0, auc=0.95)]
+        rows += [dict(method=m, earliness=e, seed=s, auc=0.5 + 0.05 * d + e / 4 + off + 0.01 * s)
+                 for m, off in offsets.items() for e in (0.4, 0.8) for s in (0, 1)]
+        for r in rows:
+            row = {c: None for c in COLUMNS}
+            row.update(dataset=name, method=r["method"], earliness=r["earliness"], prefix_mode="truncate",
+                       seed=r["seed"], teacher_arch="lstm", student_arch="lstm", auc_prc=r["auc"],
+                       average_precision=r["auc"], accuracy=0.8, roc_auc=0.9, nll=0.4, ece=0.05, epochs=10,
+                       train_seconds=5.0, seconds_per_epoch=0.5 if r["method"] == "teacher" else 0.2,
+                       peak_memory_mb=500.0, config_hash="c" * 12, version="0.1.0", options={},
+                       job_hash=f"h{d}{r['method']}{r['earliness']}{r['seed']}", run_dir="runs/x",
+                       finished_at="2026-01-01T00:00:00", record={"status": "finished"}, suite="synthetic")
+            if r["method"] != "teacher":
+                row.update(fidelity_top1=0.9, fidelity_kl=0.1)
+            assert store.insert(row)
+    store.close()
+    return path
+
+
+def test_report_writes_tables_plots_and_html(tmp_path):
+    from earlykd.report.html import write_report
+    db = synthetic_db(tmp_path / "results.db")
+    written = write_report(db, tmp_path)
+    assert all(p.is_file() and p.stat().st_size > 0 for p in written)
+    names = {p.relative_to(tmp_path).as_posix() for p in written}
+    for table in ("summary", "per_dataset_auc_prc", "fidelity", "teacher", "timing"):
+        assert {f"tables/{table}.{ext}" for ext in ("md", "csv", "tex")} <= names
+    assert {"plots/auc_prc_vs_earliness.png", "plots/seconds_per_epoch.png", "plots/critical_difference_e0.4.png",
+            "plots/critical_difference_e0.8.png", "runs.csv", "report.html", "report.md"} <= names
+    summary = list(csv.reader(open(tmp_path / "tables" / "summary.csv")))
+    assert summary[0][:4] == ["method", "AUC-PRC e=0.4", "rank e=0.4", "wins e=0.4"]
+    by_method = {r[0]: r for r in summary[1:]}
+    assert float(by_method["kd"][2]) == 1.0 and by_method["kd"][3] == "5"
+    assert float(by_method["base"][2]) == 3.0 and by_method["base"][3] == "0"
+    assert float(by_method["teacher (full series)"][1]) == pytest.approx(0.95)
+    assert "\\begin{tabular}" in (tmp_path / "tables" / "summary.tex").read_text()
+    assert "**" in (tmp_path / "tables" / "summary.md").read_text()
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 4 and "src='http" not in page and "teacher (full series)" in page
+
+
+def test_bench_and_report_end_to_end(capsys, tmp_path):
+    out = tmp_path / "sweep"
+    sets = [a for s in TINY for a in ("--set", s)]
+    args = ["bench", "--suite", "smoke", "--datasets", "UnitTest", "--methods", "base,kd", "--earliness", "0.5",
+            "--seeds", "0", "--workers", "0", "--no-progress", "--out", out, *sets]
+    code, stdout, err = run_cli(capsys, *args)
+    assert code == 0, err
+    assert "3 trained" in stdout
+    code, stdout, err = run_cli(capsys, *args)
+    assert code == 0 and "3 already stored" in stdout, err
+    code, stdout, err = run_cli(capsys, "report", out)
+    assert code == 0, err
+    with open(out / "runs.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0])[:len(PROTOCOL)] == PROTOCOL
+    teacher = [r for r in rows if r["method"] == "teacher"]
+    assert len(rows) == 3 and len(teacher) == 1 and float(teacher[0]["earliness"]) == 1.0
+    assert all(r["fidelity_top1"] for r in rows if r["method"] != "teacher")
+    assert (out / "report.html").stat().st_size > 10_000
+    assert "teacher" in (out / "tables" / "summary.md").read_text()
