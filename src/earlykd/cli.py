@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("datasets", help="bundled datasets with cases, channels, length and classes")
     p.add_argument("--archive", help="list the datasets of a local UCR/UEA archive instead")
-    sub.add_parser("methods", help="registered distillation methods")
+    p = sub.add_parser("methods", help="registered distillation methods")
+    p.add_argument("--markdown", action="store_true", help="print the README's Markdown table")
     p = sub.add_parser("teacher", help="train a teacher on full series")
     _data_args(p)
     _common(p)
@@ -143,8 +144,20 @@ def cmd_datasets(a) -> None:
     print(_table(rows, ["name", "train", "test", "channels", "length", "classes"]))
 
 
+def methods_markdown() -> str:
+    from .distill import METHODS
+    lines = ["| method | what it adds to CE on the prefix | options (defaults) |", "|---|---|---|"]
+    for name, cls in sorted(METHODS.items()):
+        options = ", ".join(f"`{k}={v}`" for k, v in cls.defaults.items()) or "-"
+        lines.append(f"| `{name}` | {cls.description}{' (two-stage)' if cls.two_stage else ''} | {options} |")
+    return "\n".join(lines)
+
+
 def cmd_methods(a) -> None:
     from .distill import METHODS
+    if a.markdown:
+        print(methods_markdown())
+        return
     rows = [{"name": n, "two-stage": "yes" if c.two_stage else "", "options": ", ".join(f"{k}={v}" for k, v in c.defaults.items()),
              "description": c.description} for n, c in sorted(METHODS.items())]
     print(_table(rows, ["name", "two-stage", "options", "description"]))

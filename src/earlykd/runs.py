@@ -186,7 +186,7 @@ def _fit_and_save(cfg: dict, kind: str, data: Prepared, splits: dict[str, Split]
         "teacher_id": (teacher_info or {}).get("id"), "version": __version__,
         "config_hash": config_hash({**cfg, "teacher": (teacher_info or {}).get("id")}),  # not the teacher's path
         "versions": versions(), "device": str(device), "threads": torch.get_num_threads(),
-        "data": data.info, "warmup": train_cfg["warmup"], "best_epoch": fit.best_epoch, "epochs": fit.epochs_run,
+        "data": data.info, "warmup": distiller.warmup, "best_epoch": fit.best_epoch, "epochs": fit.epochs_run,
         "train_seconds": round(fit.train_seconds, 3), "seconds_per_epoch": round(fit.seconds_per_epoch, 4),
         "wall_seconds": round(time.perf_counter() - started, 3), "peak_memory_mb": round(fit.peak_memory_mb, 1),
         "val": fit.history[fit.best_epoch] if fit.best_epoch is not None and fit.history else {},

@@ -67,9 +67,27 @@ def _scheduler(opt, kind: str, epochs: int):
     return None
 
 
+def _reset_peak_memory(device: torch.device) -> None:
+    """Start a fresh peak for this fit: CUDA's allocator statistics, or Linux's VmHWM."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # elsewhere the process-lifetime peak is reported
+
+
 def _peak_memory_mb(device: torch.device) -> float:
+    """Peak CUDA memory allocated, or the process's peak resident set size (MiB) since the reset."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -121,6 +139,7 @@ class Trainer:
                       train.teacher.to(self.device) if train.teacher is not None else None)
         val = Split(val.x.to(self.device), val.y.to(self.device))
         epochs, every = self.cfg["epochs"], self.cfg.get("checkpoint_every") or 0
+        _reset_peak_memory(self.device)
         start = time.perf_counter()
         first = self.epoch
         bar = tqdm(range(first, epochs), initial=first, total=epochs, desc=self.desc, leave=False,

@@ -1,0 +1,146 @@
+"""gdpd (Generative Diffusion Prior Distillation): the student's feature, fused with noise, is the start
+of a short DDIM chain under a diffusion prior of teacher features; the resulting "hint" goes through the
+student's own head and is scored with cross-entropy, gradients flowing back through the chain.
+
+Stage 1 (epoch < warm-up): CE + weight * (diffusion loss on detached AE latents + AE reconstruction).
+Stage 2: CE + weight * mean over `samples` hints of CE(head(hint), y). Inference: the student alone.
+
+Choices gdpd.md leaves open (see the module's options):
+- use_autoencoder = 0: no AE; the prior models the teacher feature itself at its own width, standardised
+  by a non-learned batch norm (affine=False), so the student-to-latent map and the post-chain projection
+  change width (student -> teacher -> student).
+- The denoiser's batch norms use their running statistics inside the chain (chain_batch_stats = 0):
+  all samples of a chain step share one t, so batch statistics would subtract the timestep embedding
+  and erase the time conditioning learnt in stage 1. chain_batch_stats = 1 uses batch statistics.
+- joint = 1: every loss from epoch 0 and no warm-up (checkpoint selection also starts at epoch 0).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...errors import EarlykdError
+from ..base import Distiller, register
+from ..kd import soft_kl
+from .prior import Bottleneck, DiffusionPrior, TeacherAutoencoder
+from .sampler import ddim_chain
+
+
+class NoiseAdapter(nn.Module):
+    """alpha in (0, 1) from the student feature: a bottleneck block, then a 2-way softmax per sample
+    (width 1) or per latent feature (width = latent; identical to a sigmoid per feature)."""
+
+    def __init__(self, feature_dim: int, width: int):
+        super().__init__()
+        self.width = width
+        self.net = nn.Sequential(Bottleneck(feature_dim), nn.Linear(feature_dim, 2 * width))
+
+    def forward(self, feature: torch.Tensor) -> torch.Tensor:
+        logits = self.net(feature).view(len(feature), 2, self.width)
+        return logits.softmax(dim=1)[:, 0]   # (B, 1) or (B, width)
+
+
+@register
+class GDPD(Distiller):
+    name = "gdpd"
+    description = "diffusion prior of teacher features; CE of the DDIM hint from the student feature"
+    defaults = {
+        "weight": 1.0,             # lambda
+        "steps": 5,                # DDIM reverse steps (0: the fused start is the hint)
+        "start": 400,              # timestep the fused start is treated as
+        "timesteps": 1000,         # T of the DDPM schedule
+        "beta_start": 1e-4,
+        "beta_end": 0.02,
+        "samples": 1,              # J hint samples per step
+        "alpha_per_feature": 0,    # 0: one alpha per sample; 1: one per latent feature
+        "use_autoencoder": 1,
+        "use_prior": 1,            # 0: ablation, hint = projected student feature, no chain
+        "hint_head_own": 1,        # 1: the student's head scores the hint; 0: a separate linear head
+        "hinton": 0,               # 1: add weight * tau^2 * KL to the teacher (the release's script)
+        "temperature": 2.0,
+        "joint": 0,                # 1: ablation, all losses from epoch 0, no warm-up
+        "chain_batch_stats": 0,    # 1: denoiser batch norms use batch statistics inside the chain
+    }
+    two_stage = True
+
+    def __init__(self, student, teacher, options=None, warmup=0):
+        super().__init__(student, teacher, options, warmup)
+        o = self.options
+        self._check(o)
+        self.joint = bool(o["joint"])
+        if self.joint:
+            self.warmup = 0
+        width = student.feature_dim
+        latent = width if o["use_autoencoder"] else teacher.feature_dim
+        self.to_latent = nn.Linear(width, latent)
+        self.project = nn.Sequential(nn.Linear(latent, width), nn.BatchNorm1d(width))
+        self.hint_head = None if o["hint_head_own"] else nn.Linear(width, student.n_classes)
+        self.autoencoder = self.standardise = self.prior = self.adapter = None
+        if o["use_prior"]:
+            if o["use_autoencoder"]:
+                self.autoencoder = TeacherAutoencoder(teacher.feature_dim, latent)
+            else:
+                self.standardise = nn.BatchNorm1d(latent, affine=False)
+            self.prior = DiffusionPrior(latent, int(o["timesteps"]), o["beta_start"], o["beta_end"])
+            self.adapter = NoiseAdapter(width, latent if o["alpha_per_feature"] else 1)
+
+    @staticmethod
+    def _check(o: dict) -> None:
+        def whole(key, low, high=None):
+            v = o[key]
+            if v != int(v) or v < low or (high is not None and v > high):
+                raise EarlykdError(f"gdpd option '{key}' must be an integer in [{low}, {high or 'inf'}], got {v}")
+        whole("timesteps", 1)
+        whole("steps", 0)
+        whole("start", 0, int(o["timesteps"]) - 1)
+        whole("samples", 1)
+        for key in ("alpha_per_feature", "use_autoencoder", "use_prior", "hint_head_own", "hinton", "joint",
+                    "chain_batch_stats"):
+            whole(key, 0, 1)
+        if not 0 < o["beta_start"] <= o["beta_end"] < 1:
+            raise EarlykdError("gdpd options need 0 < beta_start <= beta_end < 1")
+
+    # -- the hint -------------------------------------------------------------------------------
+    def chain(self, z: torch.Tensor) -> torch.Tensor:
+        """DDIM from t = start; the denoiser's batch norms use running statistics unless told otherwise."""
+        start, steps = int(self.options["start"]), int(self.options["steps"])
+        if self.options["chain_batch_stats"] or not self.prior.training:
+            return ddim_chain(self.prior, z, start, steps)
+        self.prior.eval()
+        try:
+            return ddim_chain(self.prior, z, start, steps)
+        finally:
+            self.prior.train()
+
+    def hint(self, feature: torch.Tensor) -> torch.Tensor:
+        """Student feature -> latent -> noise fusion -> DDIM chain -> projection + batch norm."""
+        z = self.to_latent(feature)
+        if self.prior is not None:
+            alpha = self.adapter(feature)
+            z = self.chain(alpha * z + (1 - alpha) * torch.randn_like(z))
+        return self.project(z)
+
+    def hint_logits(self, feature: torch.Tensor) -> torch.Tensor:
+        head = self.student.head if self.hint_head is None else self.hint_head
+        return head(self.hint(feature))
+
+    # -- losses -----------------------------------------------------------------------------------
+    def prior_losses(self, teacher_feature: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Stage-1 terms (unweighted): DDPM loss on the detached latent, AE reconstruction."""
+        if self.autoencoder is not None:
+            latent, recon = self.autoencoder(teacher_feature)
+            return {"diffusion": self.prior.loss(latent.detach()), "recon": recon}
+        return {"diffusion": self.prior.loss(self.standardise(teacher_feature))}
+
+    def distill_losses(self, out, batch, epoch):
+        w, y = self.options["weight"], batch.y
+        losses = {}
+        if self.prior is not None and (self.joint or epoch < self.warmup):
+            losses.update({k: w * v for k, v in self.prior_losses(batch.teacher.feature).items()})
+        if self.joint or epoch >= self.warmup:
+            j = int(self.options["samples"])
+            losses["hint"] = w * sum(F.cross_entropy(self.hint_logits(out.feature), y) for _ in range(j)) / j
+        if self.options["hinton"]:
+            losses["kd"] = w * soft_kl(out.logits, batch.teacher.logits, self.options["temperature"])
+        return losses
