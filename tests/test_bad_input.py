@@ -127,7 +127,7 @@ def test_resume_with_another_architecture(tmp_path, capsys, monkeypatch):
         return real(self, train)
 
     monkeypatch.setattr(Trainer, "_train_epoch", stop_at_two)
-    code, _, err = run_cli(capsys, "teacher", *TINY, "--out", tmp_path / "t")
+    code, _, err = run_cli(capsys, "teacher", *TINY, "--set", "train.checkpoint_every=1", "--out", tmp_path / "t")
     assert code == 130 and "--resume" in err
     monkeypatch.setattr(Trainer, "_train_epoch", real)
     code, _, err = run_cli(capsys, "teacher", *TINY, "--arch", "fcn", "--resume", "--out", tmp_path / "t")

@@ -123,12 +123,13 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Trainer, "_train_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        api.train_teacher(**{**TINY, "epochs": 6}, out=tmp_path / "cut")
+        api.train_teacher(**{**TINY, "epochs": 6}, out=tmp_path / "cut", sets=["train.checkpoint_every=1"])
     assert (tmp_path / "cut" / runs.STATE_FILE).exists() and not (tmp_path / "cut" / runs.RUN_FILE).exists()
     with pytest.raises(EarlykdError, match="--resume"):
         api.train_teacher(**{**TINY, "epochs": 6}, out=tmp_path / "cut")
     monkeypatch.setattr(Trainer, "_train_epoch", real_epoch)
-    resumed = api.train_teacher(**{**TINY, "epochs": 6}, out=tmp_path / "cut", resume=True)
+    resumed = api.train_teacher(**{**TINY, "epochs": 6}, out=tmp_path / "cut", resume=True,
+                                sets=["train.checkpoint_every=1"])
     assert resumed.record["history"] == full.record["history"]
     assert resumed.metrics == full.metrics
     assert same_weights(weights(full.path), weights(resumed.path))

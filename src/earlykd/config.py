@@ -38,7 +38,7 @@ DEFAULTS: dict[str, Any] = {
         "seed": 0,
         "device": "auto",
         "threads": None,
-        "checkpoint_every": 1,
+        "checkpoint_every": 10,   # epochs between resumable state files (0: never)
         "progress": True,
     },
     "teacher": None,              # run directory of the teacher (students only)
