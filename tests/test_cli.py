@@ -103,3 +103,11 @@ def test_real_process_exit_codes(tmp_path):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip() == "earlykd: error: unknown dataset 'NoSuchSet' (bundled: " + bad.stderr.split("(bundled: ")[1].strip()
     assert not (tmp_path / "x").exists()
+
+
+def test_readme_method_table_matches_registry():
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("<!-- methods:start")
+    table = readme[readme.index("\n", start) + 1:readme.index("<!-- methods:end -->")].strip()
+    assert table == cli.methods_markdown()

@@ -23,7 +23,7 @@ from .evaluate import classification_metrics
 from .models import build_model
 from .prefix import make_prefix, prefix_steps
 from .train import Split, Trainer, load_model, predict_logits, save_model
-from .train.checkpoint import load_tensors, save_tensors, write_json
+from .train.checkpoint import load_tensors, save_tensors, writable_dir, write_json
 
 MODEL_FILE, STATE_FILE, RUN_FILE, METRICS_FILE = "model.safetensors", "last.safetensors", "run.json", "metrics.json"
 
@@ -77,14 +77,7 @@ def _open_run_dir(out: str | Path, resume: bool) -> Path:
         raise EarlykdError(f"{path} already holds a finished run; choose another --out")
     if (path / STATE_FILE).exists() and not resume:
         raise EarlykdError(f"{path} holds an unfinished run; pass --resume to continue it or choose another --out")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise EarlykdError(f"output directory {path} is not writable ({exc.strerror})") from None
-    return path
+    return writable_dir(path)
 
 
 def _default_out(cfg: dict, kind: str) -> Path:

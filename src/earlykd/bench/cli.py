@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import EarlykdError
+from ..train.checkpoint import writable_dir
 
 LIST = "space- or comma-separated; default: the suite's"
 
@@ -43,17 +44,6 @@ def _list(values: list[str] | None) -> list[str] | None:
     if not values:
         return None
     return [v.strip() for item in values for v in item.split(",") if v.strip()]
-
-
-def writable_dir(path: Path) -> Path:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise EarlykdError(f"output directory {path} is not writable ({exc.strerror})") from None
-    return path
 
 
 def cmd_bench(a: argparse.Namespace) -> None:

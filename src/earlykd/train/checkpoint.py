@@ -29,6 +29,19 @@ def atomic_write(path: Path, writer) -> None:
             os.unlink(tmp)
 
 
+def writable_dir(path: Path) -> Path:
+    """Create `path` if needed and prove it takes files; a clear error otherwise."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise EarlykdError(f"output directory {path} is not writable ({exc.strerror})") from None
+    return path
+
+
 def write_json(path: Path, data: dict) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2, default=str) + "\n"))
 
