@@ -18,7 +18,7 @@ def add_commands(sub, commands: dict) -> None:
                        "Re-running the same command skips finished runs and resumes interrupted ones.")
     p.add_argument("--suite", required=True, help="smoke, quick or paper (see protocol.md)")
     p.add_argument("--datasets", nargs="+", help=LIST)
-    p.add_argument("--methods", nargs="+", help=LIST)
+    p.add_argument("--methods", nargs="+", help=LIST + "; 'all': every registered method")
     p.add_argument("--earliness", nargs="+", help=LIST)
     p.add_argument("--seeds", nargs="+", help=LIST)
     p.add_argument("--archive", help="root of a local UCR/UEA archive (the paper suite takes all its datasets)")

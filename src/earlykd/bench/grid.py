@@ -106,6 +106,8 @@ def expand(suite: Suite, datasets=None, methods=None, earliness=None, seeds=None
     check(datasets, f"no datasets found in archive {archive}")
     for d in datasets:
         check_dataset(d, archive)
+    if methods and list(methods) == ["all"]:
+        methods = sorted(METHODS)
     methods = _unique(methods or suite.methods or sorted(METHODS))
     classes = {m: method_class(m) for m in methods}
     earliness = _unique(_earliness(e) for e in (earliness or suite.earliness))

@@ -43,8 +43,9 @@ class Denoiser(nn.Module):
         self.time = nn.Embedding(timesteps, width)
         self.blocks = nn.Sequential(Bottleneck(width), Bottleneck(width))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.blocks(x + self.time(t))
+    def forward(self, x: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
+        """t: one timestep per sample, or one int shared by the batch (the DDIM chain)."""
+        return self.blocks(x + (self.time.weight[t] if isinstance(t, int) else self.time(t)))
 
 
 class NoiseSchedule(nn.Module):
@@ -53,7 +54,9 @@ class NoiseSchedule(nn.Module):
     def __init__(self, timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02):
         super().__init__()
         betas = torch.linspace(beta_start, beta_end, timesteps, dtype=torch.float64)
-        self.register_buffer("alpha_bar", torch.cumprod(1 - betas, 0).float(), persistent=False)
+        alpha_bar = torch.cumprod(1 - betas, 0)
+        self.register_buffer("alpha_bar", alpha_bar.float(), persistent=False)
+        self.alpha_bar_values = alpha_bar.tolist()  # Python floats: chain coefficients cost no tensor ops
 
     @property
     def timesteps(self) -> int:
@@ -76,7 +79,9 @@ class DiffusionPrior(nn.Module):
         self.schedule = NoiseSchedule(timesteps, beta_start, beta_end)
         self.denoiser = Denoiser(width, timesteps) if denoiser is None else denoiser
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
+        if isinstance(t, int) and not isinstance(self.denoiser, Denoiser):  # other denoisers take a tensor
+            t = torch.full((len(x),), t, dtype=torch.long, device=x.device)
         return self.denoiser(x, t)
 
     def loss(self, x0: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,8 @@
 """Deterministic DDIM (eta = 0) reverse chain; gradients flow through every step."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .prior import DiffusionPrior
@@ -16,13 +18,16 @@ def ddim_timesteps(start: int, steps: int) -> list[int]:
 
 
 def ddim_step(prior: DiffusionPrior, x: torch.Tensor, t: int, t_prev: int) -> torch.Tensor:
-    """x_t -> x_{t_prev}; t_prev < 0 means alpha_bar = 1, i.e. the clean x0 prediction (no clipping)."""
-    alpha_bar = prior.schedule.alpha_bar
-    ab_t = alpha_bar[t]
-    ab_prev = alpha_bar[t_prev] if t_prev >= 0 else torch.ones_like(ab_t)
-    eps = prior(x, torch.full((len(x),), t, dtype=torch.long, device=x.device))
-    x0 = (x - (1 - ab_t).sqrt() * eps) / ab_t.sqrt()
-    return ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps
+    """x_t -> x_{t_prev}; t_prev < 0 means alpha_bar = 1, i.e. the clean x0 prediction (no clipping).
+
+    x0 = (x - sqrt(1 - a_t) eps) / sqrt(a_t) and x_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev) eps,
+    folded into x_prev = c_x x + c_eps eps with scalar coefficients."""
+    alpha_bar = prior.schedule.alpha_bar_values
+    ab_t, ab_prev = alpha_bar[t], (alpha_bar[t_prev] if t_prev >= 0 else 1.0)
+    eps = prior(x, int(t))
+    c_x = math.sqrt(ab_prev / ab_t)
+    c_eps = math.sqrt(1 - ab_prev) - math.sqrt(ab_prev * (1 - ab_t) / ab_t)
+    return torch.add(x * c_x, eps, alpha=c_eps)
 
 
 def ddim_sample(prior: DiffusionPrior, x: torch.Tensor, timesteps: list[int]) -> torch.Tensor:

@@ -1,0 +1,71 @@
+"""GDPD figures the generic report does not give: gap closed, cost against Base-KD, inference latency.
+
+Usage: python benchmarks/gdpd_extras.py [DIR]   (DIR = a sweep directory, default benchmarks/results/quick)
+Reads DIR/runs.csv (from `earlykd report DIR`) and writes DIR/gdpd_extras.md.
+"""
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def gap_closed(df: pd.DataFrame) -> list[str]:
+    teacher = df[df.method == "teacher"].groupby("dataset").auc_prc.mean()
+    lines = ["| earliness | Teacher | Base | Base-KD | GDPD | gap closed by KD | gap closed by GDPD |", "|---|---|---|---|---|---|---|"]
+    for e, part in df[df.method != "teacher"].groupby("earliness"):
+        means = part.groupby(["method", "dataset"]).auc_prc.mean().unstack(0)
+        t = teacher.reindex(means.index).mean()
+        b, k, g = means["base"].mean(), means["kd"].mean(), means["gdpd"].mean()
+        lines.append(f"| {e:g} | {t:.3f} | {b:.3f} | {k:.3f} | {g:.3f} | {(k - b) / (t - b):+.2f} | {(g - b) / (t - b):+.2f} |")
+    return lines
+
+
+def cost(df: pd.DataFrame) -> list[str]:
+    key = ["dataset", "earliness", "seed"]
+    students = df[df.method != "teacher"]
+    kd = students[students.method == "kd"].set_index(key)
+    lines = ["| method | median s/epoch | median ratio to Base-KD (paired runs) | median peak RSS (MiB) |", "|---|---|---|---|"]
+    for method, part in students.groupby("method"):
+        ratio = (part.set_index(key).seconds_per_epoch / kd.seconds_per_epoch).median()
+        lines.append(f"| {method} | {part.seconds_per_epoch.median():.4f} | {ratio:.2f} | {part.peak_memory_mb.median():.0f} |")
+    return lines
+
+
+def latency(root: Path) -> list[str]:
+    from earlykd.train import load_model
+    lines = ["| student | parameters | ms per forward (batch 256, median of 50) |", "|---|---|---|"]
+    for method in ("base", "gdpd"):
+        run = next(iter(sorted((root / "runs").glob(f"{method}-OSULeaf-e0.4-*"))), None)
+        if run is None:
+            continue
+        model, _, _ = load_model(run / "model.safetensors")
+        x = torch.randn(256, 1, 40)
+        times = []
+        with torch.no_grad():
+            for _ in range(60):
+                start = time.perf_counter()
+                model(x)
+                times.append(time.perf_counter() - start)
+        times = sorted(times[10:])
+        lines.append(f"| {method} | {sum(p.numel() for p in model.parameters())} | {1000 * times[len(times) // 2]:.2f} |")
+    return lines
+
+
+def main() -> None:
+    root = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "benchmarks" / "results" / "quick"
+    df = pd.read_csv(root / "runs.csv")
+    text = ["# GDPD: gap closed, cost, inference", "",
+            "Gap closed = (method - Base) / (Teacher - Base) on AUC-PRC averaged over datasets.", ""]
+    text += gap_closed(df) + ["", "Training cost, from the same sweep (ratios paired by dataset, earliness, seed):", ""]
+    text += cost(df) + ["", "Inference: the GDPD student is a plain student (OSULeaf, e = 0.4, truncate, CPU):", ""]
+    text += latency(root)
+    (root / "gdpd_extras.md").write_text("\n".join(text) + "\n")
+    print("\n".join(text))
+
+
+if __name__ == "__main__":
+    main()
