@@ -45,3 +45,17 @@ def student_dir(teacher_dir, tmp_path_factory):
                      "--epochs", "3", "--batch-size", "8", "--no-progress", "--out", str(path)])
     assert code == 0
     return path
+
+
+def interrupt_at(monkeypatch, epoch: int):
+    """Make training raise KeyboardInterrupt when it reaches `epoch`; returns a function that undoes it."""
+    from earlykd.train.loop import Trainer
+    real = Trainer._train_epoch
+
+    def interrupted(self, train):
+        if self.epoch == epoch:
+            raise KeyboardInterrupt
+        return real(self, train)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", interrupted)
+    return lambda: monkeypatch.setattr(Trainer, "_train_epoch", real)

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import TINY, assert_clean_error, run_cli
+from conftest import TINY, assert_clean_error, interrupt_at, run_cli
 
 KD = ["--method", "kd", "--epochs", "1", "--no-progress"]
 
@@ -118,18 +118,10 @@ def test_corrupt_and_foreign_checkpoints(teacher_dir, tmp_path, capsys):
 
 
 def test_resume_with_another_architecture(tmp_path, capsys, monkeypatch):
-    from earlykd.train.loop import Trainer
-    real = Trainer._train_epoch
-
-    def stop_at_two(self, train):
-        if self.epoch == 2:
-            raise KeyboardInterrupt
-        return real(self, train)
-
-    monkeypatch.setattr(Trainer, "_train_epoch", stop_at_two)
+    undo = interrupt_at(monkeypatch, 2)
     code, _, err = run_cli(capsys, "teacher", *TINY, "--set", "train.checkpoint_every=1", "--out", tmp_path / "t")
     assert code == 130 and "--resume" in err
-    monkeypatch.setattr(Trainer, "_train_epoch", real)
+    undo()
     code, _, err = run_cli(capsys, "teacher", *TINY, "--arch", "fcn", "--resume", "--out", tmp_path / "t")
     assert_clean_error(code, err, "last.safetensors", "'lstm'", "'fcn'")
 

@@ -9,6 +9,8 @@ from earlykd.errors import EarlykdError
 from earlykd.train import batch_slices, load_model
 from earlykd.train.loop import Trainer
 
+from conftest import interrupt_at
+
 TINY = dict(data="UnitTest", length=32, layers=1, hidden=8, epochs=4, batch_size=8, progress=False)
 
 
@@ -114,20 +116,13 @@ def test_min_epochs_and_early_stopping():
 
 def test_resume_after_interruption_matches_uninterrupted(tmp_path, monkeypatch):
     full = api.train_teacher(**{**TINY, "epochs": 6}, out=tmp_path / "full")
-    real_epoch = Trainer._train_epoch
-
-    def interrupted(self, train):
-        if self.epoch == 3:
-            raise KeyboardInterrupt
-        return real_epoch(self, train)
-
-    monkeypatch.setattr(Trainer, "_train_epoch", interrupted)
+    undo = interrupt_at(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         api.train_teacher(**{**TINY, "epochs": 6}, out=tmp_path / "cut", sets=["train.checkpoint_every=1"])
     assert (tmp_path / "cut" / runs.STATE_FILE).exists() and not (tmp_path / "cut" / runs.RUN_FILE).exists()
     with pytest.raises(EarlykdError, match="--resume"):
         api.train_teacher(**{**TINY, "epochs": 6}, out=tmp_path / "cut")
-    monkeypatch.setattr(Trainer, "_train_epoch", real_epoch)
+    undo()
     resumed = api.train_teacher(**{**TINY, "epochs": 6}, out=tmp_path / "cut", resume=True,
                                 sets=["train.checkpoint_every=1"])
     assert resumed.record["history"] == full.record["history"]
