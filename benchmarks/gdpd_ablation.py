@@ -6,7 +6,7 @@ Base-KD in both modes for reference). Teachers and student settings are the quic
 teachers are reused from benchmarks/results/quick when that sweep has run.
 
 Usage: python benchmarks/gdpd_ablation.py [--workers 2]
-Writes benchmarks/results/ablation/{runs.csv,summary.md}.
+Writes benchmarks/results/ablation/{runs.csv,table.md}.
 """
 import argparse
 import csv
@@ -52,7 +52,8 @@ def teacher(dataset: str) -> Path:
         return found[0].parent
     path = OUT / "runs" / f"teacher-{dataset}"
     if not (path / "run.json").exists():
-        api.train_teacher(data=dataset, sets=suite_sets("teacher"), out=path, threads=1, resume=path.exists())
+        api.train_teacher(data=dataset, sets=suite_sets("teacher"), out=path, threads=1, progress=False,
+                          resume=path.exists())
     return path
 
 
@@ -67,10 +68,10 @@ def job(args) -> dict:
         import json
         record = json.loads((out / "run.json").read_text())
     else:
-        sets = suite_sets("student") + [f"method.options.{k}={v}" for k, v in options.items()]
-        record = api.distill(teacher_dir, method=method, earliness=e, mode=mode, seed=seed, sets=sets, out=out,
-                             threads=1, resume=out.exists()).record
-    return {"variant": variant, "dataset": dataset, "earliness": e, "seed": seed, "prefix_mode": mode,
+        sets = suite_sets("student") + [f"prefix.mode={mode}"] + [f"method.options.{k}={v}" for k, v in options.items()]
+        record = api.distill(teacher_dir, method=method, earliness=e, seed=seed, sets=sets, out=out,
+                             threads=1, progress=False, resume=out.exists()).record
+    return {"variant": variant, "dataset": dataset, "earliness": e, "seed": seed, "prefix_mode": record["prefix_mode"],
             **{k: record["test"][k] for k in ("auc_prc", "accuracy", "fidelity_top1")},
             "seconds_per_epoch": record["seconds_per_epoch"], "best_epoch": record["best_epoch"]}
 
@@ -103,7 +104,7 @@ def main() -> None:
                 cells.append(f"{statistics.mean(vals):.3f} ± {statistics.stdev(vals):.3f}")
         spe = statistics.median(r["seconds_per_epoch"] for r in rows if r["variant"] == v)
         lines.append(f"| {v} | " + " | ".join(cells) + f" | {statistics.mean(means):.3f} | {spe:.3f} |")
-    (OUT / "summary.md").write_text("\n".join(lines) + "\n")
+    (OUT / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
