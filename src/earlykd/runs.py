@@ -274,7 +274,7 @@ def predict(run_dir: str | Path, series: list[np.ndarray], full: bool = False, w
     full length was M is placed as the first m / M of the model's L steps. With `full=True`,
     rows are complete series and the student takes its own prefix, as in training.
     """
-    from .data.prepare import clean_series, resample
+    from .data.prepare import clean_series, resample, standardise
     run_dir = Path(run_dir)
     model, meta, tensors = load_model(run_dir / MODEL_FILE)
     mean, std = tensors["data.mean"], tensors["data.std"]
@@ -290,8 +290,7 @@ def predict(run_dir: str | Path, series: list[np.ndarray], full: bool = False, w
     rows = []
     for s in cleaned:
         if meta["kind"] == "teacher" or full or prefix["earliness"] >= 1:
-            x = resample([s], length)
-            x = (x - mean[None, :, None]) / std[None, :, None]
+            x = standardise(resample([s], length), mean, std)
             rows.append(_student_view(x, prefix) if meta["kind"] == "student" else x)
             continue
         if meta["source_length"]:
@@ -299,8 +298,7 @@ def predict(run_dir: str | Path, series: list[np.ndarray], full: bool = False, w
         else:
             seen = prefix["earliness"]
         steps = max(1, round(seen * length))
-        x = resample([s], steps)
-        x = (x - mean[None, :, None]) / std[None, :, None]
+        x = standardise(resample([s], steps), mean, std)
         if prefix["channels"] is not None:
             x = x[:, prefix["channels"]]
         if prefix["mode"] == "stretch":

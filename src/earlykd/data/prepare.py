@@ -81,6 +81,11 @@ def resample(series: list[np.ndarray], length: int) -> torch.Tensor:
     return out
 
 
+def standardise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Per-channel standardisation of (cases, channels, steps) with stored training statistics."""
+    return (x - mean[None, :, None]) / std[None, :, None]
+
+
 def _clean_all(series: list[np.ndarray], what: str) -> list[np.ndarray]:
     check(len(series) > 0, f"{what}: no series")
     channels = series[0].shape[0]
@@ -125,20 +130,9 @@ def prepare(raw: RawData, length: int = 100, val_fraction: float = 0.2, split_se
     mean = Xr[fit].mean(dim=(0, 2))
     std = Xr[fit].std(dim=(0, 2))
     std = torch.where(std > 1e-8, std, torch.ones_like(std))
-    norm = lambda a: (a - mean[None, :, None]) / std[None, :, None]  # noqa: E731
-    Xr, Xtr = norm(Xr), norm(Xtr)
+    Xr, Xtr = standardise(Xr, mean, std), standardise(Xtr, mean, std)
     yy, yyt = torch.tensor(y), torch.tensor(yt)
     return Prepared(raw.name, classes, Xr[fit], yy[fit], Xr[val], yy[val], Xtr, yyt, mean, std,
                     source_length=lengths.pop() if len(lengths) == 1 else None,
                     info={"source": raw.source, "train": len(fit), "val": len(val), "test": len(yt),
                           "length": length, "val_fraction": val_fraction, "split_seed": split_seed})
-
-
-def prepare_inputs(series: list[np.ndarray], mean: torch.Tensor, std: torch.Tensor, length: int,
-                   what: str) -> torch.Tensor:
-    """New series for prediction: clean, check channels, resample, standardise with stored stats."""
-    cleaned = _clean_all(series, what)
-    channels = cleaned[0].shape[0]
-    check(channels == mean.numel(), f"{what}: {channels} channel(s), the model expects {mean.numel()}")
-    x = resample(cleaned, length)
-    return (x - mean[None, :, None]) / std[None, :, None]
