@@ -111,3 +111,19 @@ def test_readme_method_table_matches_registry():
     start = readme.index("<!-- methods:start")
     table = readme[readme.index("\n", start) + 1:readme.index("<!-- methods:end -->")].strip()
     assert table == cli.methods_markdown()
+
+
+def test_channel_subset_student_predicts_from_all_or_its_channels(tmp_path, capsys):
+    small = ["--length", "32", "--arch", "fcn", "--layers", "1", "--hidden", "8", "--epochs", "1", "--no-progress"]
+    assert run_cli(capsys, "teacher", "--data", "BasicMotions", *small, "--out", tmp_path / "t")[0] == 0
+    code, _, err = run_cli(capsys, "distill", "--teacher", tmp_path / "t", "--method", "kd", "--earliness", "0.5",
+                           "--channels", "0,2,4", *small[-3:], "--out", tmp_path / "s")
+    assert code == 0, err
+    X = np.stack(load_raw({"name": "BasicMotions"}).X_test[:3])[:, :, :50]
+    np.save(tmp_path / "all.npy", X)
+    np.save(tmp_path / "subset.npy", X[:, [0, 2, 4]])
+    outputs = [run_cli(capsys, "predict", tmp_path / "s", "--input", tmp_path / f"{n}.npy") for n in ("all", "subset")]
+    assert outputs[0][0] == outputs[1][0] == 0 and outputs[0][1] == outputs[1][1]
+    np.save(tmp_path / "two.npy", X[:, :2])
+    code, _, err = run_cli(capsys, "predict", tmp_path / "s", "--input", tmp_path / "two.npy")
+    assert code == 2 and "expects 6 or 3" in err

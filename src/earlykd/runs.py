@@ -272,38 +272,35 @@ def predict(run_dir: str | Path, series: list[np.ndarray], full: bool = False, w
 
     Student runs take prefixes in the original time scale: a prefix of m steps of a series whose
     full length was M is placed as the first m / M of the model's L steps. With `full=True`,
-    rows are complete series and the student takes its own prefix, as in training.
+    rows are complete series and the student takes its own prefix, as in training. A student
+    trained on a channel subset takes either all channels or just its subset.
     """
     from .data.prepare import clean_series, resample, standardise
     run_dir = Path(run_dir)
     model, meta, tensors = load_model(run_dir / MODEL_FILE)
     mean, std = tensors["data.mean"], tensors["data.std"]
-    length, prefix = meta["length"], meta["prefix"]
+    length, prefix, student = meta["length"], meta["prefix"], meta["kind"] == "student"
+    subset = prefix["channels"] if student else None
+    accepted = [mean.numel()] + ([len(subset)] if subset and len(subset) != mean.numel() else [])
     check(len(series) > 0, f"{what}: no series")
-    expected = mean.numel()
-    cleaned = []
+    notes: dict = {}
+    rows = []
     for i, s in enumerate(series):
         s = np.atleast_2d(s)
-        check(s.shape[0] == expected, f"{what}: row {i + 1}: {s.shape[0]} channel(s), the model expects {expected}")
-        cleaned.append(clean_series(s, f"{what}: row {i + 1}"))
-    notes = {}
-    rows = []
-    for s in cleaned:
-        if meta["kind"] == "teacher" or full or prefix["earliness"] >= 1:
-            x = standardise(resample([s], length), mean, std)
-            rows.append(_student_view(x, prefix) if meta["kind"] == "student" else x)
+        check(s.shape[0] in accepted, f"{what}: row {i + 1}: {s.shape[0]} channel(s), the model expects "
+                                      + " or ".join(map(str, accepted)))
+        s = clean_series(s, f"{what}: row {i + 1}")
+        keep = list(range(mean.numel())) if s.shape[0] == mean.numel() else subset
+        m, sd = mean[keep], std[keep]
+        view = {**prefix, "channels": subset if keep != subset else None}
+        if not student or full or prefix["earliness"] >= 1:
+            x = standardise(resample([s], length), m, sd)
+            rows.append(_student_view(x, view) if student else x)
             continue
-        if meta["source_length"]:
-            seen = min(1.0, s.shape[-1] / meta["source_length"])
-        else:
-            seen = prefix["earliness"]
-        steps = max(1, round(seen * length))
-        x = standardise(resample([s], steps), mean, std)
-        if prefix["channels"] is not None:
-            x = x[:, prefix["channels"]]
-        if prefix["mode"] == "stretch":
-            x = resample([x[0].numpy()], length)
-        rows.append(x)
+        seen = min(1.0, s.shape[-1] / meta["source_length"]) if meta["source_length"] else prefix["earliness"]
+        x = standardise(resample([s], max(1, round(seen * length))), m, sd)
+        x = x[:, view["channels"]] if view["channels"] is not None else x
+        rows.append(resample([x[0].numpy()], length) if prefix["mode"] == "stretch" else x)
         notes.setdefault("observed_fraction", []).append(round(seen, 4))
     dev = resolve_device(device)
     model = model.to(dev)
