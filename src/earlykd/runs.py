@@ -272,7 +272,8 @@ def predict(run_dir: str | Path, series: list[np.ndarray], full: bool = False, w
 
     Student runs take prefixes in the original time scale: a prefix of m steps of a series whose
     full length was M is placed as the first m / M of the model's L steps. With `full=True`,
-    rows are complete series and the student takes its own prefix, as in training. A student
+    rows are complete series and the student takes its own prefix, as in training. Where the
+    training series had unequal lengths, a row is taken to cover the trained earliness. A student
     trained on a channel subset takes either all channels or just its subset.
     """
     from .data.prepare import clean_series, resample, standardise
