@@ -71,10 +71,10 @@ def job(args) -> dict:
         sets = suite_sets("student") + [f"prefix.mode={mode}"] + [f"method.options.{k}={v}" for k, v in options.items()]
         record = api.distill(teacher_dir, method=method, earliness=e, seed=seed, sets=sets, out=out,
                              threads=1, progress=False, resume=out.exists()).record
-    metrics = ("auc_prc", "average_precision", "accuracy", "roc_auc", "nll", "ece", "fidelity_top1", "fidelity_kl")
+    from earlykd.bench.sweep import METRICS
     return {"dataset": dataset, "method": method, "earliness": e, "prefix_mode": record["prefix_mode"], "seed": seed,
             "teacher_arch": record["teacher_arch"], "student_arch": record["student_arch"],
-            **{k: record["test"][k] for k in metrics},
+            **{k: record["test"][k] for k in METRICS},
             **{k: record[k] for k in ("epochs", "train_seconds", "seconds_per_epoch", "peak_memory_mb", "config_hash",
                                       "version", "best_epoch")},
             "variant": variant, "options": options}

@@ -10,15 +10,18 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from earlykd.report.tables import per_dataset_means, split, teacher_scores
+
 ROOT = Path(__file__).resolve().parents[1]
 MIN_GAP = 0.02  # below this the teacher is not better than Base and the ratio means nothing
 
 
 def gap_closed(df: pd.DataFrame) -> list[str]:
-    teacher = df[df.method == "teacher"].groupby("dataset").auc_prc.mean()
+    students, teachers = split(df)
+    teacher = teacher_scores(teachers)
     lines = ["| earliness | Teacher | Base | Base-KD | GDPD | gap closed by KD | gap closed by GDPD |", "|---|---|---|---|---|---|---|"]
-    for e, part in df[df.method != "teacher"].groupby("earliness"):
-        means = part.groupby(["method", "dataset"]).auc_prc.mean().unstack(0)
+    for e in sorted(students.earliness.unique()):
+        means = per_dataset_means(students, e)
         t = teacher.reindex(means.index).mean()
         b, k, g = means["base"].mean(), means["kd"].mean(), means["gdpd"].mean()
         closed = (lambda m: f"{(m - b) / (t - b):+.2f}") if t - b >= MIN_GAP else (lambda m: "n/a")
@@ -37,23 +40,26 @@ def cost(df: pd.DataFrame) -> list[str]:
     return lines
 
 
-def latency(root: Path) -> list[str]:
+def latency(root: Path, rounds: int = 200) -> list[str]:
+    """Base and GDPD students timed alternately (one forward each per round), so drift hits both alike."""
     from earlykd.train import load_model
-    lines = ["| student | parameters | ms per forward (batch 256, median of 50) |", "|---|---|---|"]
+    models = {}
     for method in ("base", "gdpd"):
         run = next(iter(sorted((root / "runs").glob(f"{method}-OSULeaf-e0.4-*"))), None)
-        if run is None:
-            continue
-        model, _, _ = load_model(run / "model.safetensors")
-        x = torch.randn(256, 1, 40)
-        times = []
-        with torch.no_grad():
-            for _ in range(60):
+        if run is not None:
+            models[method] = load_model(run / "model.safetensors")[0]
+    x, times = torch.randn(256, 1, 40), {m: [] for m in models}
+    with torch.no_grad():
+        for _ in range(rounds + 10):
+            for method, model in models.items():
                 start = time.perf_counter()
                 model(x)
-                times.append(time.perf_counter() - start)
-        times = sorted(times[10:])
-        lines.append(f"| {method} | {sum(p.numel() for p in model.parameters())} | {1000 * times[len(times) // 2]:.2f} |")
+                times[method].append(time.perf_counter() - start)
+    lines = [f"| student | parameters | ms per forward (batch 256, median of {rounds} alternating rounds) |",
+             "|---|---|---|"]
+    for method, model in models.items():
+        median = sorted(times[method][10:])[rounds // 2]
+        lines.append(f"| {method} | {sum(p.numel() for p in model.parameters())} | {1000 * median:.2f} |")
     return lines
 
 

@@ -10,14 +10,18 @@ from pathlib import Path
 import pandas as pd
 from scipy.stats import rankdata
 
+from earlykd.errors import check
+from earlykd.report.tables import per_dataset_means, split, teacher_scores
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
     root = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "benchmarks" / "results" / "zoo"
-    df = pd.read_csv(root / "runs.csv")
-    students = df[df.method != "teacher"]
-    means = students.groupby(["dataset", "method"]).auc_prc.mean().unstack("method")
+    students, teachers = split(pd.read_csv(root / "runs.csv"))
+    e = sorted(students.earliness.unique())
+    check(len(e) == 1, f"{root}: runs at several earliness values {e}; this table ranks one")
+    means = per_dataset_means(students, e[0])
     ranks = means.apply(lambda row: pd.Series(rankdata(-row.values), index=row.index), axis=1)
     table = pd.DataFrame({
         "avg AUC-PRC": means.mean(),
@@ -26,8 +30,7 @@ def main() -> None:
         "s/epoch (median)": students.groupby("method").seconds_per_epoch.median(),
         "peak RSS MiB (median)": students.groupby("method").peak_memory_mb.median(),
     }).sort_values("avg rank")
-    teacher = df[df.method == "teacher"].groupby("dataset").auc_prc.mean()
-    e = sorted(students.earliness.unique())
+    teacher = teacher_scores(teachers).reindex(means.index)
     lines = [f"# All methods at earliness {', '.join(f'{v:g}' for v in e)} ({len(means)} datasets, "
              f"{students.seed.nunique()} seeds)", "",
              "| method | avg AUC-PRC | avg rank | top-3 | s/epoch (median) | peak RSS MiB (median) |",
