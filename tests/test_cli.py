@@ -48,7 +48,7 @@ def test_teacher_run_directory(teacher_dir):
     assert json.loads((teacher_dir / "metrics.json").read_text()) == record["test"]
 
 
-def test_distill_evaluate_predict(student_dir, tmp_path, capsys):
+def test_distill_evaluate_predict(student_dir, teacher_dir, tmp_path, capsys):
     record = json.loads((student_dir / "run.json").read_text())
     assert record["method"] == "kd" and record["earliness"] == 0.5 and "fidelity_top1" in record["test"]
     code, out, _ = run_cli(capsys, "evaluate", student_dir)
@@ -58,14 +58,22 @@ def test_distill_evaluate_predict(student_dir, tmp_path, capsys):
     X = np.stack([s[0] for s in raw.X_test[:4]])
     np.save(tmp_path / "full.npy", X)
     np.save(tmp_path / "partial.npy", X[:, :12])
-    code, out, err = run_cli(capsys, "predict", student_dir, "--input", tmp_path / "full.npy", "--full")
-    rows = [r.split(",") for r in out.strip().splitlines()]
-    assert code == 0 and rows[0] == ["row", "label", "p_1", "p_2"] and len(rows) == 5
+    code, full_out, err = run_cli(capsys, "predict", student_dir, "--input", tmp_path / "full.npy", "--full")
+    rows = [r.split(",") for r in full_out.strip().splitlines()]
+    assert code == 0 and rows[0] == ["row", "label", "p_1", "p_2"] and len(rows) == 5 and err == ""
     assert all(abs(float(r[2]) + float(r[3]) - 1) < 1e-5 for r in rows[1:])
     code, out, err = run_cli(capsys, "predict", student_dir, "--input", tmp_path / "partial.npy",
                              "--output", tmp_path / "pred.csv")
-    assert code == 0 and (tmp_path / "pred.csv").read_text().count("\n") == 5
-    assert "0.50-0.50 of a full series" in err
+    assert code == 0 and (tmp_path / "pred.csv").read_text().count("\n") == 5 and "warning" not in err
+    # a whole series and its 12-sample prefix are the same input to a student at e = 0.5 of 24 samples
+    assert (tmp_path / "pred.csv").read_text() == full_out
+    code, _, err = run_cli(capsys, "predict", student_dir, "--input", tmp_path / "full.npy")
+    assert code == 0 and "4 row(s) are longer than the trained prefix of 12 samples" in err
+    np.save(tmp_path / "short.npy", X[:, :5])
+    code, _, err = run_cli(capsys, "predict", student_dir, "--input", tmp_path / "short.npy")
+    assert code == 0 and "4 row(s) have fewer samples than the trained prefix (12)" in err
+    code, _, err = run_cli(capsys, "predict", teacher_dir, "--input", tmp_path / "partial.npy")
+    assert code == 0 and "fewer samples than a whole series (24); " in err and "meant for whole series" in err
     (tmp_path / "rows.csv").write_text("\n".join(",".join(map(str, r)) for r in X[:, :12]) + "\n")
     code, out, _ = run_cli(capsys, "predict", student_dir, "--input", tmp_path / "rows.csv")
     assert code == 0 and out.count("\n") == 5

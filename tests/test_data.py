@@ -7,9 +7,9 @@ import torch
 
 from earlykd.data import bundled_datasets, load_raw, prepare
 from earlykd.data.load import aeon_data_dir, read_array_file
-from earlykd.data.prepare import clean_series, resample
+from earlykd.data.prepare import clean_series
 from earlykd.errors import EarlykdError
-from earlykd.prefix import make_prefix, prefix_steps
+from earlykd.prefix import interpolate, make_prefix, observe, prefix_steps
 
 
 def test_bundled_classification_datasets_found_offline():
@@ -24,7 +24,7 @@ def test_gunpoint_prepared():
     data = prepare(load_raw({"name": "GunPoint"}), length=100, val_fraction=0.2, split_seed=0)
     assert data.X_train.shape == (40, 1, 100) and data.X_val.shape == (10, 1, 100)
     assert data.X_test.shape == (150, 1, 100) and data.classes == ["1", "2"]
-    assert data.source_length == 150
+    assert data.reference_length == 150 and data.equal_length
     # standardised with the fit split's statistics only
     assert data.X_train.mean().abs() < 1e-5 and (data.X_train.std() - 1).abs() < 0.02
     assert data.X_test.mean().abs() > 1e-4
@@ -32,9 +32,11 @@ def test_gunpoint_prepared():
     assert set(data.y_val.tolist()) == {0, 1}
 
 
-def test_unequal_lengths_resampled():
-    data = prepare(load_raw({"name": "JapaneseVowels"}), length=50)
-    assert data.X_train.shape[1:] == (12, 50) and data.source_length is None
+def test_unequal_lengths_share_one_time_scale():
+    raw = load_raw({"name": "JapaneseVowels"})
+    data = prepare(raw, length=50)
+    assert data.X_train.shape[1:] == (12, 50) and not data.equal_length
+    assert data.reference_length == max(s.shape[-1] for s in raw.X_train)  # the longest training series
 
 
 def test_split_is_seeded():
@@ -44,20 +46,26 @@ def test_split_is_seeded():
     assert not torch.equal(a.X_val, c.X_val)
 
 
-def test_clean_series_interpolates_and_trims():
+def test_clean_series_trims_and_keeps_gaps():
     x = np.array([[1.0, np.nan, 3.0, 4.0, np.nan, np.nan]])
     out = clean_series(x, "row 1")
-    assert out.tolist() == [[1.0, 2.0, 3.0, 4.0]]
+    assert np.array_equal(out, [[1.0, np.nan, 3.0, 4.0]], equal_nan=True)
     with pytest.raises(EarlykdError, match="row 3: series is all NaN"):
         clean_series(np.full((1, 5), np.nan), "row 3")
     with pytest.raises(EarlykdError, match="infinite"):
         clean_series(np.array([[1.0, np.inf]]), "row 1")
 
 
-def test_resample_keeps_end_points():
-    x = [np.array([[0.0, 10.0]]), np.array([[0.0, 5.0, 10.0]])]
-    out = resample(x, 5)
-    assert torch.allclose(out[:, 0], torch.tensor([[0, 2.5, 5, 7.5, 10]] * 2, dtype=torch.float32))
+def test_gaps_take_earlier_values_only():
+    x = [np.array([[np.nan, 1.0, np.nan, np.nan, 4.0]]), np.array([[2.0, 3.0]])]
+    out = observe(x, 4)
+    # leading NaN stays unobserved; a gap and an ended series hold the last value seen
+    assert np.array_equal(out[:, 0], [[np.nan, 1.0, 1.0, 1.0], [2.0, 3.0, 3.0, 3.0]], equal_nan=True)
+
+
+def test_interpolate_by_hand():
+    x = np.array([[0.0, 10.0, 20.0]])
+    assert np.allclose(interpolate(x, np.array([0.0, 0.5, 1.25, 2.0])), [[0.0, 5.0, 12.5, 20.0]])
 
 
 @pytest.mark.parametrize("e,steps", [(0.2, 20), (0.25, 25), (0.333, 34), (1.0, 100), (0.01, 1)])

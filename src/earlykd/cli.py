@@ -246,10 +246,8 @@ def cmd_predict(a) -> None:
         print(f"written: {a.output}")
     else:
         sys.stdout.write(buf.getvalue())
-    if "observed_fraction" in notes:
-        seen = notes["observed_fraction"]
-        print(f"# trained on earliness {notes['trained_earliness']}; inputs cover {min(seen):.2f}-{max(seen):.2f} "
-              "of a full series", file=sys.stderr)
+    for line in notes["warnings"]:
+        print(f"earlykd: warning: {line}", file=sys.stderr)
 
 
 COMMANDS = {"datasets": cmd_datasets, "methods": cmd_methods, "teacher": cmd_teacher, "distill": cmd_distill,

@@ -21,7 +21,7 @@ from .distill.base import method_class
 from .errors import EarlykdError, check
 from .evaluate import classification_metrics
 from .models import build_model
-from .prefix import make_prefix, prefix_steps
+from .prefix import observed_samples, prefix_steps, student_view
 from .train import Split, Trainer, load_model, predict_logits, save_model
 from .train.checkpoint import load_tensors, save_tensors, writable_dir, write_json
 
@@ -168,8 +168,8 @@ def _fit_and_save(cfg: dict, kind: str, data: Prepared, splits: dict[str, Split]
     started = time.perf_counter()
     fit = trainer.fit(splits["train"], splits["val"])
     student = distiller.student.cpu().eval()
-    meta = {"kind": kind, "classes": data.classes, "length": data.info["length"], "source_length": data.source_length,
-            "prefix": cfg["prefix"], "data_fingerprint": data.fingerprint()}
+    meta = {"kind": kind, "classes": data.classes, "length": data.length, "reference_length": data.reference_length,
+            "equal_length": data.equal_length, "prefix": cfg["prefix"], "data_fingerprint": data.fingerprint()}
     save_model(out / MODEL_FILE, student, meta, {"data.mean": data.mean, "data.std": data.std})
     test = evaluate_split(student, splits["test"], teacher_info)
     record = {
@@ -197,10 +197,6 @@ def evaluate_split(student, split: Split, teacher_info: dict | None) -> dict:
     if teacher_info is not None:
         teacher_probs = torch.softmax(teacher_info["test_logits"], 1).numpy()
     return classification_metrics(probs, split.y.numpy(), teacher_probs)
-
-
-def _student_view(x: torch.Tensor, prefix: dict) -> torch.Tensor:
-    return make_prefix(x, prefix["earliness"], prefix["mode"], prefix["channels"])
 
 
 def train_teacher(cfg: dict, resume: bool = False) -> Run:
@@ -238,7 +234,7 @@ def distill(cfg: dict, resume: bool = False) -> Run:
     out = _open_run_dir(cfg["out"] or _default_out(cfg, "student"), resume)
     device = resolve_device(cfg["train"]["device"])
     outputs = teacher_outputs(teacher_dir, data, device)  # test logits serve fidelity for every method
-    splits = {s: Split(_student_view(data.split(s)[0], cfg["prefix"]), data.split(s)[1],
+    splits = {s: Split(data.view(s, **cfg["prefix"]), data.labels[s],
                        outputs[s] if method_cls.needs_teacher else None) for s in ("train", "val", "test")}
     info = {"arch": t_meta["model"]["arch"], "id": f"{t_record['config_hash']}-{_file_digest(teacher_dir / MODEL_FILE)[:8]}",
             "test_logits": outputs["test"].logits}
@@ -255,7 +251,7 @@ def evaluate_run(run_dir: str | Path, device: str = "auto") -> dict:
     cfg, record = read_run(run_dir)
     model, meta, _ = load_model(run_dir / MODEL_FILE)
     data = load_prepared(cfg["data"])
-    split = Split(_student_view(data.X_test, cfg["prefix"]).to(dev), data.y_test)
+    split = Split(data.view("test", **cfg["prefix"]).to(dev), data.y_test)
     model = model.to(dev)
     info = None
     if record["kind"] == "student":
@@ -268,44 +264,63 @@ def evaluate_run(run_dir: str | Path, device: str = "auto") -> dict:
 
 def predict(run_dir: str | Path, series: list[np.ndarray], full: bool = False, what: str = "input",
             device: str = "auto") -> tuple[list[str], np.ndarray, dict]:
-    """Class labels and probabilities for new series.
+    """Class labels and probabilities for new series, each row starting at the series' first sample.
 
-    Student runs take prefixes in the original time scale: a prefix of m steps of a series whose
-    full length was M is placed as the first m / M of the model's L steps. With `full=True`,
-    rows are complete series and the student takes its own prefix, as in training. Where the
-    training series had unequal lengths, a row is taken to cover the trained earliness. A student
-    trained on a channel subset takes either all channels or just its subset.
+    A row goes through the same view as in training: a student uses the first ceil(e * T) raw
+    samples (T: the training series' length), so a whole series and its prefix give the same
+    answer. `full=True` says the rows are whole series; without it, rows longer than the trained
+    prefix get a warning, as do rows shorter than it (held at their last value, like a series
+    that ended) and, for a teacher, rows shorter than a whole series. A student trained on a
+    channel subset takes either all channels or just its subset.
     """
-    from .data.prepare import clean_series, resample, standardise
+    from .data.prepare import clean_series
     run_dir = Path(run_dir)
     model, meta, tensors = load_model(run_dir / MODEL_FILE)
+    check(meta.get("reference_length"), f"{run_dir}: trained before the prefix contract (no reference length); "
+                                        "train it again with this version")
     mean, std = tensors["data.mean"], tensors["data.std"]
-    length, prefix, student = meta["length"], meta["prefix"], meta["kind"] == "student"
-    subset = prefix["channels"] if student else None
+    student = meta["kind"] == "student"
+    prefix = meta["prefix"] if student else {"earliness": 1.0, "mode": "stretch", "channels": None}
+    subset, total = prefix["channels"], meta["reference_length"]
     accepted = [mean.numel()] + ([len(subset)] if subset and len(subset) != mean.numel() else [])
     check(len(series) > 0, f"{what}: no series")
-    notes: dict = {}
     rows = []
     for i, s in enumerate(series):
         s = np.atleast_2d(s)
         check(s.shape[0] in accepted, f"{what}: row {i + 1}: {s.shape[0]} channel(s), the model expects "
                                       + " or ".join(map(str, accepted)))
-        s = clean_series(s, f"{what}: row {i + 1}")
-        keep = list(range(mean.numel())) if s.shape[0] == mean.numel() else subset
-        m, sd = mean[keep], std[keep]
-        view = {**prefix, "channels": subset if keep != subset else None}
-        if not student or full or prefix["earliness"] >= 1:
-            x = standardise(resample([s], length), m, sd)
-            rows.append(_student_view(x, view) if student else x)
-            continue
-        seen = min(1.0, s.shape[-1] / meta["source_length"]) if meta["source_length"] else prefix["earliness"]
-        x = standardise(resample([s], max(1, round(seen * length))), m, sd)
-        x = x[:, view["channels"]] if view["channels"] is not None else x
-        rows.append(resample([x[0].numpy()], length) if prefix["mode"] == "stretch" else x)
-        notes.setdefault("observed_fraction", []).append(round(seen, 4))
+        rows.append(clean_series(s, f"{what}: row {i + 1}"))
+    keep = observed_samples(prefix["earliness"], total)
+    lengths = np.array([r.shape[-1] for r in rows])
+    warnings = _predict_warnings(lengths, keep, total, student, full, meta.get("equal_length", True), prefix)
+    x = torch.empty(len(rows), len(subset) if subset else mean.numel(),
+                    prefix_steps(prefix["earliness"], meta["length"]) if prefix["mode"] == "truncate" else meta["length"])
+    for n_channels in {r.shape[0] for r in rows}:  # all channels, or a student's subset given alone
+        idx = [i for i, r in enumerate(rows) if r.shape[0] == n_channels]
+        own = subset is not None and n_channels != mean.numel()
+        m, sd = (mean[subset], std[subset]) if own else (mean, std)
+        x[idx] = student_view([rows[i] for i in idx], prefix["earliness"], prefix["mode"], total, meta["length"],
+                              m, sd, None if own else subset)
     dev = resolve_device(device)
-    model = model.to(dev)
+    model = model.to(dev).eval()
     with torch.no_grad():
-        probs = np.stack([torch.softmax(model(x.to(dev)).logits, 1)[0].cpu().numpy() for x in rows])
+        probs = torch.softmax(predict_logits(model, x.to(dev)), 1).cpu().numpy()
     labels = [meta["classes"][k] for k in probs.argmax(1)]
-    return labels, probs, {"classes": meta["classes"], "trained_earliness": prefix["earliness"], **notes}
+    return labels, probs, {"classes": meta["classes"], "trained_earliness": prefix["earliness"],
+                           "samples_used": keep, "warnings": warnings}
+
+
+def _predict_warnings(lengths: np.ndarray, keep: int, total: int, student: bool, full: bool, equal_length: bool,
+                      prefix: dict) -> list[str]:
+    """One line per kind of input that cannot be what the model was trained on."""
+    out = []
+    longer, shorter = int((lengths > keep).sum()), int((lengths < keep).sum())
+    if student and not full and longer:
+        out.append(f"{longer} row(s) are longer than the trained prefix of {keep} samples (earliness "
+                   f"{prefix['earliness']} of {total}); only their first {keep} samples are used "
+                   "(pass --full to say the rows are whole series)")
+    if shorter and equal_length:
+        what = "a whole series" if not student else "the trained prefix"
+        out.append(f"{shorter} row(s) have fewer samples than {what} ({keep}); each is held at its last value, "
+                   "as for a series that ended" + ("" if student else "; a teacher is meant for whole series"))
+    return out

@@ -1,4 +1,4 @@
-"""Clean, resample, split and standardise raw series into tensors."""
+"""Validate, split and standardise raw series; the model's views are cut from them on demand."""
 from __future__ import annotations
 
 import hashlib
@@ -7,83 +7,83 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 
 from ..errors import EarlykdError, check
+from ..prefix import standardise, student_view
 from .load import RawData
+
+SPLITS = ("train", "val", "test")
 
 
 @dataclass
 class Prepared:
-    """Tensors of shape (cases, channels, length) and integer labels, ready for training."""
+    """Raw series per split (trailing NaN trimmed, gaps kept) and integer labels, with the time
+    scales and training statistics that turn them into model inputs.
+
+    `view(split, earliness, mode, channels)` is the only way series become tensors: the teacher's
+    view is earliness 1, a student's view depends only on the first ceil(e * T) raw samples.
+    """
     name: str
     classes: list[str]
-    X_train: torch.Tensor
-    y_train: torch.Tensor
-    X_val: torch.Tensor
-    y_val: torch.Tensor
-    X_test: torch.Tensor
-    y_test: torch.Tensor
+    series: dict[str, list[np.ndarray]]
+    labels: dict[str, torch.Tensor]
     mean: torch.Tensor
     std: torch.Tensor
-    source_length: int | None
+    reference_length: int            # T: raw samples of a full series (the longest training series)
+    length: int                      # L: model steps of a full series
+    equal_length: bool
     info: dict = field(default_factory=dict)
+    _views: dict = field(default_factory=dict, repr=False)
 
     @property
     def channels(self) -> int:
-        return self.X_train.shape[1]
+        return self.mean.numel()
 
     @property
     def n_classes(self) -> int:
         return len(self.classes)
 
+    def view(self, split: str, earliness: float = 1.0, mode: str = "stretch",
+             channels: list[int] | None = None) -> torch.Tensor:
+        key = (split, float(earliness), mode, tuple(channels) if channels is not None else None)
+        if key not in self._views:
+            if not self.series[split]:
+                self._views[key] = torch.zeros(0, len(channels) if channels else self.channels, self.length)
+            else:
+                self._views[key] = student_view(self.series[split], earliness, mode, self.reference_length,
+                                                self.length, self.mean, self.std, channels)
+        return self._views[key]
+
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        return getattr(self, f"X_{name}"), getattr(self, f"y_{name}")
+        """The full-series (teacher) view of a split and its labels."""
+        return self.view(name), self.labels[name]
+
+    X_train = property(lambda self: self.view("train"))
+    X_val = property(lambda self: self.view("val"))
+    X_test = property(lambda self: self.view("test"))
+    y_train = property(lambda self: self.labels["train"])
+    y_val = property(lambda self: self.labels["val"])
+    y_test = property(lambda self: self.labels["test"])
 
     def fingerprint(self) -> str:
-        h = hashlib.sha256()
-        for t in (self.X_train, self.y_train, self.X_val, self.y_val, self.X_test, self.y_test):
-            h.update(t.contiguous().numpy().tobytes())
+        h = hashlib.sha256(f"{self.reference_length}/{self.length}".encode())
+        for s in SPLITS:
+            for x in self.series[s]:
+                h.update(np.ascontiguousarray(x).tobytes())
+            h.update(self.labels[s].numpy().tobytes())
         return h.hexdigest()[:16]
 
 
 def clean_series(x: np.ndarray, where: str) -> np.ndarray:
-    """Reject inf and all-NaN; trim trailing NaN (shorter series); interpolate inner NaN."""
+    """Reject inf and an all-NaN channel; trim trailing NaN (a shorter series). Gaps stay NaN:
+    the view fills them from earlier values only."""
     x = np.asarray(x, dtype=np.float64)
     check(not np.isinf(x).any(), f"{where}: infinite value")
     finite = np.isfinite(x)
     check(finite.any(axis=-1).all(), f"{where}: series is all NaN" + (" in some channel" if x.shape[0] > 1 else ""))
     last = int(np.nonzero(finite.any(axis=0))[0][-1]) + 1
-    x = x[:, :last]
-    if not np.isfinite(x).all():
-        steps = np.arange(x.shape[-1])
-        x = x.copy()
-        for c in range(x.shape[0]):
-            ok = np.isfinite(x[c])
-            x[c] = np.interp(steps, steps[ok], x[c, ok])
-    return x
-
-
-def resample(series: list[np.ndarray], length: int) -> torch.Tensor:
-    """Linear interpolation of every series to `length` steps (corners aligned)."""
-    out = torch.empty(len(series), series[0].shape[0], length, dtype=torch.float32)
-    groups: dict[int, list[int]] = {}
-    for i, s in enumerate(series):
-        groups.setdefault(s.shape[-1], []).append(i)
-    for n, idx in groups.items():
-        block = torch.tensor(np.stack([series[i] for i in idx]), dtype=torch.float32)
-        if n == 1:
-            block = block.expand(-1, -1, 2)
-        if block.shape[-1] != length:
-            block = F.interpolate(block, size=length, mode="linear", align_corners=True)
-        out[idx] = block
-    return out
-
-
-def standardise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Per-channel standardisation of (cases, channels, steps) with stored training statistics."""
-    return (x - mean[None, :, None]) / std[None, :, None]
+    return x[:, :last]
 
 
 def _clean_all(series: list[np.ndarray], what: str) -> list[np.ndarray]:
@@ -111,6 +111,16 @@ def _split(y: np.ndarray, fraction: float, seed: int, n_classes: int, where: str
     return np.sort(fit), np.sort(val)
 
 
+def training_statistics(series: list[np.ndarray], reference_length: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of the full-series views of the training series."""
+    from ..prefix import raw_view
+    x = raw_view(series, 1.0, "stretch", reference_length, length)
+    mean = np.nanmean(x, axis=(0, 2))
+    std = np.nanstd(x, axis=(0, 2), ddof=1)
+    std = np.where(std > 1e-8, std, 1.0)
+    return torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
+
+
 def prepare(raw: RawData, length: int = 100, val_fraction: float = 0.2, split_seed: int = 0) -> Prepared:
     where_train, where_test = raw.where
     X = _clean_all(raw.X_train, where_train)
@@ -122,17 +132,16 @@ def prepare(raw: RawData, length: int = 100, val_fraction: float = 0.2, split_se
     unseen = sorted(set(raw.y_test.tolist()) - set(classes))
     check(not unseen, f"{where_test}: test labels {unseen[:5]} do not occur in training")
     code = {c: i for i, c in enumerate(classes)}
-    y = np.array([code[c] for c in raw.y_train])
-    yt = np.array([code[c] for c in raw.y_test])
-    fit, val = _split(y, val_fraction, split_seed, len(classes), where_train)
-    lengths = {s.shape[-1] for s in raw.X_train + raw.X_test}
-    Xr, Xtr = resample(X, length), resample(Xt, length)
-    mean = Xr[fit].mean(dim=(0, 2))
-    std = Xr[fit].std(dim=(0, 2))
-    std = torch.where(std > 1e-8, std, torch.ones_like(std))
-    Xr, Xtr = standardise(Xr, mean, std), standardise(Xtr, mean, std)
-    yy, yyt = torch.tensor(y), torch.tensor(yt)
-    return Prepared(raw.name, classes, Xr[fit], yy[fit], Xr[val], yy[val], Xtr, yyt, mean, std,
-                    source_length=lengths.pop() if len(lengths) == 1 else None,
+    y = torch.tensor([code[c] for c in raw.y_train])
+    yt = torch.tensor([code[c] for c in raw.y_test])
+    fit, val = _split(y.numpy(), val_fraction, split_seed, len(classes), where_train)
+    train_lengths = {s.shape[-1] for s in X}
+    reference = max(train_lengths)
+    series = {"train": [X[i] for i in fit], "val": [X[i] for i in val], "test": Xt}
+    mean, std = training_statistics(series["train"], reference, length)
+    return Prepared(raw.name, classes, series, {"train": y[fit], "val": y[val], "test": yt}, mean, std,
+                    reference_length=reference, length=length,
+                    equal_length=len(train_lengths | {s.shape[-1] for s in Xt}) == 1,
                     info={"source": raw.source, "train": len(fit), "val": len(val), "test": len(yt),
-                          "length": length, "val_fraction": val_fraction, "split_seed": split_seed})
+                          "length": length, "reference_length": reference,
+                          "val_fraction": val_fraction, "split_seed": split_seed})
