@@ -53,6 +53,19 @@ def align_steps(seq: torch.Tensor, steps: int) -> torch.Tensor:
     return F.interpolate(seq.transpose(1, 2), size=steps, mode="linear", align_corners=True).transpose(1, 2)
 
 
+def pair_steps(student: torch.Tensor, teacher: torch.Tensor, warp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pair two hidden sequences (B, T, H) step by step in time.
+
+    A student with fewer steps than the teacher saw a truncated prefix: its m steps sit on the teacher's
+    first m time positions, so it is paired with the teacher's first m steps. Otherwise (stretch mode,
+    equal lengths) the student is interpolated onto the teacher's steps, a no-op when they are equal.
+    warp=True always interpolates the student onto all the teacher's steps (a time-warped target)."""
+    m, steps = student.shape[1], teacher.shape[1]
+    if m < steps and not warp:
+        return student, teacher[:, :m]
+    return align_steps(student, steps), teacher
+
+
 class Distiller(nn.Module):
     """Base class. Subclasses set `name`, `description`, `defaults` and override `distill_losses`.
 
