@@ -1,14 +1,17 @@
 """tekap: teacher knowledge augmentation (Hossain, Akhter, Hong & Huh, "Single Teacher, Multiple
 Perspectives: Teacher Knowledge Augmentation for Enhanced Knowledge Distillation", ICLR 2025).
 
-One teacher is turned into several by Gaussian perturbation of its outputs. With V = the teacher plus
-`copies` perturbed views, z~ = z + noise * rms(z) * N(0, I) (rms over the batch, so `noise` is
-relative and works for any feature scale):
-    loss = weight * mean_V tau^2 KL(softmax(t~ / tau) || softmax(s / tau))           (logit views)
-         + feature_weight * mean_V MSE(A(f_s), f~_t)                                 (feature views)
-A is a linear adapter from the student's to the teacher's feature width. noise = 0 gives exactly
-KD + a feature hint. tau 2 as in the GDPD release's KD; noise 0.1 and 5 copies are this project's
-choice (no GDPD-release defaults are known).
+One teacher is turned into several by perturbing its outputs as the official code does,
+z~ = 0.9 z + 0.1 eps with eps ~ N(0, I) (absolute, whatever the scale of z), drawn afresh per view and
+batch. Each of the `copies` views adds its own KD term on top of the full teacher's:
+    loss = weight * [KD(s, t) + view_weight * sum_k KD(s, t~_k)],   KD(s, t) = tau^2 KL(p_t^tau || p_s^tau)
+         + feature_weight * [MSE(A f_s, f_t) + sum_k MSE(A f_s, f~_t,k)]            (off by default)
+view_weight 0.8 as in the official KD + TeKAP code (which also multiplies the view terms by its CE weight,
+1 here). tau 2 as in the GDPD release's KD. Feature views (A: a linear adapter from the student's to the
+teacher's feature width) follow the official feature-level code, where each view adds the feature loss
+at full weight; the official code pairs them with a feature-distillation method, so they are an option
+(feature_weight > 0) and the default is the logit-level TeKAP on KD. copies 5 is this project's choice
+(the official default is not known here).
 """
 import torch
 import torch.nn.functional as F
@@ -18,33 +21,38 @@ from .base import Distiller, register
 from .kd import soft_kl
 
 
-def teacher_views(x: torch.Tensor, noise: float, copies: int) -> torch.Tensor:
-    """(B, ...) -> (1 + copies, B, ...): x itself, then perturbed copies."""
-    scale = noise * x.pow(2).mean().sqrt()
-    perturbed = x + scale * torch.randn((copies, *x.shape), dtype=x.dtype, device=x.device)
-    return torch.cat([x.unsqueeze(0), perturbed])
+def perturb(x: torch.Tensor, copies: int) -> torch.Tensor:
+    """(B, ...) -> (copies, B, ...): 0.9 x + 0.1 N(0, 1), as the official TeKAP code."""
+    return 0.9 * x + 0.1 * torch.randn((copies, *x.shape), dtype=x.dtype, device=x.device)
 
 
-def tekap_losses(s_logits, s_feat, t_logit_views, t_feat_views, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unweighted (logit KD, feature MSE), averaged over the teacher views; s_feat in teacher width."""
-    kd = torch.stack([soft_kl(s_logits, view, tau) for view in t_logit_views]).mean()
-    feature = torch.stack([F.mse_loss(s_feat, view) for view in t_feat_views]).mean()
-    return kd, feature
+def tekap_kd(s_logits: torch.Tensor, t_logits: torch.Tensor, views: torch.Tensor, tau: float,
+             view_weight: float) -> torch.Tensor:
+    """KD to the teacher plus view_weight times the KD to each perturbed view (unweighted overall)."""
+    return soft_kl(s_logits, t_logits, tau) + view_weight * sum(soft_kl(s_logits, v, tau) for v in views)
+
+
+def tekap_feature(s_feat: torch.Tensor, t_feat: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+    """MSE to the teacher feature plus the MSE to each perturbed view; s_feat in teacher width."""
+    return F.mse_loss(s_feat, t_feat) + sum(F.mse_loss(s_feat, v) for v in views)
 
 
 @register
 class TeKAP(Distiller):
     name = "tekap"
-    description = "teacher knowledge augmentation: KD and feature hints from noise-perturbed teacher views"
-    defaults = {"weight": 1.0, "feature_weight": 1.0, "temperature": 2.0, "noise": 0.1, "copies": 5}
+    description = "teacher knowledge augmentation: KD to the teacher and to noise-perturbed teacher views"
+    defaults = {"weight": 1.0, "temperature": 2.0, "copies": 5, "view_weight": 0.8, "feature_weight": 0.0}
 
     def __init__(self, student, teacher, options=None, warmup=0):
         super().__init__(student, teacher, options, warmup)
-        self.adapter = nn.Linear(student.feature_dim, teacher.feature_dim)
+        self.adapter = nn.Linear(student.feature_dim, teacher.feature_dim) if self.options["feature_weight"] else None
 
     def distill_losses(self, out, batch, epoch):
-        noise, copies = self.options["noise"], max(0, int(self.options["copies"]))
-        kd, feature = tekap_losses(out.logits, self.adapter(out.feature),
-                                   teacher_views(batch.teacher.logits, noise, copies),
-                                   teacher_views(batch.teacher.feature, noise, copies), self.options["temperature"])
-        return {"tekap_kd": self.options["weight"] * kd, "tekap_feature": self.options["feature_weight"] * feature}
+        o, t = self.options, batch.teacher
+        copies = max(0, int(o["copies"]))
+        kd = tekap_kd(out.logits, t.logits, perturb(t.logits, copies), o["temperature"], o["view_weight"])
+        losses = {"tekap_kd": o["weight"] * kd}
+        if self.adapter is not None:
+            feature = tekap_feature(self.adapter(out.feature), t.feature, perturb(t.feature, copies))
+            losses["tekap_feature"] = o["feature_weight"] * feature
+        return losses
