@@ -28,16 +28,17 @@ from .sampler import ddim_chain
 
 
 class NoiseAdapter(nn.Module):
-    """alpha in (0, 1) from the student feature: a bottleneck block, then a 2-way softmax per sample
-    (width 1) or per latent feature (width = latent; identical to a sigmoid per feature)."""
+    """alpha in (0, 1) from the student's latent (the student feature mapped to the latent width), as
+    released: a bottleneck block with reduction 8, then a 2-way softmax per sample (width 1) or per
+    latent feature (width = latent; identical to a sigmoid per feature)."""
 
-    def __init__(self, feature_dim: int, width: int):
+    def __init__(self, latent_dim: int, width: int):
         super().__init__()
         self.width = width
-        self.net = nn.Sequential(Bottleneck(feature_dim), nn.Linear(feature_dim, 2 * width))
+        self.net = nn.Sequential(Bottleneck(latent_dim, reduction=8), nn.Linear(latent_dim, 2 * width))
 
-    def forward(self, feature: torch.Tensor) -> torch.Tensor:
-        logits = self.net(feature).view(len(feature), 2, self.width)
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        logits = self.net(latent).view(len(latent), 2, self.width)
         return logits.softmax(dim=1)[:, 0]   # (B, 1) or (B, width)
 
 
@@ -83,7 +84,7 @@ class GDPD(Distiller):
             else:
                 self.standardise = nn.BatchNorm1d(latent, affine=False)
             self.prior = DiffusionPrior(latent, int(o["timesteps"]), o["beta_start"], o["beta_end"])
-            self.adapter = NoiseAdapter(width, latent if o["alpha_per_feature"] else 1)
+            self.adapter = NoiseAdapter(latent, latent if o["alpha_per_feature"] else 1)
 
     @staticmethod
     def _check(o: dict) -> None:
@@ -117,7 +118,7 @@ class GDPD(Distiller):
         """Student feature -> latent -> noise fusion -> DDIM chain -> projection + batch norm."""
         z = self.to_latent(feature)
         if self.prior is not None:
-            alpha = self.adapter(feature)
+            alpha = self.adapter(z)
             z = self.chain(alpha * z + (1 - alpha) * torch.randn_like(z))
         return self.project(z)
 

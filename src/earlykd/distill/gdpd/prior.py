@@ -21,7 +21,8 @@ class TeacherAutoencoder(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """Residual bottleneck block on vectors: C -> C/4 -> C/4 -> C (batch norm + ReLU inside), plus x."""
+    """Residual bottleneck block on vectors, as the release's (on 1x1 maps its convolutions are linear):
+    C -> C/r -> C/r -> C, each followed by batch norm (ReLU after the first two), plus x."""
 
     def __init__(self, width: int, reduction: int = 4):
         super().__init__()
@@ -29,19 +30,21 @@ class Bottleneck(nn.Module):
         self.body = nn.Sequential(
             nn.Linear(width, mid), nn.BatchNorm1d(mid), nn.ReLU(),
             nn.Linear(mid, mid), nn.BatchNorm1d(mid), nn.ReLU(),
-            nn.Linear(mid, width))
+            nn.Linear(mid, width), nn.BatchNorm1d(width))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
 
 
 class Denoiser(nn.Module):
-    """eps(x_t, t): a learned timestep embedding added to the input, then two residual bottleneck blocks."""
+    """eps(x_t, t), as released: a learned timestep embedding added to the input, two residual bottleneck
+    blocks, then a linear (1x1) projection and batch norm."""
 
     def __init__(self, width: int, timesteps: int = 1000):
         super().__init__()
         self.time = nn.Embedding(timesteps, width)
-        self.blocks = nn.Sequential(Bottleneck(width), Bottleneck(width))
+        self.blocks = nn.Sequential(Bottleneck(width), Bottleneck(width), nn.Linear(width, width),
+                                    nn.BatchNorm1d(width))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
         """t: one timestep per sample, or one int shared by the batch (the DDIM chain)."""
