@@ -79,7 +79,7 @@ def test_five_step_chain_from_400_matches_diffusers():
         for t in ref.timesteps[5:].tolist():
             expected = ref.step(prior(expected, torch.full((32,), t)), t, expected, eta=0.0).prev_sample
         got = ddim_chain(prior, x)   # defaults: start 400, 5 steps
-    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-6)   # float32; the chain reaches |x| ~ 10
     assert not torch.allclose(got, x, atol=1e-2)
 
 
@@ -221,7 +221,7 @@ def test_hint_ce_reaches_student_encoder_adapter_and_denoiser(per_feature):
     d = make({"alpha_per_feature": per_feature})
     b = batch()
     out = d.student(b.x)
-    alpha = d.adapter(out.feature)
+    alpha = d.adapter(d.to_latent(out.feature))
     assert alpha.shape == (16, 16 if per_feature else 1)
     assert ((alpha > 0) & (alpha < 1)).all()
     F.cross_entropy(d.hint_logits(out.feature), b.y).backward()

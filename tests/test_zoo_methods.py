@@ -15,7 +15,7 @@ from earlykd.distill.kd import soft_kl
 from earlykd.distill.pkt import pkt_loss
 from earlykd.distill.rkd import rkd_losses
 from earlykd.distill.softdtw import soft_dtw
-from earlykd.distill.tekap import tekap_losses, teacher_views
+from earlykd.distill.tekap import perturb, tekap_feature, tekap_kd
 from earlykd.distill.ttm import ttm_loss
 from earlykd.distill.vid import gaussian_nll
 from earlykd.models import build_model
@@ -136,11 +136,14 @@ def test_at_zero_for_identical_sequences_and_positive_otherwise():
 
 
 def test_at_aligns_lengths_and_widths():
-    # energy linear in time, so interpolating the student's 4-step map reproduces the teacher's 9-step map
-    def seq(steps, width):
-        return torch.linspace(1, 2, steps, dtype=f64).sqrt()[None, :, None].expand(2, steps, width)
-    assert at_loss(seq(4, 3), seq(9, 8)) < 1e-20
-    assert at_loss(seq(4, 3), seq(9, 8).flip(1)) > 1e-4
+    def seq(energy, width):
+        return energy.sqrt()[None, :, None].expand(2, len(energy), width)
+    teacher = seq(torch.linspace(1, 2, 9, dtype=f64), 8)
+    # a truncated 4-step student is compared with the teacher's first 4 steps, whatever comes after
+    assert at_loss(seq(torch.linspace(1, 2, 9, dtype=f64)[:4], 3), teacher) < 1e-20
+    assert at_loss(seq(torch.linspace(1, 2, 9, dtype=f64)[:4], 3), teacher.flip(1)) > 1e-4
+    # time_warp: energy linear in time, so interpolating a 4-step map reproduces the whole 9-step map
+    assert at_loss(seq(torch.linspace(1, 2, 4, dtype=f64), 3), teacher, warp=True) < 1e-20
 
 
 def test_at_matches_hand_computation():
@@ -216,13 +219,17 @@ def test_soft_dtw_approaches_hard_dtw_and_has_correct_gradients():
 
 def test_dt2w_subsamples_teacher_channels_and_handles_lengths():
     t = randn(2, 9, 8)
-    assert torch.equal(subsample_channels(t, 8), t)
-    assert torch.equal(subsample_channels(t, 3), t[:, :, [0, 4, 7]])   # round(0, 3.5, 7) -> 0, 4, 7
+    assert torch.equal(subsample_channels(t, 8, random=False), t)
+    assert torch.equal(subsample_channels(t, 3, random=False), t[:, :, [0, 4, 7]])   # round(0, 3.5, 7)
     assert subsample_channels(t, 12).shape == (2, 9, 12)
+    assert sorted(subsample_channels(torch.arange(8.0)[None, None], 8)[0, 0].tolist()) == list(range(8))
+    picked = subsample_channels(torch.arange(3.0)[None, None], 7)[0, 0].tolist()
+    assert sorted(picked[:3]) == sorted(picked[3:6]) == [0, 1, 2]        # repeats only past the width
     s = randn(2, 4, 3)
-    assert torch.isclose(dt2w_loss(s, t, 1.2), soft_dtw(s, t[:, :, [0, 4, 7]], 1.2).mean())
+    assert torch.isclose(dt2w_loss(s, t, 1.2, random=False, warp=True), soft_dtw(s, t[:, :, [0, 4, 7]], 1.2).mean())
+    assert torch.isclose(dt2w_loss(s, t, 1.2, random=False), soft_dtw(s, t[:, :4, [0, 4, 7]], 1.2).mean())
     # a student sequence that is the teacher's with each step repeated aligns at zero hard-DTW cost
-    assert dt2w_loss(t.repeat_interleave(2, 1), t, 1e-4).abs() < 1e-2
+    assert dt2w_loss(t.repeat_interleave(2, 1), t, 1e-4, random=False).abs() < 1e-2
 
 
 # ---- vid ----
@@ -259,8 +266,8 @@ def test_pkt_zero_for_identical_features_and_invariant_to_scale_and_width():
 def test_pkt_matches_hand_computation_and_small_batches():
     s = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=f64)      # cos 0 -> kernel 1/2
     t = torch.tensor([[1.0, 0.0], [1.0, 0.0]], dtype=f64)      # cos 1 -> kernel 1
-    # student rows (1, 1/2) / 1.5 = (2/3, 1/3); teacher rows (1/2, 1/2); both rows symmetric
-    expected = 0.5 * math.log(0.5 / (2 / 3)) + 0.5 * math.log(0.5 / (1 / 3))
+    # student rows (1, 1/2) / 1.5 = (2/3, 1/3); teacher rows (1/2, 1/2); mean over the 4 entries
+    expected = (0.5 * math.log(0.5 / (2 / 3)) + 0.5 * math.log(0.5 / (1 / 3))) / 2
     assert math.isclose(pkt_loss(s, t).item(), expected, rel_tol=1e-6)
     assert pkt_loss(randn(1, 3), randn(1, 4)) == 0
     zeros = torch.zeros(2, 3, dtype=f64, requires_grad=True)
@@ -270,23 +277,19 @@ def test_pkt_matches_hand_computation_and_small_batches():
 
 # ---- tekap ----
 
-def test_tekap_without_noise_reduces_to_kd_plus_feature_hint():
+def test_tekap_without_views_is_kd_plus_feature_hint():
     s, t, fs, ft = randn(4, 3), randn(4, 3), randn(4, 6), randn(4, 6)
-    kd, feature = tekap_losses(s, fs, teacher_views(t, 0.0, 5), teacher_views(ft, 0.0, 5), 2.0)
-    assert torch.allclose(kd, soft_kl(s, t, 2.0), rtol=1e-14)
-    assert torch.allclose(feature, F.mse_loss(fs, ft), rtol=1e-14)
+    assert torch.allclose(tekap_kd(s, t, perturb(t, 0), 2.0, 0.8), soft_kl(s, t, 2.0), rtol=1e-14)
+    assert torch.allclose(tekap_feature(fs, ft, perturb(ft, 0)), F.mse_loss(fs, ft), rtol=1e-14)
 
 
-def test_tekap_views_are_teacher_plus_relative_gaussian_copies():
-    t = 10 * randn(50, 40)
-    views = teacher_views(t, 0.1, 4)
-    assert views.shape == (5, 50, 40) and torch.equal(views[0], t)
-    rms = t.pow(2).mean().sqrt()
-    assert torch.allclose((views[1:] - t).std(), 0.1 * rms, rtol=0.05)
-    s = randn(50, 40)
-    kd, _ = tekap_losses(s, s, views, views, 2.0)
-    by_hand = torch.stack([soft_kl(s, v, 2.0) for v in views]).mean()
-    assert torch.isclose(kd, by_hand) and not torch.isclose(kd, soft_kl(s, t, 2.0))
+def test_tekap_views_add_weighted_kd_terms():
+    s, t = randn(50, 4), 10 * randn(50, 4)
+    views = perturb(t, 3)
+    assert views.shape == (3, 50, 4)
+    assert torch.allclose((views - 0.9 * t).std(), torch.tensor(0.1, dtype=f64), rtol=0.1)
+    by_hand = soft_kl(s, t, 2.0) + 0.8 * sum(soft_kl(s, v, 2.0) for v in views)
+    assert torch.isclose(tekap_kd(s, t, views, 2.0, 0.8), by_hand)
 
 
 # ---- ttm ----
