@@ -1,0 +1,40 @@
+"""Teacher epochs by stratified k-fold cross-validation."""
+import numpy as np
+import torch
+
+from earlykd.distill import build_method
+from earlykd.models import build_model
+from earlykd.train.cv import choose_epoch, cross_validate_epochs, n_folds
+
+
+def test_fold_count_follows_the_smallest_class():
+    assert n_folds(np.array([0] * 10 + [1] * 10)) == 5
+    assert n_folds(np.array([0] * 10 + [1] * 3)) == 3
+    assert n_folds(np.array([0] * 10 + [1])) == 1
+
+
+def test_choose_epoch_by_accuracy_then_loss():
+    acc = np.array([0.5, 0.9, 0.9, 0.8, 0.9])
+    loss = np.array([1.0, 0.5, 0.3, 0.2, 0.4])
+    assert choose_epoch(acc, loss) == 2          # best accuracy; of the ties the lowest loss
+    assert choose_epoch(acc, loss, min_epochs=3) == 4
+    assert choose_epoch(acc, loss, min_epochs=9) == 4  # never past the last epoch
+
+
+def test_cross_validation_is_seeded_and_picks_from_the_mean_curves():
+    torch.manual_seed(0)
+    x = torch.randn(30, 1, 16)
+    y = torch.tensor([0, 1, 2] * 10)
+    x[y == 1] += 2.0
+    x[y == 2] -= 2.0
+    cfg = {"epochs": 6, "batch_size": 8, "lr": 1e-2, "weight_decay": 0.0, "schedule": "constant", "seed": 3,
+           "select": "acc_loss", "progress": False}
+    build = lambda: build_method("base", build_model("fcn", 1, 3, 1, 8), None)  # noqa: E731
+    result = cross_validate_epochs(build, x, y, cfg, torch.device("cpu"), folds=5)
+    assert result.folds == 5 and len(result.mean_acc) == 6
+    best = choose_epoch(np.array(result.mean_acc), np.array(result.mean_loss))
+    assert result.epochs == best + 1 and result.score == (result.mean_acc[best], result.mean_loss[best])
+    assert result.mean_acc[best] > 0.5  # separable classes are learnt
+    again = cross_validate_epochs(build, x, y, cfg, torch.device("cpu"), folds=5)
+    assert again.mean_loss == result.mean_loss  # seeded
+    assert cross_validate_epochs(build, x[:4], torch.tensor([0, 0, 0, 1]), cfg, torch.device("cpu")) is None
