@@ -14,7 +14,7 @@ from .errors import EarlykdError, check
 
 DEFAULTS: dict[str, Any] = {
     "data": {
-        "name": "GunPoint",      # bundled aeon dataset, archive dataset, or a file path
+        "name": None,            # bundled aeon dataset, archive dataset, or a file path (required)
         "test_path": None,       # test file for user data (.npz/.csv)
         "archive": None,         # root of a local UCR/UEA archive
         "label_column": 0,       # CSV: index or name of the label column
@@ -22,7 +22,7 @@ DEFAULTS: dict[str, Any] = {
         "val_fraction": 0.2,
         "split_seed": 0,
     },
-    "prefix": {"earliness": 1.0, "mode": "stretch", "channels": None},
+    "prefix": {"earliness": None, "mode": "stretch", "channels": None},  # earliness: students must set it
     "model": {"arch": None, "layers": None, "hidden": None},  # None: teachers lstm, students the teacher's,
     "method": {"name": "base", "options": {}},
     "train": {
@@ -37,7 +37,7 @@ DEFAULTS: dict[str, Any] = {
         "select": None,           # loss | acc_loss (best val accuracy, ties by val loss); None: teachers acc_loss, students loss
         "seed": 0,
         "device": "auto",
-        "threads": None,
+        "threads": None,          # None: earlykd.threads.default_threads() (half the cores, at most 4)
         "checkpoint_every": 10,   # epochs between resumable state files (0: never)
         "progress": True,
     },
@@ -136,9 +136,44 @@ def resolve(files: list[str | Path] = (), overrides: dict | None = None, sets: l
         check("=" in item, f"--set expects key=value, got '{item}'")
         key, text = item.split("=", 1)
         update = set_dotted(update, key.strip(), parse_value(text.strip()))
-    cfg = merge(cfg, update)
+    cfg = absolute_paths(merge(cfg, update))
     validate(cfg)
     return cfg
+
+
+def conflicts(flags: dict, sets: list[str]) -> None:
+    """A key given both by a flag ({key: (flag text, value)}) and by a --set string is an error."""
+    for item in sets:
+        key, _, text = item.partition("=")
+        if key.strip() in flags and flags[key.strip()][1] is not None:
+            flag, value = flags[key.strip()]
+            if parse_value(text.strip()) != value:
+                raise EarlykdError(f"{key.strip()} is given twice: {flag} {value} and --set {item.strip()}; keep one")
+
+
+def require(cfg: dict, kind: str) -> None:
+    """What each kind of run must be told: a teacher its data, a student its earliness."""
+    if kind == "teacher":
+        check(cfg["data"]["name"] is not None, "a teacher needs --data: a bundled dataset (earlykd datasets), "
+              "an archive dataset with --archive, or a .npz/.csv file with --test-path")
+    else:
+        check(cfg["prefix"]["earliness"] is not None, "a student needs --earliness: the share of each series it "
+              "sees, in (0, 1], e.g. --earliness 0.4")
+
+
+def _absolute(path) -> str | None:
+    return None if path is None else str(Path(str(path)).expanduser().resolve())
+
+
+def absolute_paths(cfg: dict) -> dict:
+    """Data files, archive, teacher and out as absolute paths, so that a run directory is
+    readable from any working directory (earlykd.paths finds them again after a move)."""
+    d = dict(cfg["data"])
+    name = str(d["name"])
+    if d["name"] is not None and (Path(name).suffix.lower() in (".npy", ".npz", ".csv") or "/" in name):
+        d["name"] = _absolute(d["name"])
+    d["test_path"], d["archive"] = _absolute(d["test_path"]), _absolute(d["archive"])
+    return {**cfg, "data": d, "teacher": _absolute(cfg["teacher"]), "out": _absolute(cfg["out"])}
 
 
 def _positive(value: Any, name: str, kind=int) -> None:
@@ -155,7 +190,7 @@ def validate(cfg: dict) -> None:
     check(isinstance(t["weight_decay"], (int, float)) and t["weight_decay"] >= 0,
           f"train.weight_decay must be >= 0, got {t['weight_decay']!r}")
     e = p["earliness"]
-    check(isinstance(e, (int, float)) and not isinstance(e, bool) and 0 < e <= 1,
+    check(e is None or (isinstance(e, (int, float)) and not isinstance(e, bool) and 0 < e <= 1),
           f"prefix.earliness must be in (0, 1], got {e!r}")
     check(p["mode"] in ("stretch", "truncate"), f"prefix.mode must be stretch or truncate, got {p['mode']!r}")
     v = d["val_fraction"]
@@ -164,7 +199,7 @@ def validate(cfg: dict) -> None:
           f"train.schedule must be constant, cosine or step, got {t['schedule']!r}")
     check(t["select"] in (None, "loss", "acc_loss"), f"train.select must be loss or acc_loss, got {t['select']!r}")
     check(t["device"] in ("auto", "cpu", "cuda") or str(t["device"]).startswith("cuda:"),
-          f"train.device must be auto, cpu or cuda, got {t['device']!r}")
+          f"train.device must be auto, cpu, cuda or cuda:N, got {t['device']!r}")
     for key in ("warmup", "patience", "min_epochs"):
         value = t[key]
         check(value is None or (isinstance(value, int) and value >= 0),

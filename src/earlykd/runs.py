@@ -23,7 +23,7 @@ from .evaluate import classification_metrics
 from .models import build_model
 from .prefix import observed_samples, prefix_steps, student_view
 from .train import Split, Trainer, load_model, predict_logits, save_model
-from .train.checkpoint import load_tensors, save_tensors, writable_dir, write_json
+from .train.checkpoint import load_tensors, save_tensors, writable_dir, write_json, write_text
 
 MODEL_FILE, STATE_FILE, RUN_FILE, METRICS_FILE = "model.safetensors", "last.safetensors", "run.json", "metrics.json"
 
@@ -72,7 +72,7 @@ def _prepared(key: str) -> Prepared:
 # -- run directories ---------------------------------------------------------------------------
 
 def _open_run_dir(out: str | Path, resume: bool) -> Path:
-    path = Path(out)
+    path = Path(out).resolve()  # stored absolute: the run is readable from any working directory
     if (path / RUN_FILE).exists():
         raise EarlykdError(f"{path} already holds a finished run; choose another --out")
     if (path / STATE_FILE).exists() and not resume:
@@ -94,7 +94,9 @@ def _file_digest(path: Path) -> str:
 
 
 def read_run(path: str | Path) -> tuple[dict, dict]:
-    """-> (resolved config, run record) of a finished run directory."""
+    """-> (resolved config, run record) of a finished run directory; the teacher and data paths in the
+    config point at files that exist where they can be found (see earlykd.paths)."""
+    from .paths import locate
     path = Path(path)
     check(path.is_dir(), f"run directory not found: {path}")
     check((path / RUN_FILE).is_file(), f"{path}: not a finished earlykd run (no {RUN_FILE})")
@@ -103,7 +105,7 @@ def read_run(path: str | Path) -> tuple[dict, dict]:
         cfg = yaml.safe_load((path / "config.yaml").read_text())
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise EarlykdError(f"{path}: unreadable run record ({exc})") from None
-    return cfg, record
+    return locate(cfg, path), record
 
 
 # -- teacher outputs cache ----------------------------------------------------------------------
@@ -149,20 +151,24 @@ def _train_defaults(cfg: dict, kind: str, method_cls) -> dict:
 
 def _fit_and_save(cfg: dict, kind: str, data: Prepared, splits: dict[str, Split], teacher_info: dict | None,
                   out: Path, resume: bool) -> Run:
+    from . import threads
+    from .report.model_card import model_card
     device = resolve_device(cfg["train"]["device"])
-    if cfg["train"].get("threads"):
-        torch.set_num_threads(int(cfg["train"]["threads"]))
+    threads.apply(cfg["train"].get("threads"))
     method_cls = method_class(cfg["method"]["name"])
     train_cfg = _train_defaults(cfg, kind, method_cls)
     cfg = {**cfg, "train": train_cfg}
     torch.manual_seed(train_cfg["seed"])
     m = cfg["model"]
     student = build_model(m["arch"], splits["train"].x.shape[1], data.n_classes, m["layers"], m["hidden"])
+    m = {"arch": m["arch"], "layers": student.layers, "hidden": student.width}  # saved resolved
+    cfg = {**cfg, "model": m}
     dims = splits["train"].teacher.dims if splits["train"].teacher is not None else None
     distiller = build_method(method_cls.name, student, dims, cfg["method"]["options"], train_cfg["warmup"])
     (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     trainer = Trainer(distiller, train_cfg, device, out / STATE_FILE,
-                      desc=f"{kind} {data.name} {method_cls.name} e={cfg['prefix']['earliness']}")
+                      desc=f"{kind} {data.name} {m['arch']}" + (f" {method_cls.name} e={cfg['prefix']['earliness']}"
+                                                                if kind == "student" else ""))
     if resume and (out / STATE_FILE).exists():
         trainer.load_state(out / STATE_FILE)
     started = time.perf_counter()
@@ -183,9 +189,11 @@ def _fit_and_save(cfg: dict, kind: str, data: Prepared, splits: dict[str, Split]
         "train_seconds": round(fit.train_seconds, 3), "seconds_per_epoch": round(fit.seconds_per_epoch, 4),
         "wall_seconds": round(time.perf_counter() - started, 3), "peak_memory_mb": round(fit.peak_memory_mb, 1),
         "val": fit.history[fit.best_epoch] if fit.best_epoch is not None and fit.history else {},
+        "val_metrics": evaluate_split(student, splits["val"], None) if len(splits["val"]) else {},
         "test": test, "history": fit.history,
     }
     write_json(out / METRICS_FILE, test)
+    write_text(out / "model_card.md", model_card(cfg, record, teacher_info))
     write_json(out / RUN_FILE, record)
     (out / STATE_FILE).unlink(missing_ok=True)
     return Run(out, record)
@@ -237,15 +245,20 @@ def distill(cfg: dict, resume: bool = False) -> Run:
     splits = {s: Split(data.view(s, **cfg["prefix"]), data.labels[s],
                        outputs[s] if method_cls.needs_teacher else None) for s in ("train", "val", "test")}
     info = {"arch": t_meta["model"]["arch"], "id": f"{t_record['config_hash']}-{_file_digest(teacher_dir / MODEL_FILE)[:8]}",
-            "test_logits": outputs["test"].logits}
+            "test_logits": outputs["test"].logits, "path": str(teacher_dir.resolve()), "record": t_record}
     cfg = {**cfg, "out": str(out), "teacher": str(teacher_dir)}
     return _fit_and_save(cfg, "student", data, splits, info, out, resume)
 
 
 # -- evaluation and prediction --------------------------------------------------------------------
 
-def evaluate_run(run_dir: str | Path, device: str = "auto") -> dict:
-    """Recompute the test metrics of a finished run from its checkpoint; writes metrics.json."""
+def evaluate_run(run_dir: str | Path, device: str = "auto", test_path: str | Path | None = None,
+                 label_column="run") -> dict:
+    """Recompute the test metrics of a finished run from its checkpoint; writes metrics.json.
+    With `test_path`, score the labelled series of that file instead, and write nothing."""
+    if test_path is not None:
+        from .evaluate.new_data import evaluate_file
+        return evaluate_file(run_dir, test_path, label_column, device)
     run_dir = Path(run_dir)
     dev = resolve_device(device)
     cfg, record = read_run(run_dir)

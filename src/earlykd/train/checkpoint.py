@@ -23,6 +23,7 @@ def atomic_write(path: Path, writer) -> None:
     os.close(fd)
     try:
         writer(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give result files the mode of any other file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -40,6 +41,16 @@ def writable_dir(path: Path) -> Path:
     except OSError as exc:
         raise EarlykdError(f"output directory {path} is not writable ({exc.strerror})") from None
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def write_json(path: Path, data: dict) -> None:
