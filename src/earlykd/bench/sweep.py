@@ -10,9 +10,8 @@ import time
 from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from ..errors import EarlykdError, check
+from ..progress import progress as progress_bar
 from .grid import Job
 from .store import Store
 
@@ -120,8 +119,8 @@ def run_sweep(jobs: list[Job], store: Store, executor, root: str | Path, progres
         queue = [j for j in todo if j.kind == "teacher" or j.teacher not in pending]
         waiting = [j for j in todo if j.kind == "student" and j.teacher in pending]
         running, failed = {}, []
-        bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="run", desc="sweep", disable=not progress,
-                   dynamic_ncols=True)
+        bar = progress_bar(total=len(jobs), initial=len(jobs) - len(todo), unit="run", desc="sweep",
+                           enabled=progress, lines=len(jobs), dynamic_ncols=True)
         try:
             while queue or running:
                 while queue and len(running) < executor.capacity:

@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
-
 from ..distill import Batch, Distiller, TeacherOutputs
 from ..errors import EarlykdError
+from ..progress import progress
 from .checkpoint import load_tensors, save_tensors
 
 
@@ -24,6 +23,24 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.y)
+
+    # The trainer's batch-source interface: any object with these four methods can be trained on
+    # (earlykd.early.anytime.LevelSplit draws a prefix length per batch).
+    def to(self, device) -> "Split":
+        teacher = self.teacher.to(device) if self.teacher is not None else None
+        return Split(self.x.to(device), self.y.to(device), teacher)
+
+    def batches(self, rng: np.random.Generator, size: int):
+        """Shuffled mini-batches for one epoch, as (Batch, cases)."""
+        for idx in batch_slices(rng.permutation(len(self)), size):
+            index = torch.from_numpy(idx).to(self.y.device)
+            teacher = self.teacher[index] if self.teacher is not None else None
+            yield Batch(self.x[index], self.y[index], teacher), len(idx)
+
+    def score(self, model) -> tuple[float, float]:
+        """(cross-entropy, accuracy) of the model in eval mode."""
+        logits = predict_logits(model, self.x)
+        return F.cross_entropy(logits, self.y).item(), (logits.argmax(1) == self.y).float().mean().item()
 
 
 @dataclass
@@ -113,37 +130,32 @@ class Trainer:
         return (-val_acc, val_loss) if self.cfg["select"] == "acc_loss" else (val_loss,)
 
     def _validate(self, val: Split) -> tuple[float, float]:
-        logits = predict_logits(self.model, val.x)
-        return F.cross_entropy(logits, val.y).item(), (logits.argmax(1) == val.y).float().mean().item()
+        return val.score(self.model)
 
     # -- one epoch ---------------------------------------------------------------------------
     def _train_epoch(self, train: Split) -> dict[str, float]:
         self.model.train()
         totals: dict[str, torch.Tensor] = {}
-        for idx in batch_slices(self.rng.permutation(len(train)), self.cfg["batch_size"]):
-            index = torch.from_numpy(idx).to(self.device)
-            teacher = train.teacher[index] if train.teacher is not None else None
-            _, losses = self.model.forward_train(Batch(train.x[index], train.y[index], teacher), self.epoch)
+        for batch, cases in train.batches(self.rng, self.cfg["batch_size"]):
+            _, losses = self.model.forward_train(batch, self.epoch)
             loss = sum(losses.values())
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
             for name, value in losses.items():
-                totals[name] = totals.get(name, 0.0) + value.detach() * len(idx)
+                totals[name] = totals.get(name, 0.0) + value.detach() * cases
         if self.sched is not None:
             self.sched.step()
         return {name: (value / len(train)).item() for name, value in totals.items()}
 
     def fit(self, train: Split, val: Split) -> FitResult:
-        train = Split(train.x.to(self.device), train.y.to(self.device),
-                      train.teacher.to(self.device) if train.teacher is not None else None)
-        val = Split(val.x.to(self.device), val.y.to(self.device))
+        train, val = train.to(self.device), val.to(self.device)
         epochs, every = self.cfg["epochs"], self.cfg.get("checkpoint_every") or 0
         _reset_peak_memory(self.device)
         start = time.perf_counter()
         first = self.epoch
-        bar = tqdm(range(first, epochs), initial=first, total=epochs, desc=self.desc, leave=False,
-                   disable=not self.cfg.get("progress", True), unit="ep")
+        bar = progress(range(first, epochs), initial=first, total=epochs, desc=self.desc, leave=False,
+                       enabled=self.cfg.get("progress", True), unit="epoch")
         for self.epoch in bar:
             row = {"epoch": self.epoch, **self._train_epoch(train)}
             if len(val):
