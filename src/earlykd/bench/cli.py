@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 from ..errors import EarlykdError
-from ..train.checkpoint import writable_dir
 
 LIST = "space- or comma-separated; default: the suite's"
 
@@ -16,8 +15,9 @@ def add_commands(sub, commands: dict) -> None:
     p = sub.add_parser("bench", help="run a benchmark suite (resumable; results in SQLite)",
                        description="Expand a suite into teacher and student runs and run those not yet stored. "
                        "Re-running the same command skips finished runs and resumes interrupted ones.")
-    p.add_argument("--suite", required=True, help="smoke, quick or paper (see protocol.md)")
-    p.add_argument("--datasets", nargs="+", help=LIST)
+    p.add_argument("--suite", required=True, help="smoke, quick, paper (see protocol.md) or a suite YAML file")
+    p.add_argument("--datasets", nargs="+", help=LIST + "; a .npz/.csv training file needs --test-path")
+    p.add_argument("--test-path", help="test file for a .npz/.csv file given in --datasets")
     p.add_argument("--methods", nargs="+", help=LIST + "; 'all': every registered method")
     p.add_argument("--earliness", nargs="+", help=LIST)
     p.add_argument("--seeds", nargs="+", help=LIST)
@@ -47,13 +47,19 @@ def _list(values: list[str] | None) -> list[str] | None:
 
 
 def cmd_bench(a: argparse.Namespace) -> None:
+    from ..train.checkpoint import writable_dir
     from .executors import make_executor
     from .grid import expand
     from .store import Store
-    from .suites import get_suite
+    from .suites import FileData, get_suite
     from .sweep import run_sweep
     suite = get_suite(a.suite)
-    jobs = expand(suite, _list(a.datasets), _list(a.methods), _list(a.earliness), _list(a.seeds), a.archive, a.set)
+    datasets = _list(a.datasets)
+    if a.test_path:
+        if not datasets or len(datasets) != 1:
+            raise EarlykdError("--test-path goes with one training file in --datasets (several: a suite file)")
+        datasets = [FileData.of({"name": datasets[0], "test_path": a.test_path}, "--datasets")]
+    jobs = expand(suite, datasets, _list(a.methods), _list(a.earliness), _list(a.seeds), a.archive, a.set)
     root = Path(a.out or Path("benchmarks") / "results" / suite.name)
     if a.dry_run:
         for job in jobs:
@@ -80,9 +86,10 @@ def cmd_bench(a: argparse.Namespace) -> None:
 
 def cmd_report(a: argparse.Namespace) -> None:
     from ..report.html import write_report
+    from ..train.checkpoint import writable_dir
     root = Path(a.dir)
     if not root.is_dir():
         raise EarlykdError(f"sweep directory not found: {root}")
     out = writable_dir(Path(a.out) if a.out else root)
     written = write_report(Path(a.db) if a.db else root / "results.db", out)
-    print(f"written: {len(written)} files in {out}, open {out / 'report.html'}")
+    print(f"written: {len(written)} files in {out}, open {out / 'report.html'}", file=sys.stderr)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -80,6 +81,26 @@ def _ray_call(threads: int, fn, *args):
     return fn(*args)
 
 
+PROBE_SECONDS = 10
+
+
+def probe_address(address: str) -> None:
+    """Fail in seconds, in one line, when a Ray address's host:port takes no connection (Ray itself
+    retries for minutes). 'auto', 'local' and addresses without a port are left to Ray."""
+    host, sep, port = address.split("://")[-1].rstrip("/").rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_SECONDS).close()
+    except socket.timeout:
+        raise EarlykdError(f"cannot reach Ray at {address}: no answer within {PROBE_SECONDS} s") from None
+    except ConnectionRefusedError:
+        raise EarlykdError(f"cannot reach Ray at {address}: connection refused (is the cluster up? "
+                           "`ray start --head` prints its address)") from None
+    except OSError as exc:
+        raise EarlykdError(f"cannot reach Ray at {address}: {exc.strerror or exc}") from None
+
+
 class RayExecutor:
     """Ray tasks of `threads` CPUs (and `gpus` GPUs) each; without an address, a local Ray instance of
     workers x threads CPUs. Run directories must be on a file system that every node shares."""
@@ -90,6 +111,8 @@ class RayExecutor:
         except ImportError:
             raise EarlykdError("the Ray executor needs Ray: pip install 'earlykd[ray]'") from None
         self.ray, self.threads, self.owned = ray, threads, not ray.is_initialized()
+        if self.owned and address:
+            probe_address(address)
         if self.owned:
             kwargs = {"address": address} if address else {"num_cpus": workers * threads, "include_dashboard": False}
             try:

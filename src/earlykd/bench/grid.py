@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..config import config_hash, merge, resolve
 from ..errors import EarlykdError, check
-from .suites import PAPER_BUNDLED, Suite
+from .suites import PAPER_BUNDLED, FileData, Suite
 
 
 @dataclass
@@ -58,7 +58,11 @@ def default_datasets(archive: str | None) -> list[str]:
     return list(PAPER_BUNDLED)
 
 
-def check_dataset(name: str, archive: str | None) -> None:
+def check_dataset(name, archive: str | None) -> None:
+    if isinstance(name, FileData):
+        return  # checked when read
+    check(Path(name).suffix.lower() not in (".npz", ".npy", ".csv"),
+          f"{name}: a data file needs its test file: --test-path, or a suite file entry with test_path")
     if archive:
         check(Path(archive).is_dir(), f"archive folder not found: {archive}")
         check((Path(archive) / name).is_dir(), f"dataset '{name}' not found in archive {archive}")
@@ -115,10 +119,14 @@ def expand(suite: Suite, datasets=None, methods=None, earliness=None, seeds=None
     teachers, students = [], []
     for d in datasets:
         data = {"data.name": d, "data.archive": archive}
-        t_cfg = _config(suite, suite.teacher, {**data, "method.name": "base", "train.seed": 0}, sets)
+        if isinstance(d, FileData):
+            data = {"data.name": d.name, "data.test_path": d.test_path, "data.label_column": d.label_column}
+        label = d.label if isinstance(d, FileData) else d
+        t_cfg = _config(suite, suite.teacher, {**data, "method.name": "base", "train.seed": 0,
+                                               "prefix.earliness": 1.0}, sets)
         t_hash = config_hash(t_cfg)
         mode = t_cfg["prefix"]["mode"]
-        teacher = Job("teacher", d, "teacher", 1.0, mode, 0, t_cfg, t_hash, f"teacher-{_safe(d)}-{t_hash[:8]}",
+        teacher = Job("teacher", label, "teacher", 1.0, mode, 0, t_cfg, t_hash, f"teacher-{_safe(label)}-{t_hash[:8]}",
                       suite=suite.name)
         teachers.append(teacher)
         for seed, e, m in itertools.product(seeds, earliness, methods):
@@ -127,10 +135,10 @@ def expand(suite: Suite, datasets=None, methods=None, earliness=None, seeds=None
                     "train.seed": seed}
             cfg = _config(suite, suite.student, over, sets)
             grid = {k: list(v) for k, v in suite.grids.items() if k in cls.defaults}
-            job = Job("student", d, m, e, cfg["prefix"]["mode"], seed, cfg, "", "", teacher.name, suite.name, grid)
+            job = Job("student", label, m, e, cfg["prefix"]["mode"], seed, cfg, "", "", teacher.name, suite.name, grid)
             for _, options in job.points():
                 cls.resolve_options(options)
             job.job_hash = _digest(config_hash(cfg, drop=("out", "teacher")), t_hash, grid)
-            job.name = f"{m}-{_safe(d)}-e{e:g}-{job.prefix_mode}-s{seed}-{job.job_hash[:8]}"
+            job.name = f"{m}-{_safe(label)}-e{e:g}-{job.prefix_mode}-s{seed}-{job.job_hash[:8]}"
             students.append((seed, datasets.index(d), e, methods.index(m), job))
     return teachers + [j for *_, j in sorted(students, key=lambda t: t[:4])]

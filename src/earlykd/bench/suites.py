@@ -8,9 +8,33 @@ tuned by measurement.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import difflib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 
-from ..errors import EarlykdError
+from ..errors import EarlykdError, check
+
+
+@dataclass(frozen=True)
+class FileData:
+    """A dataset of the user's own files: a .npz/.csv training file and its test file."""
+    name: str
+    test_path: str
+    label_column: int | str = 0
+
+    @property
+    def label(self) -> str:
+        return Path(self.name).stem
+
+    @classmethod
+    def of(cls, entry: dict, where: str) -> "FileData":
+        unknown = set(entry) - {"name", "test_path", "label_column"}
+        check(not unknown, f"{where}: unknown dataset key(s) {sorted(unknown)} (name, test_path, label_column)")
+        check("name" in entry and "test_path" in entry, f"{where}: a file dataset needs name and test_path")
+        for key in ("name", "test_path"):
+            check(Path(str(entry[key])).is_file(), f"{where}: file not found: {entry[key]}")
+        return cls(str(Path(str(entry["name"])).resolve()), str(Path(str(entry["test_path"])).resolve()),
+                   entry.get("label_column", 0))
 
 QUICK_DATASETS = ("GunPoint", "ArrowHead", "ItalyPowerDemand", "OSULeaf", "JapaneseVowels", "ACSF1")
 LSTM3_100 = {"arch": "lstm", "layers": 3, "hidden": 100}
@@ -59,7 +83,40 @@ SUITES = {s.name: s for s in (
 PAPER_BUNDLED = QUICK_DATASETS + ("BasicMotions", "PickupGestureWiimoteZ")
 
 
+def _tuple(value, where: str, key: str) -> tuple | None:
+    if value is None:
+        return None
+    check(isinstance(value, (list, tuple)) and len(value) > 0, f"{where}: '{key}' must be a non-empty list")
+    return tuple(value)
+
+
+def load_suite(path: str | Path) -> Suite:
+    """A suite from YAML: the fields of Suite (name defaults to the file's stem). Datasets are names,
+    or mappings {name: TRAIN_FILE, test_path: TEST_FILE, label_column: 0} for the user's own files
+    (paths relative to the working directory)."""
+    from ..config import load_yaml
+    where = str(path)
+    data = load_yaml(path)
+    known = [f.name for f in fields(Suite)]
+    for key in data:
+        if key not in known:
+            near = difflib.get_close_matches(key, known, n=2, cutoff=0.5)
+            raise EarlykdError(f"{where}: unknown suite key '{key}'"
+                               + (f" (did you mean {', '.join(near)}?)" if near else f" (known: {', '.join(known)})"))
+    datasets = _tuple(data.get("datasets"), where, "datasets")
+    datasets = datasets and tuple(FileData.of(d, where) if isinstance(d, dict) else str(d) for d in datasets)
+    for key in ("common", "teacher", "student", "options", "grids"):
+        check(isinstance(data.get(key, {}), dict), f"{where}: '{key}' must be a mapping")
+    return Suite(str(data.get("name") or Path(path).stem), str(data.get("description", f"suite file {where}")),
+                 datasets, _tuple(data.get("methods"), where, "methods"),
+                 _tuple(data.get("earliness", (0.2, 0.4, 0.6, 0.8)), where, "earliness"),
+                 _tuple(data.get("seeds", (0,)), where, "seeds"),
+                 **{k: data.get(k, {}) for k in ("common", "teacher", "student", "options", "grids")})
+
+
 def get_suite(name: str) -> Suite:
+    if name.lower().endswith((".yaml", ".yml")) or Path(name).is_file():
+        return load_suite(name)
     if name not in SUITES:
-        raise EarlykdError(f"unknown suite '{name}' (known: {', '.join(SUITES)})")
+        raise EarlykdError(f"unknown suite '{name}' (known: {', '.join(SUITES)}; or a suite .yaml file)")
     return SUITES[name]
