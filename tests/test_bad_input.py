@@ -6,7 +6,7 @@ import pytest
 
 from conftest import TINY, assert_clean_error, interrupt_at, run_cli
 
-KD = ["--method", "kd", "--epochs", "1", "--no-progress"]
+KD = ["--method", "kd", "--earliness", "0.5", "--epochs", "1", "--no-progress"]
 
 
 def write_csv(path, rows):
@@ -70,7 +70,8 @@ def test_bad_earliness(teacher_dir, tmp_path, capsys, earliness, needle):
 
 
 def test_unknown_method_and_architecture(teacher_dir, tmp_path, capsys):
-    code, _, err = run_cli(capsys, "distill", "--teacher", teacher_dir, "--method", "kdd", "--out", tmp_path / "s")
+    code, _, err = run_cli(capsys, "distill", "--teacher", teacher_dir, "--method", "kdd", "--earliness", "0.5",
+                           "--out", tmp_path / "s")
     assert_clean_error(code, err, "unknown method 'kdd'", "did you mean")
     code, _, err = run_cli(capsys, "teacher", *TINY, "--arch", "transformer", "--out", tmp_path / "t")
     assert_clean_error(code, err, "unknown architecture 'transformer'", "lstm")

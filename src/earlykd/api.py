@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from . import runs
-from .config import resolve
+from . import threads as cpu_threads
+from .config import conflicts, require, resolve
 from .data import Prepared, load_raw, prepare
 from .data.load import read_array_file
 
@@ -33,6 +34,7 @@ def make_config(config: str | list | None = None, sets: list[str] = (), **option
     if unknown:
         from .errors import EarlykdError
         raise EarlykdError(f"unknown option(s) {sorted(unknown)} (known: {', '.join(OPTIONS)})")
+    conflicts({OPTIONS[k]: (f"{k}=", v) for k, v in options.items()}, list(sets))
     return resolve(files, {OPTIONS[k]: v for k, v in options.items()}, list(sets))
 
 
@@ -43,25 +45,64 @@ def load_dataset(name: str, archive: str | None = None, length: int = 100, val_f
 
 
 def train_teacher(config_file=None, sets=(), resume: bool = False, **options) -> runs.Run:
-    return runs.train_teacher(make_config(config_file, sets, **options), resume=resume)
+    cfg = make_config(config_file, sets, **options)
+    require(cfg, "teacher")
+    cpu_threads.apply(cfg["train"]["threads"])
+    return runs.train_teacher(cfg, resume=resume)
 
 
-def distill(teacher: str | Path | runs.Run, config_file=None, sets=(), resume: bool = False, **options) -> runs.Run:
-    teacher_dir = teacher.path if isinstance(teacher, runs.Run) else Path(teacher)
-    return runs.distill(make_config(config_file, sets, teacher=str(teacher_dir), **options), resume=resume)
+def distill(teacher: str | Path | runs.Run | None = None, config_file=None, sets=(), resume: bool = False,
+            **options) -> runs.Run:
+    """`teacher` may be left out when a config file names it."""
+    if teacher is not None:
+        options["teacher"] = str(teacher.path if isinstance(teacher, runs.Run) else teacher)
+    cfg = make_config(config_file, sets, **options)
+    require(cfg, "student")
+    cpu_threads.apply(cfg["train"]["threads"])
+    return runs.distill(cfg, resume=resume)
 
 
-def evaluate(run: str | Path | runs.Run) -> dict:
-    return runs.evaluate_run(run.path if isinstance(run, runs.Run) else run)
+def _path(run) -> Path:
+    return run.path if isinstance(run, runs.Run) else Path(run)
 
 
-def predict(run: str | Path | runs.Run, series, full: bool = False) -> tuple[list[str], np.ndarray]:
+def evaluate(run: str | Path | runs.Run, test_path: str | Path | None = None, label_column="run",
+             device: str = "auto", threads: int | None = None) -> dict:
+    """Test metrics recomputed from the checkpoint, or metrics on labelled series from `test_path`."""
+    cpu_threads.apply(threads)
+    return runs.evaluate_run(_path(run), device, test_path=test_path, label_column=label_column)
+
+
+def read_input(run: str | Path | runs.Run, path: str | Path, label_column="run") -> tuple[list, str | None]:
+    """Series from a .npy/.npz/.csv file, and for a CSV one line saying which columns were used. Its label column is
+    dropped as in training: "run" takes the run's data.label_column, None means the file has none."""
+    if label_column == "run":
+        label_column = runs.read_run(_path(run))[0]["data"].get("label_column", 0)
+    info: dict = {}
+    series, _ = read_array_file(path, label_column, need_labels=False, info=info)
+    if not info:  # .npy / .npz: nothing to choose
+        return series, None
+    label = "no label column" if info["label_column"] is None else f"label column {info['label_column'] + 1} ignored"
+    return series, (f"{path}: {info['rows']} rows; {label}; {info['columns']} value columns; "
+                    + ("header row skipped" if info["header"] else "no header"))
+
+
+def predict_file(run, path, full: bool = False, label_column="run", device: str = "auto", threads=None):
+    """-> (labels, probabilities, notes) for the series in a file; notes['read'] says what was read."""
+    series, read = read_input(run, path, label_column)
+    cpu_threads.apply(threads)
+    labels, probs, notes = runs.predict(_path(run), series, full, str(path), device=device)
+    return labels, probs, {**notes, "read": read}
+
+
+def predict(run: str | Path | runs.Run, series, full: bool = False, label_column="run", device: str = "auto",
+            threads: int | None = None) -> tuple[list[str], np.ndarray]:
     """`series`: an array (cases, length) or (cases, channels, length), a list of arrays, or a file path."""
-    what = "input"
     if isinstance(series, (str, Path)):
-        what = str(series)
-        series, _ = read_array_file(series, need_labels=False)
-    elif isinstance(series, np.ndarray):
+        labels, probs, _ = predict_file(run, series, full, label_column, device, threads)
+        return labels, probs
+    if isinstance(series, np.ndarray):
         series = list(series[:, None, :] if series.ndim == 2 else series)
-    labels, probs, _ = runs.predict(run.path if isinstance(run, runs.Run) else run, list(series), full, what)
+    cpu_threads.apply(threads)
+    labels, probs, _ = runs.predict(_path(run), list(series), full, "input", device=device)
     return labels, probs

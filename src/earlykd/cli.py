@@ -1,4 +1,8 @@
-"""Command line: earlykd datasets | methods | teacher | distill | compare | evaluate | predict."""
+"""Command line: earlykd datasets | methods | teacher | distill | compare | evaluate | predict (bench, report).
+
+Heavy modules (torch, aeon, pandas) are imported by the commands that need them, never to build
+the parser, so that `--help` and bad arguments answer at once.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +11,17 @@ from pathlib import Path
 
 from .errors import EarlykdError
 
-DEVICE_HELP = "auto (CUDA when present), cpu or cuda"
+DEVICE_HELP = "auto (CUDA when present), cpu, cuda or cuda:N (default auto)"
+THREADS_HELP = "torch CPU threads (default: half the cores, at most 4)"
+LABEL_HELP = "CSV label column: index, header name, or none (default: as in training, first column)"
+
+
+def _default(dotted: str):
+    from .config import DEFAULTS
+    value = DEFAULTS
+    for part in dotted.split("."):
+        value = value[part]
+    return value
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -17,12 +31,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--arch", help="lstm, inception, fcn or resnet")
     g.add_argument("--layers", type=int, help="depth (LSTM layers, blocks)")
     g.add_argument("--hidden", type=int, help="width (LSTM units, filters)")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--lr", type=float)
-    g.add_argument("--seed", type=int)
+    g.add_argument("--epochs", type=int, help=f"training epochs (default {_default('train.epochs')})")
+    g.add_argument("--batch-size", type=int, help=f"mini-batch size (default {_default('train.batch_size')})")
+    g.add_argument("--lr", type=float, help=f"Adam learning rate (default {_default('train.lr')})")
+    g.add_argument("--seed", type=int, help=f"seed (default {_default('train.seed')})")
     g.add_argument("--device", help=DEVICE_HELP)
-    g.add_argument("--threads", type=int, help="torch CPU threads")
+    g.add_argument("--threads", type=int, help=THREADS_HELP)
     g.add_argument("--out", help="run directory (default runs/<name>)")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     g.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="hide progress bars")
@@ -30,7 +44,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--data", help="bundled dataset name, archive dataset name, or a .npz/.csv training file")
+    g.add_argument("--data", help="bundled dataset name, archive dataset name, or a .npz/.csv training file (required)")
     g.add_argument("--test-path", help="test file, with a .npz/.csv --data")
     g.add_argument("--archive", help="root of a local UCR/UEA archive")
     g.add_argument("--length", type=int, help="resample every series to this length (default 100)")
@@ -39,7 +53,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 def _prefix_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("student")
-    g.add_argument("--earliness", type=float, help="share of the series the student sees, in (0, 1]")
+    g.add_argument("--earliness", type=float, help="share of the series the student sees, in (0, 1] (required)")
     g.add_argument("--mode", choices=["stretch", "truncate"], help="prefix mode")
     g.add_argument("--channels", help="comma-separated channel subset for the student, e.g. 0,1,2")
     g.add_argument("--warmup", type=int, help="warm-up epochs of two-stage methods")
@@ -57,42 +71,52 @@ def _parser() -> argparse.ArgumentParser:
     _data_args(p)
     _common(p)
     p = sub.add_parser("distill", help="train a student on prefixes from a teacher run")
-    p.add_argument("--teacher", required=True, help="teacher run directory")
+    p.add_argument("--teacher", help="teacher run directory (required unless a --config holds it)")
     p.add_argument("--method", help="distillation method (see `earlykd methods`)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="method option, e.g. temperature=4")
     _prefix_args(p)
     _common(p)
     p = sub.add_parser("compare", help="train a teacher, then one student per method; print one table")
-    p.add_argument("--methods", default="base,kd,fitnets", help="comma-separated methods (default base,kd,fitnets)")
+    p.add_argument("--methods", nargs="+", default=["base,kd,fitnets"],
+                   help="methods, space- or comma-separated (default base,kd,fitnets)")
+    p.add_argument("--seeds", nargs="+", help="student seeds, space- or comma-separated; more than one adds "
+                   "the spread over seeds (default: --seed)")
     p.add_argument("--student-epochs", type=int, help="student epochs (default: --epochs)")
     _data_args(p)
     _prefix_args(p)
     _common(p)
     p = sub.add_parser("evaluate", help="test-split metrics of a finished run (printed and JSON)")
     p.add_argument("run_dir")
+    p.add_argument("--test-path", help="score labelled series from this .npz/.csv instead of the test split "
+                   "(metrics.json is left as it is)")
+    p.add_argument("--label-column", help=LABEL_HELP)
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--threads", type=int, help=THREADS_HELP)
     p = sub.add_parser("predict", help="class and probabilities for new, possibly partial, series")
     p.add_argument("run_dir")
     p.add_argument("--input", required=True, help=".npy (cases, [channels,] length), .npz with X, or .csv rows")
+    p.add_argument("--label-column", help=LABEL_HELP)
     p.add_argument("--full", action="store_true", help="rows are complete series; the student takes its own prefix")
-    p.add_argument("--output", help="write the predictions as CSV here instead of printing")
+    p.add_argument("--output", help="write the predictions here (.json: JSON, otherwise CSV) instead of printing")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--threads", type=int, help=THREADS_HELP)
     from .bench.cli import add_commands
     add_commands(sub, COMMANDS)
     return ap
 
 
 def _overrides(a: argparse.Namespace) -> dict:
+    """{config key: (flag as typed, value)} for every flag given."""
     from .api import OPTIONS
-    names = {"test_path", "archive", "length", "val_fraction", "earliness", "mode", "arch", "layers", "hidden",
-             "method", "epochs", "batch_size", "lr", "warmup", "seed", "device", "threads", "progress", "out",
-             "teacher"}
-    out = {OPTIONS[n]: getattr(a, n) for n in names if getattr(a, n, None) is not None}
-    if getattr(a, "data", None) is not None:
-        out["data.name"] = a.data
+    names = {"data", "test_path", "archive", "length", "val_fraction", "earliness", "mode", "arch", "layers",
+             "hidden", "method", "epochs", "batch_size", "lr", "warmup", "seed", "device", "threads", "progress",
+             "out", "teacher"}
+    out = {OPTIONS[n]: ("--no-progress" if n == "progress" else "--" + n.replace("_", "-"), getattr(a, n))
+           for n in names if getattr(a, n, None) is not None}
     if getattr(a, "channels", None):
         try:
-            out["prefix.channels"] = [int(c) for c in a.channels.split(",")]
+            out["prefix.channels"] = ("--channels", [int(c) for c in a.channels.split(",")])
         except ValueError:
             raise EarlykdError(f"--channels expects comma-separated integers, got '{a.channels}'") from None
     return out
@@ -107,9 +131,23 @@ def _sets(a: argparse.Namespace) -> list[str]:
     return list(a.set) + options
 
 
-def _resolve(a: argparse.Namespace) -> dict:
-    from .config import resolve
-    return resolve(a.config, _overrides(a), _sets(a))
+def _resolve(a: argparse.Namespace, *kinds: str) -> dict:
+    """Defaults <- --config files in order <- flags and --set (one key given both ways is an error)."""
+    from .config import conflicts, require, resolve
+    flags, sets = _overrides(a), _sets(a)
+    conflicts(flags, sets)
+    cfg = resolve(a.config, {k: v for k, (_, v) in flags.items()}, sets)
+    for kind in kinds:
+        require(cfg, kind)
+    return cfg
+
+
+def _list(values: list[str] | None) -> list[str]:
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+def _written(path) -> None:
+    print(f"written: {path}", file=sys.stderr)
 
 
 def _table(rows: list[dict], columns: list[str]) -> str:
@@ -154,100 +192,126 @@ def methods_markdown() -> str:
 
 
 def cmd_methods(a) -> None:
+    """One entry per method, wrapped to the terminal (at most 100 columns): name and description,
+    then its options (defaults) indented below."""
+    import shutil
+    import textwrap
+
     from .distill import METHODS
     if a.markdown:
         print(methods_markdown())
         return
-    rows = [{"name": n, "two-stage": "yes" if c.two_stage else "", "options": ", ".join(f"{k}={v}" for k, v in c.defaults.items()),
-             "description": c.description} for n, c in sorted(METHODS.items())]
-    print(_table(rows, ["name", "two-stage", "options", "description"]))
+    width = max(60, min(100, shutil.get_terminal_size((100, 24)).columns))
+    pad = max(map(len, METHODS)) + 2
+    lines = [f"{'method'.ljust(pad)}description (options with defaults below)", "-" * (width - 1)]
+    for name, cls in sorted(METHODS.items()):
+        text = cls.description + (" (two-stage)" if cls.two_stage else "")
+        lines += textwrap.wrap(text, width - 1, initial_indent=name.ljust(pad), subsequent_indent=" " * pad)
+        options = ", ".join(f"{k}={v}" for k, v in cls.defaults.items()) or "none"
+        lines += textwrap.wrap("options: " + options, width - 1, initial_indent=" " * pad,
+                               subsequent_indent=" " * (pad + 9))
+    print("\n".join(lines))
 
 
-ROW = ["run", "method", "earliness", "auc_prc", "accuracy", "fidelity_top1", "seconds_per_epoch", "best_epoch"]
-
-
-def _row(run) -> dict:
-    r = run.record
-    return {"run": run.path.name, "method": r["method"] if r["kind"] == "student" else "teacher",
-            "earliness": r["earliness"], **r["test"], "seconds_per_epoch": r["seconds_per_epoch"],
-            "best_epoch": r["best_epoch"]}
+def _train(a, kind: str, *requires: str):
+    from . import runs, threads
+    from .compare import ROW, row
+    cfg = _resolve(a, *requires)
+    threads.apply(cfg["train"]["threads"])
+    run = runs.train_teacher(cfg, resume=a.resume) if kind == "teacher" else runs.distill(cfg, resume=a.resume)
+    print(_table([row(run)], ROW))
+    print(f"run directory: {run.path}")
 
 
 def cmd_teacher(a) -> None:
-    from . import runs
-    run = runs.train_teacher(_resolve(a), resume=a.resume)
-    print(_table([_row(run)], ROW))
-    print(f"run directory: {run.path}")
+    _train(a, "teacher", "teacher")
 
 
 def cmd_distill(a) -> None:
-    from . import runs
-    run = runs.distill(_resolve(a), resume=a.resume)
-    print(_table([_row(run)], ROW))
-    print(f"run directory: {run.path}")
+    _train(a, "student", "student")
 
 
 def cmd_compare(a) -> None:
-    """Teacher on full series, then each method's student; one table. Test split read once per run."""
-    import copy
+    """Teacher on full series, then each method's student (per seed); one table. Test split read once per run."""
     import time
 
-    from . import runs
-    from .config import resolve
+    from . import compare, threads
     from .distill.base import method_class
     started = time.perf_counter()
-    cfg = _resolve(a)
-    methods = [m.strip() for m in a.methods.split(",") if m.strip()]
+    cfg = _resolve(a, "teacher", "student")
+    methods = _list(a.methods)
     for m in methods:
         method_class(m)
-    root = Path(cfg["out"] or Path("runs") / f"compare-{Path(str(cfg['data']['name'])).stem}")
-    teacher_cfg = copy.deepcopy(cfg)
-    teacher_cfg.update(out=str(root / "teacher"), teacher=None, method={"name": "base", "options": {}})
-    teacher = runs.train_teacher(teacher_cfg, resume=a.resume)
-    results = [teacher]
-    for m in methods:
-        s_cfg = copy.deepcopy(cfg)
-        s_cfg.update(out=str(root / m), teacher=str(teacher.path))
-        s_cfg["method"] = {"name": m, "options": cfg["method"]["options"] if m == cfg["method"]["name"] else {}}
-        if a.student_epochs:
-            s_cfg["train"]["epochs"] = a.student_epochs
-        s_cfg = resolve(base=s_cfg)
-        results.append(runs.distill(s_cfg, resume=a.resume))
-    print(_table([_row(r) for r in results], ROW))
+    try:
+        seeds = [int(s) for s in _list(a.seeds)] or [cfg["train"]["seed"]]
+    except ValueError:
+        raise EarlykdError(f"--seeds expects integers, got {' '.join(a.seeds)}") from None
+    threads.apply(cfg["train"]["threads"])
+    root, teacher, students = compare.run_all(cfg, methods, seeds, a.student_epochs, a.resume)
+    if len(seeds) == 1:
+        print(_table([compare.row(r) for r in [teacher] + [found[0] for found in students.values()]], compare.ROW))
+        print(f"one seed ({seeds[0]}): differences between methods smaller than the spread over seeds are noise; "
+              "--seeds 0,1,2 shows that spread")
+    else:
+        print(_table(*compare.spread_rows(teacher, students)))
+        print(f"mean and standard deviation over seeds {', '.join(map(str, seeds))} (teacher: one run)")
     print(f"run directory: {root}  (wall time {time.perf_counter() - started:.0f} s)")
 
 
+def _label_column(text: str | None):
+    if text is None or text.lower() == "none":
+        return None if text else "run"
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
 def cmd_evaluate(a) -> None:
-    from . import runs
-    metrics = runs.evaluate_run(a.run_dir, a.device)
-    print(_table([{"metric": k, "value": v} for k, v in metrics.items()], ["metric", "value"]))
-    print(f"written: {Path(a.run_dir) / runs.METRICS_FILE}")
+    import json
+
+    from . import runs, threads
+    threads.apply(a.threads)
+    metrics = runs.evaluate_run(a.run_dir, a.device, test_path=a.test_path, label_column=_label_column(a.label_column))
+    if a.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        print(_table([{"metric": k, "value": v} for k, v in metrics.items()], ["metric", "value"]))
+    if not a.test_path:
+        _written(Path(a.run_dir) / runs.METRICS_FILE)
 
 
 def cmd_predict(a) -> None:
-    import csv
-    import io
-
-    from . import runs
-    from .data.load import read_array_file
-    series, _ = read_array_file(a.input, need_labels=False)
-    labels, probs, notes = runs.predict(a.run_dir, series, a.full, what=a.input, device=a.device)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["row", "label"] + [f"p_{c}" for c in notes["classes"]])
-    for i, (label, p) in enumerate(zip(labels, probs)):
-        w.writerow([i + 1, label] + [f"{v:.6f}" for v in p])
+    from . import api
+    labels, probs, notes = api.predict_file(a.run_dir, a.input, a.full, _label_column(a.label_column), a.device,
+                                            a.threads)
+    if notes["read"]:
+        print(f"# {notes['read']}", file=sys.stderr)
+    rows = [{"row": i + 1, "label": label, **{f"p_{c}": round(float(v), 6) for c, v in zip(notes["classes"], p)}}
+            for i, (label, p) in enumerate(zip(labels, probs))]
+    text = _rows_text(rows, json_format=bool(a.output) and a.output.lower().endswith(".json"))
     if a.output:
         from .train.checkpoint import atomic_write
         try:
-            atomic_write(Path(a.output), lambda tmp: Path(tmp).write_text(buf.getvalue()))
+            atomic_write(Path(a.output), lambda tmp: Path(tmp).write_text(text))
         except OSError as exc:
             raise EarlykdError(f"cannot write {a.output} ({exc.strerror})") from None
-        print(f"written: {a.output}")
+        _written(a.output)
     else:
-        sys.stdout.write(buf.getvalue())
+        sys.stdout.write(text)
     for line in notes["warnings"]:
         print(f"earlykd: warning: {line}", file=sys.stderr)
+
+
+def _rows_text(rows: list[dict], json_format: bool) -> str:
+    import csv
+    import io
+    import json
+    if json_format:
+        return json.dumps(rows, indent=1) + "\n"
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(list(rows[0]))
+    for r in rows:
+        w.writerow([f"{v:.6f}" if isinstance(v, float) else v for v in r.values()])
+    return buf.getvalue()
 
 
 COMMANDS = {"datasets": cmd_datasets, "methods": cmd_methods, "teacher": cmd_teacher, "distill": cmd_distill,

@@ -96,11 +96,25 @@ def _load_archive(name: str, root: str) -> RawData:
                    np.asarray(yt).astype(str), f"archive:{folder}", (f"{folder} {name}_TRAIN", f"{folder} {name}_TEST"))
 
 
-def _read_csv(path: Path, label_column) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """Rows are univariate series; one column holds the label (None for unlabelled input)."""
+def _utf8_text(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise EarlykdError(f"{path}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+                           "save the file as UTF-8") from None
+
+
+def _read_csv(path: Path, label_column, info: dict | None = None) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """Rows are univariate series; one column holds the label (None for unlabelled input).
+    `info`, when given, receives what was read: header (bool), label column (0-based or None), columns."""
+    import io
+
     import pandas as pd
     try:
-        frame = pd.read_csv(path, header=None, dtype=str, keep_default_na=False, skip_blank_lines=True)
+        frame = pd.read_csv(io.StringIO(_utf8_text(path)), header=None, dtype=str, keep_default_na=False,
+                            skip_blank_lines=True)
     except pd.errors.EmptyDataError:
         raise EarlykdError(f"{path}: file is empty") from None
     except pd.errors.ParserError as exc:
@@ -122,10 +136,13 @@ def _read_csv(path: Path, label_column) -> tuple[list[np.ndarray], np.ndarray | 
     if label_idx is not None:
         check(-frame.shape[1] <= label_idx < frame.shape[1],
               f"{path}: label column {label_idx} is out of range ({frame.shape[1]} columns)")
+        label_idx %= frame.shape[1]
         labels = frame.iloc[:, label_idx].str.strip().to_numpy().astype(str)
         frame = frame.drop(columns=frame.columns[label_idx])
     else:
         labels = None
+    if info is not None:
+        info.update(header=header is not None, label_column=label_idx, columns=frame.shape[1], rows=len(frame))
     series = []
     for r, row in enumerate(frame.itertuples(index=False)):
         vals = []
@@ -150,15 +167,17 @@ def _not_number(text: str) -> bool:
         return True
 
 
-def read_array_file(path: str | Path, label_column=0, need_labels: bool = True):
-    """Series (and labels) from .npy, .npz (keys X, y) or .csv."""
+def read_array_file(path: str | Path, label_column=0, need_labels: bool = True, info: dict | None = None):
+    """Series (and labels) from .npy, .npz (keys X, y) or .csv. Without `need_labels`, a CSV still
+    drops its label column (None: the file has none), as in training."""
     path = Path(path)
     check(path.exists(), f"file not found: {path}")
     check(path.is_file(), f"not a file: {path}")
     check(path.stat().st_size > 0, f"{path}: file is empty")
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        series, labels = _read_csv(path, label_column if need_labels else None)
+        series, labels = _read_csv(path, label_column, info)
+        check(labels is not None or not need_labels, f"{path}: no labels (a CSV for this needs a label column)")
         return series, labels
     check(suffix in (".npy", ".npz"), f"{path}: unsupported file type '{suffix}' (use .npy, .npz or .csv)")
     try:

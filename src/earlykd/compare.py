@@ -1,0 +1,53 @@
+"""`earlykd compare`: a teacher on full series, then each method's student over one or more seeds."""
+from __future__ import annotations
+
+import copy
+import statistics
+from pathlib import Path
+
+ROW = ["run", "method", "earliness", "auc_prc", "accuracy", "fidelity_top1", "seconds_per_epoch", "best_epoch"]
+SPREAD = ["auc_prc", "accuracy", "fidelity_top1"]
+
+
+def row(run) -> dict:
+    r = run.record
+    return {"run": run.path.name, "method": r["method"] if r["kind"] == "student" else "teacher",
+            "earliness": r["earliness"], **r["test"], "seconds_per_epoch": r["seconds_per_epoch"],
+            "best_epoch": r["best_epoch"]}
+
+
+def run_all(cfg: dict, methods: list[str], seeds: list[int], student_epochs: int | None, resume: bool):
+    """-> (root directory, teacher run, {method: [student run per seed]})."""
+    from . import runs
+    from .config import resolve
+    root = Path(cfg["out"] or Path("runs") / f"compare-{Path(str(cfg['data']['name'])).stem}")
+    teacher_cfg = copy.deepcopy(cfg)
+    teacher_cfg.update(out=str(root / "teacher"), teacher=None, method={"name": "base", "options": {}})
+    teacher = runs.train_teacher(teacher_cfg, resume=resume)
+    students: dict[str, list] = {}
+    for m in methods:
+        for seed in seeds:
+            s_cfg = copy.deepcopy(cfg)
+            s_cfg.update(out=str(root / (m if len(seeds) == 1 else f"{m}-s{seed}")), teacher=str(teacher.path))
+            s_cfg["method"] = {"name": m, "options": cfg["method"]["options"] if m == cfg["method"]["name"] else {}}
+            s_cfg["train"]["seed"] = seed
+            if student_epochs:
+                s_cfg["train"]["epochs"] = student_epochs
+            students.setdefault(m, []).append(runs.distill(resolve(base=s_cfg), resume=resume))
+    return root, teacher, students
+
+
+def spread_rows(teacher, students: dict) -> tuple[list[dict], list[str]]:
+    """One row per method: mean and standard deviation over seeds of the test metrics."""
+    rows = [{"method": "teacher", "earliness": 1.0, "seeds": 1, **{m: teacher.metrics.get(m) for m in SPREAD},
+             "seconds_per_epoch": teacher.record["seconds_per_epoch"]}]
+    for method, found in students.items():
+        out = {"method": method, "earliness": found[0].record["earliness"], "seeds": len(found),
+               "seconds_per_epoch": statistics.fmean(r.record["seconds_per_epoch"] for r in found)}
+        for m in SPREAD:
+            values = [r.metrics[m] for r in found if r.metrics.get(m) is not None]
+            out[m] = statistics.fmean(values) if values else None
+            out[f"{m}_sd"] = statistics.stdev(values) if len(values) > 1 else None
+        rows.append(out)
+    columns = ["method", "earliness", "seeds"] + [c for m in SPREAD for c in (m, f"{m}_sd")] + ["seconds_per_epoch"]
+    return rows, columns
