@@ -9,7 +9,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from .cli_text import methods_markdown, methods_text, rows_text, table
 from .errors import EarlykdError
+
+__all__ = ["main", "methods_markdown"]
 
 DEVICE_HELP = "auto (CUDA when present), cpu, cuda or cuda:N (default auto)"
 THREADS_HELP = "torch CPU threads (default: half the cores, at most 4)"
@@ -103,6 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help=THREADS_HELP)
     from .bench.cli import add_commands
     add_commands(sub, COMMANDS)
+    from .early.cli import add_commands as add_early_commands
+    add_early_commands(sub, COMMANDS)
     return ap
 
 
@@ -150,19 +155,6 @@ def _written(path) -> None:
     print(f"written: {path}", file=sys.stderr)
 
 
-def _table(rows: list[dict], columns: list[str]) -> str:
-    cells = [[_fmt(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths))  # noqa: E731
-    return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells])
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4f}" if abs(v) < 100 else f"{v:.1f}"
-    return "-" if v is None else str(v)
-
-
 def cmd_datasets(a) -> None:
     from .data import bundled_datasets, describe, load_raw
     if a.archive:
@@ -179,38 +171,11 @@ def cmd_datasets(a) -> None:
             rows.append(describe(load_raw({"name": name, **cfg})))
         except EarlykdError as exc:
             rows.append({"name": name, "train": f"unreadable: {exc}"})
-    print(_table(rows, ["name", "train", "test", "channels", "length", "classes"]))
-
-
-def methods_markdown() -> str:
-    from .distill import METHODS
-    lines = ["| method | what it adds to CE on the prefix | options (defaults) |", "|---|---|---|"]
-    for name, cls in sorted(METHODS.items()):
-        options = ", ".join(f"`{k}={v}`" for k, v in cls.defaults.items()) or "-"
-        lines.append(f"| `{name}` | {cls.description}{' (two-stage)' if cls.two_stage else ''} | {options} |")
-    return "\n".join(lines)
+    print(table(rows, ["name", "train", "test", "channels", "length", "classes"]))
 
 
 def cmd_methods(a) -> None:
-    """One entry per method, wrapped to the terminal (at most 100 columns): name and description,
-    then its options (defaults) indented below."""
-    import shutil
-    import textwrap
-
-    from .distill import METHODS
-    if a.markdown:
-        print(methods_markdown())
-        return
-    width = max(60, min(100, shutil.get_terminal_size((100, 24)).columns))
-    pad = max(map(len, METHODS)) + 2
-    lines = [f"{'method'.ljust(pad)}description (options with defaults below)", "-" * (width - 1)]
-    for name, cls in sorted(METHODS.items()):
-        text = cls.description + (" (two-stage)" if cls.two_stage else "")
-        lines += textwrap.wrap(text, width - 1, initial_indent=name.ljust(pad), subsequent_indent=" " * pad)
-        options = ", ".join(f"{k}={v}" for k, v in cls.defaults.items()) or "none"
-        lines += textwrap.wrap("options: " + options, width - 1, initial_indent=" " * pad,
-                               subsequent_indent=" " * (pad + 9))
-    print("\n".join(lines))
+    print(methods_markdown() if a.markdown else methods_text())
 
 
 def _train(a, kind: str, *requires: str):
@@ -219,7 +184,7 @@ def _train(a, kind: str, *requires: str):
     cfg = _resolve(a, *requires)
     threads.apply(cfg["train"]["threads"])
     run = runs.train_teacher(cfg, resume=a.resume) if kind == "teacher" else runs.distill(cfg, resume=a.resume)
-    print(_table([row(run)], ROW))
+    print(table([row(run)], ROW))
     print(f"run directory: {run.path}")
 
 
@@ -249,11 +214,11 @@ def cmd_compare(a) -> None:
     threads.apply(cfg["train"]["threads"])
     root, teacher, students = compare.run_all(cfg, methods, seeds, a.student_epochs, a.resume)
     if len(seeds) == 1:
-        print(_table([compare.row(r) for r in [teacher] + [found[0] for found in students.values()]], compare.ROW))
+        print(table([compare.row(r) for r in [teacher] + [found[0] for found in students.values()]], compare.ROW))
         print(f"one seed ({seeds[0]}): differences between methods smaller than the spread over seeds are noise; "
               "--seeds 0,1,2 shows that spread")
     else:
-        print(_table(*compare.spread_rows(teacher, students)))
+        print(table(*compare.spread_rows(teacher, students)))
         print(f"mean and standard deviation over seeds {', '.join(map(str, seeds))} (teacher: one run)")
     print(f"run directory: {root}  (wall time {time.perf_counter() - started:.0f} s)")
 
@@ -273,7 +238,7 @@ def cmd_evaluate(a) -> None:
     if a.json:
         print(json.dumps(metrics, indent=2))
     else:
-        print(_table([{"metric": k, "value": v} for k, v in metrics.items()], ["metric", "value"]))
+        print(table([{"metric": k, "value": v} for k, v in metrics.items()], ["metric", "value"]))
     if not a.test_path:
         _written(Path(a.run_dir) / runs.METRICS_FILE)
 
@@ -286,7 +251,7 @@ def cmd_predict(a) -> None:
         print(f"# {notes['read']}", file=sys.stderr)
     rows = [{"row": i + 1, "label": label, **{f"p_{c}": round(float(v), 6) for c, v in zip(notes["classes"], p)}}
             for i, (label, p) in enumerate(zip(labels, probs))]
-    text = _rows_text(rows, json_format=bool(a.output) and a.output.lower().endswith(".json"))
+    text = rows_text(rows, json_format=bool(a.output) and a.output.lower().endswith(".json"))
     if a.output:
         from .train.checkpoint import atomic_write
         try:
@@ -298,20 +263,6 @@ def cmd_predict(a) -> None:
         sys.stdout.write(text)
     for line in notes["warnings"]:
         print(f"earlykd: warning: {line}", file=sys.stderr)
-
-
-def _rows_text(rows: list[dict], json_format: bool) -> str:
-    import csv
-    import io
-    import json
-    if json_format:
-        return json.dumps(rows, indent=1) + "\n"
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(list(rows[0]))
-    for r in rows:
-        w.writerow([f"{v:.6f}" if isinstance(v, float) else v for v in r.values()])
-    return buf.getvalue()
 
 
 COMMANDS = {"datasets": cmd_datasets, "methods": cmd_methods, "teacher": cmd_teacher, "distill": cmd_distill,

@@ -1,0 +1,57 @@
+"""Text the command line prints: tables, the methods list, prediction rows (CSV or JSON)."""
+from __future__ import annotations
+
+
+def table(rows: list[dict], columns: list[str]) -> str:
+    cells = [[fmt(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths))  # noqa: E731
+    return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells])
+
+
+def fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 100 else f"{v:.1f}"
+    return "-" if v is None else str(v)
+
+
+def methods_markdown() -> str:
+    from .distill import METHODS
+    lines = ["| method | what it adds to CE on the prefix | options (defaults) |", "|---|---|---|"]
+    for name, cls in sorted(METHODS.items()):
+        options = ", ".join(f"`{k}={v}`" for k, v in cls.defaults.items()) or "-"
+        lines.append(f"| `{name}` | {cls.description}{' (two-stage)' if cls.two_stage else ''} | {options} |")
+    return "\n".join(lines)
+
+
+def methods_text() -> str:
+    """One entry per method, wrapped to the terminal (at most 100 columns): name and description,
+    then its options (defaults) indented below."""
+    import shutil
+    import textwrap
+
+    from .distill import METHODS
+    width = max(60, min(100, shutil.get_terminal_size((100, 24)).columns))
+    pad = max(map(len, METHODS)) + 2
+    lines = [f"{'method'.ljust(pad)}description (options with defaults below)", "-" * (width - 1)]
+    for name, cls in sorted(METHODS.items()):
+        text = cls.description + (" (two-stage)" if cls.two_stage else "")
+        lines += textwrap.wrap(text, width - 1, initial_indent=name.ljust(pad), subsequent_indent=" " * pad)
+        options = ", ".join(f"{k}={v}" for k, v in cls.defaults.items()) or "none"
+        lines += textwrap.wrap("options: " + options, width - 1, initial_indent=" " * pad,
+                               subsequent_indent=" " * (pad + 9))
+    return "\n".join(lines)
+
+
+def rows_text(rows: list[dict], json_format: bool) -> str:
+    import csv
+    import io
+    import json
+    if json_format:
+        return json.dumps(rows, indent=1) + "\n"
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(list(rows[0]))
+    for r in rows:
+        w.writerow([f"{v:.6f}" if isinstance(v, float) else v for v in r.values()])
+    return buf.getvalue()
