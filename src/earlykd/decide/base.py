@@ -1,0 +1,131 @@
+"""The stopping-policy interface: calibrate on validation logits, then decide checkpoint by checkpoint.
+
+A policy sees the student's logits at checkpoints of growing earliness, one checkpoint at a time,
+and keeps per-case state (arrays indexed by case), so a stream and a batch of whole series go
+through the same steps. At the last checkpoint every case is decided. Policies are calibrated on
+the validation split only, by the harmonic mean (HM) of accuracy and 1 - earliness that aeon's
+early classifiers report.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import ClassVar
+
+import numpy as np
+
+from ..errors import EarlykdError
+
+
+def harmonic_mean(accuracy: float, earliness: float) -> float:
+    """HM of accuracy and 1 - earliness (0 when both are 0)."""
+    timeliness = 1.0 - earliness
+    total = accuracy + timeliness
+    return float(2 * accuracy * timeliness / total) if total > 0 else 0.0
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+class Policy:
+    """Subclasses set `name`, `description`, `defaults`, and implement `start`, `step` and `candidates`."""
+    name: ClassVar[str]
+    description: ClassVar[str]
+    defaults: ClassVar[dict] = {}
+
+    def __init__(self, **params):
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            raise EarlykdError(f"unknown setting {unknown[0]!r} for policy '{self.name}' "
+                               f"(known: {', '.join(self.defaults)})")
+        self.params = {**self.defaults, **params}
+
+    # -- deciding -------------------------------------------------------------------------------
+    def start(self, cases: int) -> dict[str, np.ndarray]:
+        """Fresh per-case state."""
+        return {}
+
+    def step(self, state: dict[str, np.ndarray], checkpoint: int, logits: np.ndarray) -> np.ndarray:
+        """Update `state` with the logits (cases, classes) at `checkpoint`; -> bool mask: stop now."""
+        raise NotImplementedError
+
+    # -- calibration on validation ------------------------------------------------------------
+    def fit_extra(self, logits: np.ndarray, y: np.ndarray) -> None:
+        """Settings learned from validation before the search (e.g. temperatures)."""
+
+    def candidates(self) -> list[dict]:
+        """The settings searched on validation, in order of preference on ties."""
+        return [{}]
+
+    def calibrate(self, logits: np.ndarray, y: np.ndarray, earliness: np.ndarray) -> "Policy":
+        """Choose the candidate with the highest validation HM (ties: higher accuracy, then the first).
+
+        logits: (checkpoints, cases, classes); earliness: the share of the series seen at each checkpoint."""
+        self.fit_extra(logits, y)
+        best = None
+        for candidate in self.candidates():
+            self.params.update(candidate)
+            hm, acc, earl = self.score(logits, y, earliness)
+            if best is None or (hm, acc) > best[0]:
+                best = ((hm, acc), dict(candidate), {"hm": hm, "accuracy": acc, "earliness": earl})
+        self.params.update(best[1])
+        self.validation = best[2]
+        return self
+
+    def score(self, logits: np.ndarray, y: np.ndarray, earliness: np.ndarray) -> tuple[float, float, float]:
+        """(HM, accuracy, mean earliness) of the decisions on labelled cases."""
+        stops = first_stops(self, logits)
+        predicted = logits[stops, np.arange(len(stops))].argmax(-1)
+        acc = float((predicted == y).mean())
+        earl = float(np.asarray(earliness)[stops].mean())
+        return harmonic_mean(acc, earl), acc, earl
+
+    # -- storage ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {"name": self.name, "params": {k: _plain(v) for k, v in self.params.items()}}
+
+
+def _plain(value):
+    return value.tolist() if isinstance(value, np.ndarray) else value
+
+
+def decide(policy: Policy, state: dict, checkpoint: int, last: int, logits: np.ndarray) -> np.ndarray:
+    """The policy's stop mask at `checkpoint`; at the last checkpoint every case stops."""
+    stop = policy.step(state, checkpoint, logits)
+    return np.ones(len(logits), dtype=bool) if checkpoint == last else stop
+
+
+def first_stops(policy: Policy, logits: np.ndarray) -> np.ndarray:
+    """Checkpoint index at which each case stops, from logits (checkpoints, cases, classes)."""
+    checkpoints, cases = logits.shape[:2]
+    state = policy.start(cases)
+    stops = np.full(cases, -1)
+    for c in range(checkpoints):
+        stop = decide(policy, state, c, checkpoints - 1, logits[c]) & (stops < 0)
+        stops[stop] = c
+    return stops
+
+
+POLICIES: dict[str, type[Policy]] = {}
+
+
+def register(cls: type[Policy]) -> type[Policy]:
+    POLICIES[cls.name] = cls
+    return cls
+
+
+def policy_class(name: str) -> type[Policy]:
+    if name not in POLICIES:
+        near = difflib.get_close_matches(name, list(POLICIES), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(near)}?" if near else f"known: {', '.join(sorted(POLICIES))}"
+        raise EarlykdError(f"unknown policy '{name}' ({hint})")
+    return POLICIES[name]
+
+
+def build_policy(spec: str | dict) -> Policy:
+    """A policy from its name, or from the dict `to_dict` stored."""
+    if isinstance(spec, str):
+        return policy_class(spec)()
+    return policy_class(spec["name"])(**spec.get("params", {}))

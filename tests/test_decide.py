@@ -1,0 +1,100 @@
+"""Stopping policies: aeon's threshold rule, temperature calibration, validation-only search by HM."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from earlykd.decide import POLICIES, build_policy, first_stops, harmonic_mean
+from earlykd.decide.calibrated import fit_temperature
+from earlykd.errors import EarlykdError
+
+
+def logits_of(probs) -> np.ndarray:
+    """Logits whose softmax gives `probs` (checkpoints, cases, classes)."""
+    return np.log(np.asarray(probs, dtype=np.float64))
+
+
+def test_harmonic_mean():
+    assert harmonic_mean(1.0, 0.0) == 1.0
+    assert harmonic_mean(0.5, 0.5) == pytest.approx(0.5)
+    assert harmonic_mean(0.9, 0.4) == pytest.approx(2 * 0.9 * 0.6 / 1.5)
+    assert harmonic_mean(0.0, 1.0) == 0.0
+
+
+def test_threshold_counts_consecutive_agreeing_checkpoints_like_aeon():
+    # three cases over four checkpoints, two classes; p = 0.8, k = 2
+    probs = [
+        [[0.9, 0.1], [0.9, 0.1], [0.3, 0.7]],   # checkpoint 0
+        [[0.1, 0.9], [0.7, 0.3], [0.3, 0.7]],   # 1: case 0 switches class, case 1 drops below p
+        [[0.1, 0.9], [0.9, 0.1], [0.3, 0.7]],   # 2: case 0 agrees twice -> stops; case 1 restarts at 1
+        [[0.1, 0.9], [0.9, 0.1], [0.3, 0.7]],   # 3 (last): case 1 reaches 2; case 2 never confident but forced
+    ]
+    policy = build_policy({"name": "threshold", "params": {"probability": 0.8, "consecutive": 2}})
+    assert first_stops(policy, logits_of(probs)).tolist() == [2, 3, 3]
+    single = build_policy({"name": "threshold", "params": {"probability": 0.8, "consecutive": 1}})
+    assert first_stops(single, logits_of(probs)).tolist() == [0, 0, 3]
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_last_checkpoint_always_decides(name):
+    never = logits_of(np.full((3, 5, 4), 0.25))  # uniform: no policy is ever confident
+    policy = build_policy(name).calibrate(never, np.zeros(5, dtype=int), np.array([0.2, 0.5, 1.0]))
+    assert (first_stops(policy, never) == 2).all()
+
+
+def test_threshold_calibration_maximises_validation_hm():
+    rng = np.random.default_rng(0)
+    checkpoints, cases, classes = 6, 40, 3
+    y = rng.integers(classes, size=cases)
+    logits = rng.normal(size=(checkpoints, cases, classes))
+    logits[np.arange(checkpoints)[:, None], np.arange(cases), y] += np.linspace(0, 4, checkpoints)[:, None]
+    earliness = np.linspace(1 / checkpoints, 1, checkpoints)
+    policy = build_policy("threshold").calibrate(logits, y, earliness)
+    best = max(build_policy({"name": "threshold", "params": c}).score(logits, y, earliness)[0]
+               for c in policy.candidates())
+    assert policy.validation["hm"] == pytest.approx(best)
+    assert policy.score(logits, y, earliness)[0] == pytest.approx(best)
+
+
+def test_temperature_is_recovered():
+    rng = np.random.default_rng(1)
+    true = rng.normal(scale=2.0, size=(4000, 3))
+    p = np.exp(true) / np.exp(true).sum(1, keepdims=True)
+    y = np.array([rng.choice(3, p=row) for row in p])
+    assert fit_temperature(true * 3.0, y) == pytest.approx(3.0, rel=0.1)
+    assert fit_temperature(true, y) == pytest.approx(1.0, rel=0.1)
+
+
+def test_calibrated_policy_uses_per_checkpoint_temperatures():
+    rng = np.random.default_rng(2)
+    y = rng.integers(2, size=200)
+    base = rng.normal(size=(2, 200, 2))
+    base[:, np.arange(200), y] += 1.0
+    over = base * np.array([5.0, 1.0])[:, None, None]  # checkpoint 0 overconfident, 1 calibrated
+    policy = build_policy("calibrated").calibrate(over, y, np.array([0.5, 1.0]))
+    t0, t1 = policy.params["temperatures"]
+    assert t0 > 2.5 * t1
+    assert policy.params["target"] in [c["target"] for c in policy.candidates()]
+    stored = build_policy(policy.to_dict())
+    assert (first_stops(stored, over) == first_stops(policy, over)).all()
+
+
+def test_policy_grid_search_beats_every_fixed_setting():
+    rng = np.random.default_rng(3)
+    y = rng.integers(2, size=30)
+    logits = rng.normal(size=(5, 30, 2))
+    logits[np.arange(5)[:, None], np.arange(30), y] += np.array([0.2, 1, 2, 3, 4])[:, None]
+    earliness = np.array([0.2, 0.4, 0.6, 0.8, 1.0])
+    chosen = build_policy("threshold").calibrate(logits, y, earliness).validation["hm"]
+    for p, k in itertools.product((0.6, 0.9, 0.99), (1, 3)):
+        fixed = build_policy({"name": "threshold", "params": {"probability": p, "consecutive": k}})
+        assert chosen >= fixed.score(logits, y, earliness)[0] - 1e-12
+
+
+def test_unknown_policy_and_setting_are_named():
+    with pytest.raises(EarlykdError, match="unknown policy 'treshold'.*threshold"):
+        build_policy("treshold")
+    with pytest.raises(EarlykdError, match="unknown setting 'prob'"):
+        build_policy({"name": "threshold", "params": {"prob": 0.5}})
