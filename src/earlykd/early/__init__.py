@@ -1,0 +1,1 @@
+"""Early classification that decides when: one anytime student, stopping policies, aeon's estimator interface."""

@@ -1,0 +1,111 @@
+"""One anytime student: trained on prefixes of many lengths, one earliness level drawn per mini-batch.
+
+Every input is a student view from `Prepared.view` (the prefix contract), precomputed once per
+level. Each batch pairs the prefixes of one level with the cached full-series teacher outputs,
+so any registered distillation method gives its loss. Selection uses the validation loss
+averaged over the levels.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data import Prepared
+from ..distill import Batch, TeacherOutputs, build_method
+from ..errors import check
+from ..models import build_model
+from ..prefix import observed_samples, prefix_steps
+from ..train import FitResult, Trainer, batch_slices, predict_logits
+
+DEFAULT_LEVELS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+
+
+def parse_levels(text: str | list | tuple | None) -> list[float]:
+    """Sorted distinct earliness levels in (0, 1]; 1.0 is always included (the last checkpoint)."""
+    if text is None:
+        return list(DEFAULT_LEVELS)
+    items = text.split(",") if isinstance(text, str) else list(text)
+    try:
+        levels = sorted({round(float(v), 6) for v in items if str(v).strip()})
+    except ValueError:
+        check(False, f"earliness levels must be numbers separated by commas, got {text!r}")
+    check(len(levels) > 0, "no earliness levels given")
+    check(all(0 < e <= 1 for e in levels), f"earliness levels must lie in (0, 1], got {levels}")
+    return levels if levels[-1] == 1.0 else levels + [1.0]
+
+
+def checkpoints(levels: list[float], reference_length: int, length: int) -> list[float]:
+    """The levels a stream passes, one per distinct count of observed samples (the largest level for each)."""
+    for e in levels:
+        prefix_steps(e, length)  # one model step at least
+    by_samples = {observed_samples(e, reference_length): e for e in sorted(levels)}
+    return [by_samples[k] for k in sorted(by_samples)]
+
+
+def student_train_cfg(train: dict, two_stage: bool) -> dict:
+    """Students' selection defaults: validation loss, from the first epoch (after a two-stage warm-up)."""
+    t = dict(train)
+    t["select"] = t["select"] or "loss"
+    t["min_epochs"] = t["min_epochs"] or 0
+    t["warmup"] = (t["epochs"] // 2 if two_stage else 0) if t["warmup"] is None else t["warmup"]
+    return t
+
+
+class LevelSplit:
+    """A split's views at every level, its labels and teacher outputs: a batch source for the Trainer."""
+
+    def __init__(self, views: list[torch.Tensor], y: torch.Tensor, teacher: TeacherOutputs | None = None):
+        self.views, self.y, self.teacher = views, y, teacher
+
+    @classmethod
+    def of(cls, data: Prepared, split: str, levels: list[float], mode: str, channels: list[int] | None,
+           teacher: TeacherOutputs | None = None) -> "LevelSplit":
+        return cls([data.view(split, e, mode, channels) for e in levels], data.labels[split], teacher)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def to(self, device) -> "LevelSplit":
+        teacher = self.teacher.to(device) if self.teacher is not None else None
+        return LevelSplit([v.to(device) for v in self.views], self.y.to(device), teacher)
+
+    def batches(self, rng: np.random.Generator, size: int):
+        """Shuffled mini-batches; each draws one level (seeded by the trainer's generator)."""
+        slices = batch_slices(rng.permutation(len(self)), size)
+        drawn = rng.integers(len(self.views), size=len(slices))
+        for idx, level in zip(slices, drawn):
+            index = torch.from_numpy(idx).to(self.y.device)
+            teacher = self.teacher[index] if self.teacher is not None else None
+            yield Batch(self.views[level][index], self.y[index], teacher), len(idx)
+
+    def score(self, model) -> tuple[float, float]:
+        """Cross-entropy and accuracy averaged over the levels."""
+        losses, accs = [], []
+        for x in self.views:
+            logits = predict_logits(model, x)
+            losses.append(F.cross_entropy(logits, self.y).item())
+            accs.append((logits.argmax(1) == self.y).float().mean().item())
+        return float(np.mean(losses)), float(np.mean(accs))
+
+    def logits(self, model) -> np.ndarray:
+        """(levels, cases, classes) logits of the model in eval mode."""
+        return np.stack([predict_logits(model, x).cpu().numpy() for x in self.views])
+
+
+def train_anytime(data: Prepared, outputs: dict[str, TeacherOutputs] | None, method: str, options: dict,
+                  model_cfg: dict, train_cfg: dict, levels: list[float], mode: str, channels: list[int] | None,
+                  device: torch.device, state_path=None, resume: bool = False, desc: str = ""):
+    """-> (distiller with the selected student, FitResult, validation LevelSplit)."""
+    torch.manual_seed(train_cfg["seed"])
+    train = LevelSplit.of(data, "train", levels, mode, channels, outputs["train"] if outputs else None)
+    val = LevelSplit.of(data, "val", levels, mode, channels)
+    student = build_model(model_cfg["arch"], train.views[0].shape[1], data.n_classes, model_cfg["layers"],
+                          model_cfg["hidden"])
+    dims = outputs["train"].dims if outputs else None
+    distiller = build_method(method, student, dims, options, train_cfg["warmup"])
+    trainer = Trainer(distiller, train_cfg, device, state_path, desc=desc)
+    if resume and state_path is not None and state_path.exists():
+        trainer.load_state(state_path)
+    fit: FitResult = trainer.fit(train, val)
+    return distiller, fit, val

@@ -1,0 +1,58 @@
+"""`earlykd early`: an anytime student and calibrated stopping policies from a teacher run."""
+from __future__ import annotations
+
+from ..errors import EarlykdError
+
+OPTIONS = ("method", "arch", "layers", "hidden", "epochs", "batch_size", "lr", "seed", "device", "threads", "out",
+           "mode")
+
+
+def add_commands(sub, commands: dict) -> None:
+    """Add the `early` subparser to `sub` and its handler to `commands`."""
+    p = sub.add_parser("early", help="train one anytime student on prefixes of many lengths; calibrate when to stop",
+                       description="One student for every prefix length, distilled from a teacher run with any "
+                       "registered method; stopping policies (see earlykd.decide) are calibrated on validation only.")
+    p.add_argument("--teacher", required=True, help="teacher run directory")
+    p.add_argument("--method", help="distillation method (default base; see `earlykd methods`)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="method option")
+    p.add_argument("--policy", default="threshold",
+                   help="stopping policies to calibrate, comma-separated; the first is the run's default "
+                   "(threshold, calibrated; default threshold)")
+    p.add_argument("--levels", help="earliness levels, comma-separated (default 0.05,0.10,...,1.0; 1.0 always added)")
+    p.add_argument("--mode", choices=["stretch", "truncate"], help="prefix mode (default stretch)")
+    p.add_argument("--arch", help="student architecture (default: the teacher's)")
+    p.add_argument("--layers", type=int, help="student depth")
+    p.add_argument("--hidden", type=int, help="student width")
+    p.add_argument("--epochs", type=int, help="training epochs")
+    p.add_argument("--batch-size", type=int, help="mini-batch size")
+    p.add_argument("--lr", type=float, help="Adam learning rate")
+    p.add_argument("--seed", type=int, help="seed")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--config", action="append", default=[], metavar="YAML", help="config file(s), applied in order")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted config override")
+    p.add_argument("--out", help="run directory (default runs/anytime-<method>-<data>-<arch>-s<seed>)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="hide progress bars")
+    commands.update(early=cmd_early)
+
+
+def cmd_early(a) -> None:
+    from .. import api
+    from .run import train_early
+    options = {k: getattr(a, k) for k in OPTIONS if getattr(a, k, None) is not None}
+    if a.progress is not None:
+        options["progress"] = a.progress
+    sets = list(a.set)
+    for item in a.option:
+        if "=" not in item:
+            raise EarlykdError(f"--option expects key=value, got '{item}'")
+        sets.append("method.options." + item)
+    cfg = api.make_config(a.config, sets, teacher=a.teacher, **options)
+    policies = [p.strip() for p in a.policy.split(",") if p.strip()]
+    run = train_early(cfg, a.levels, policies, a.resume)
+    rows = [f"{name:12s} HM {s['hm']:.4f}  accuracy {s['accuracy']:.4f}  earliness {s['earliness']:.4f}"
+            for name, s in run.record["test_policies"].items()]
+    print(f"test AUC-PRC averaged over {len(run.record['earliness'])} levels: {run.record['test']['auc_prc']:.4f}")
+    print("\n".join(rows))
+    print(f"run directory: {run.path}")

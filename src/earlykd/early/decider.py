@@ -1,0 +1,88 @@
+"""An anytime student with a calibrated policy, deciding checkpoint by checkpoint as series arrive.
+
+A checkpoint is an earliness level e; a series has reached it once it holds ceil(e * T) raw
+samples. Its input is `student_view` of the samples so far, which by the prefix contract equals
+the view of the whole series at e: a stream and a batch of whole series get the same inputs, and
+the policy's per-case state makes them get the same decisions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..decide import Policy, decide
+from ..errors import check
+from ..models import Classifier
+from ..prefix import observed_samples, student_view
+from ..train import predict_logits
+
+
+@dataclass
+class Decider:
+    student: Classifier
+    policy: Policy
+    levels: list[float]          # checkpoints, increasing; the last is 1.0
+    mode: str
+    channels: list[int] | None   # the student's channel subset, if any
+    reference_length: int        # T
+    length: int                  # L
+    mean: torch.Tensor
+    std: torch.Tensor
+    classes: list
+
+    @property
+    def samples(self) -> np.ndarray:
+        """Raw samples a series needs to reach each checkpoint."""
+        return np.array([observed_samples(e, self.reference_length) for e in self.levels])
+
+    @property
+    def earliness(self) -> np.ndarray:
+        """Share of the series seen at each checkpoint (what HM counts)."""
+        return self.samples / self.reference_length
+
+    def reached(self, n_samples: int) -> int:
+        """How many checkpoints a series of `n_samples` samples has passed."""
+        return int((self.samples <= n_samples).sum())
+
+    def logits(self, series: list[np.ndarray], checkpoint: int) -> np.ndarray:
+        x = student_view(series, self.levels[checkpoint], self.mode, self.reference_length, self.length,
+                         self.mean, self.std, self.channels)
+        return predict_logits(self.student, x).numpy().astype(np.float64)
+
+    def start(self, cases: int) -> dict:
+        return {"next": 0, "policy": self.policy.start(cases), "stop": np.full(cases, -1),
+                "probs": np.zeros((cases, len(self.classes)))}
+
+    def advance(self, state: dict, series: list[np.ndarray]) -> None:
+        """Run the checkpoints the series have newly reached, for the cases not yet decided."""
+        check(len(series) == len(state["stop"]),
+              f"{len(series)} series given but {len(state['stop'])} are awaiting a decision "
+              "(pass the undecided series, in order, or reset the state)")
+        reached = self.reached(min(s.shape[-1] for s in series)) if series else 0
+        last = len(self.levels) - 1
+        for c in range(state["next"], reached):
+            open_ = np.flatnonzero(state["stop"] < 0)
+            if not len(open_):
+                break
+            logits = self.logits([series[i] for i in open_], c)
+            sub = {k: v[open_] for k, v in state["policy"].items()}
+            stop = decide(self.policy, sub, c, last, logits)
+            for k, v in sub.items():
+                state["policy"][k][open_] = v
+            state["stop"][open_[stop]] = c
+            state["probs"][open_[stop]] = _softmax(logits[stop])
+        state["next"] = max(state["next"], reached)
+
+    @staticmethod
+    def keep_open(state: dict) -> dict:
+        """The state of the cases still undecided, in order (aeon: decided cases leave the input)."""
+        keep = state["stop"] < 0
+        return {"next": state["next"], "policy": {k: v[keep] for k, v in state["policy"].items()},
+                "stop": state["stop"][keep], "probs": state["probs"][keep]}
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(-1, keepdims=True))
+    return z / z.sum(-1, keepdims=True)

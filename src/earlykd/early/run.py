@@ -1,0 +1,151 @@
+"""`earlykd early`: train an anytime student from a teacher run and calibrate stopping policies on validation.
+
+The run directory holds what a per-earliness student's does (config.yaml, model.safetensors,
+run.json with kind "anytime", metrics.json) plus decide.json: the calibrated policies, the first
+being the default. `prefix.earliness` records the checkpoint levels.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from .. import __version__, runs, threads
+from ..config import config_hash
+from ..decide import Policy, build_policy, policy_class
+from ..distill.base import method_class
+from ..errors import EarlykdError, check
+from ..evaluate import classification_metrics
+from ..models import build_model
+from ..train import load_model, save_model
+from ..train.checkpoint import writable_dir, write_json
+from .anytime import LevelSplit, checkpoints, parse_levels, student_train_cfg, train_anytime
+from .decider import Decider
+
+DECIDE_FILE = "decide.json"
+
+
+def _open_out(out: str | Path, resume: bool) -> Path:
+    path = Path(out).resolve()
+    check(not (path / runs.RUN_FILE).exists(), f"{path} already holds a finished run; choose another --out")
+    check(resume or not (path / runs.STATE_FILE).exists(),
+          f"{path} holds an unfinished run; pass --resume to continue it or choose another --out")
+    return writable_dir(path)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def _default_out(cfg: dict, method: str) -> Path:
+    data = Path(str(cfg["data"]["name"])).stem
+    return Path("runs") / f"anytime-{method}-{data}-{cfg['model']['arch']}-s{cfg['train']['seed']}"
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    return torch.softmax(torch.from_numpy(logits), -1).numpy()
+
+
+def calibrate(names: list[str], val_logits: np.ndarray, y_val: np.ndarray, earliness: np.ndarray) -> dict[str, Policy]:
+    return {name: build_policy(name).calibrate(val_logits, y_val, earliness) for name in names}
+
+
+def train_early(cfg: dict, levels=None, policies: list[str] = ("threshold",), resume: bool = False) -> runs.Run:
+    """Train the anytime student of cfg['method'] from the teacher run cfg['teacher'] and calibrate `policies`."""
+    check(cfg["teacher"] is not None, "an anytime student needs a teacher run directory (--teacher RUN_DIR)")
+    check(len(policies) > 0, "no stopping policy given")
+    for name in policies:
+        policy_class(name)
+    teacher_dir = Path(cfg["teacher"])
+    t_cfg, t_record = runs.read_run(teacher_dir)
+    check(t_record.get("kind") == "teacher", f"{teacher_dir}: is a {t_record.get('kind')} run, not a teacher")
+    method_cls = method_class(cfg["method"]["name"])
+    method_cls.resolve_options(cfg["method"]["options"])
+    model = cfg["model"]
+    if model["arch"] is None:
+        model = {k: t_cfg["model"][k] if v is None else v for k, v in model.items()}
+    build_model(model["arch"], 1, 2, model["layers"], model["hidden"])  # fail fast
+    data = runs.load_prepared(t_cfg["data"])
+    check(len(data.labels["val"]) > 0, "stopping policies are calibrated on validation: the validation split is empty")
+    _, t_meta, _ = load_model(teacher_dir / runs.MODEL_FILE)
+    check(t_meta.get("data_fingerprint") == data.fingerprint(),
+          f"{teacher_dir}: the teacher was trained on different data than {t_cfg['data']['name']} now gives")
+    levels = checkpoints(parse_levels(levels), data.reference_length, data.length)
+    prefix = {"earliness": levels, "mode": cfg["prefix"]["mode"], "channels": cfg["prefix"]["channels"]}
+    cfg = {**cfg, "data": t_cfg["data"], "model": model, "prefix": prefix}
+    out = _open_out(cfg["out"] or _default_out(cfg, method_cls.name), resume)
+    device = runs.resolve_device(cfg["train"]["device"])
+    threads.apply(cfg["train"].get("threads"))
+    train_cfg = student_train_cfg(cfg["train"], method_cls.two_stage)
+    cfg = {**cfg, "train": train_cfg, "out": str(out), "teacher": str(teacher_dir)}
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    outputs = runs.teacher_outputs(teacher_dir, data, device)
+    started = time.perf_counter()
+    distiller, fit, val = train_anytime(data, outputs if method_cls.needs_teacher else None, method_cls.name,
+                                        cfg["method"]["options"], model, train_cfg, levels, prefix["mode"],
+                                        prefix["channels"], device, out / runs.STATE_FILE, resume,
+                                        desc=f"anytime {data.name} {model['arch']} {method_cls.name}")
+    student = distiller.student.cpu().eval()
+    meta = {"kind": "anytime", "classes": data.classes, "length": data.length, "reference_length": data.reference_length,
+            "equal_length": data.equal_length, "prefix": prefix, "data_fingerprint": data.fingerprint()}
+    save_model(out / runs.MODEL_FILE, student, meta, {"data.mean": data.mean, "data.std": data.std})
+    decider = Decider(student, build_policy(policies[0]), levels, prefix["mode"], prefix["channels"],
+                      data.reference_length, data.length, data.mean, data.std, data.classes)
+    chosen = calibrate(list(policies), val.logits(student), data.labels["val"].numpy(), decider.earliness)
+    test = LevelSplit.of(data, "test", levels, prefix["mode"], prefix["channels"])
+    scores = scores_on_test(test.logits(student), data.labels["test"].numpy(), outputs["test"].logits,
+                         levels, chosen, decider.earliness)
+    record = {
+        "kind": "anytime", "status": "finished", "dataset": data.name, "method": method_cls.name,
+        "earliness": levels, "prefix_mode": prefix["mode"], "seed": train_cfg["seed"],
+        "student_arch": model["arch"], "teacher_arch": t_meta["model"]["arch"],
+        "teacher_id": f"{t_record['config_hash']}-{_digest(teacher_dir / runs.MODEL_FILE)[:8]}",
+        "version": __version__, "config_hash": config_hash({**cfg, "teacher": t_record["config_hash"]}),
+        "versions": runs.versions(), "device": str(device), "threads": torch.get_num_threads(), "data": data.info,
+        "warmup": distiller.warmup, "best_epoch": fit.best_epoch, "epochs": fit.epochs_run,
+        "train_seconds": round(fit.train_seconds, 3), "seconds_per_epoch": round(fit.seconds_per_epoch, 4),
+        "wall_seconds": round(time.perf_counter() - started, 3), "peak_memory_mb": round(fit.peak_memory_mb, 1),
+        "val": fit.history[fit.best_epoch] if fit.best_epoch is not None and fit.history else {},
+        "policies_val": {name: p.validation for name, p in chosen.items()},
+        **scores, "history": fit.history,
+    }
+    write_json(out / DECIDE_FILE, {"default": policies[0], "policies": {n: p.to_dict() for n, p in chosen.items()}})
+    write_json(out / runs.METRICS_FILE, scores)
+    write_json(out / runs.RUN_FILE, record)
+    (out / runs.STATE_FILE).unlink(missing_ok=True)
+    return runs.Run(out, record)
+
+
+def scores_on_test(logits: np.ndarray, y: np.ndarray, teacher_logits: torch.Tensor, levels: list[float],
+                policies: dict[str, Policy], earliness: np.ndarray) -> dict:
+    """Test metrics per level, their mean over levels ("test"), and each policy's (HM, accuracy, earliness)."""
+    teacher_probs = torch.softmax(teacher_logits, 1).numpy()
+    per_level = {str(e): classification_metrics(_softmax(logits[m]), y, teacher_probs) for m, e in enumerate(levels)}
+    mean = {k: float(np.mean([m[k] for m in per_level.values()])) for k in next(iter(per_level.values()))}
+    decided = {name: dict(zip(("hm", "accuracy", "earliness"), p.score(logits, y, earliness)))
+               for name, p in policies.items()}
+    return {"test": mean, "test_levels": per_level, "test_policies": decided}
+
+
+def load_decider(run_dir: str | Path, policy: str | None = None) -> Decider:
+    """The anytime student of a run directory with its calibrated policy (default: the run's own)."""
+    run_dir = Path(run_dir)
+    model, meta, tensors = load_model(run_dir / runs.MODEL_FILE)
+    check(meta.get("kind") == "anytime", f"{run_dir}: is a {meta.get('kind')} run, not an anytime student "
+                                         "(train one with `earlykd early`)")
+    try:
+        stored = json.loads((run_dir / DECIDE_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise EarlykdError(f"{run_dir}: no readable {DECIDE_FILE} ({exc})") from None
+    name = policy or stored["default"]
+    check(name in stored["policies"], f"{run_dir}: policy '{name}' was not calibrated for this run "
+                                      f"(calibrated: {', '.join(stored['policies'])})")
+    prefix = meta["prefix"]
+    return Decider(model, build_policy(stored["policies"][name]), prefix["earliness"], prefix["mode"],
+                   prefix["channels"], meta["reference_length"], meta["length"], tensors["data.mean"],
+                   tensors["data.std"], meta["classes"])

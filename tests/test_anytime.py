@@ -1,0 +1,142 @@
+"""The anytime student: level sampling, validation over levels, every method, and `earlykd early`."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import assert_clean_error, run_cli
+
+from earlykd.data import load_raw, prepare
+from earlykd.distill import METHODS, TeacherOutputs
+from earlykd.early.anytime import LevelSplit, checkpoints, parse_levels, train_anytime
+from earlykd.errors import EarlykdError
+
+LEVELS = [0.25, 0.5, 0.75, 1.0]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return prepare(load_raw({"name": "UnitTest"}), length=32)
+
+
+def fake_teacher(n: int) -> TeacherOutputs:
+    g = torch.Generator().manual_seed(0)
+    return TeacherOutputs(torch.randn(n, 2, generator=g), torch.randn(n, 8, generator=g),
+                          torch.randn(n, 32, 8, generator=g))
+
+
+def test_levels_parse_and_checkpoints():
+    assert parse_levels("0.5,0.2") == [0.2, 0.5, 1.0]
+    assert parse_levels(None)[0] == 0.05 and parse_levels(None)[-1] == 1.0 and len(parse_levels(None)) == 20
+    for bad in ("0,0.5", "0.5,1.5", "a,b", ""):
+        with pytest.raises(EarlykdError):
+            parse_levels(bad)
+    # T = 24: 0.1 and 0.12 both observe 3 samples; the larger level is kept
+    assert checkpoints([0.1, 0.12, 0.5, 1.0], 24, 100) == [0.12, 0.5, 1.0]
+
+
+def test_batches_draw_one_seeded_level_each_from_the_prefix_views(data):
+    split = LevelSplit.of(data, "train", LEVELS, "truncate", None, fake_teacher(len(data.labels["train"])))
+    views = {e: data.view("train", e, "truncate") for e in LEVELS}
+    drawn = []
+    for batch, cases in split.batches(np.random.default_rng(0), 4):
+        level = next(e for e in LEVELS if views[e].shape[-1] == batch.x.shape[-1])
+        drawn.append(level)
+        rows = [int(np.flatnonzero((views[level] == x).all(-1).all(-1))[0]) for x in batch.x]
+        assert torch.equal(batch.x, views[level][rows])             # inputs are the contract's views
+        assert torch.equal(batch.y, data.labels["train"][rows])
+        assert torch.equal(batch.teacher.logits, split.teacher.logits[rows])  # full-series teacher, same cases
+        assert cases == len(rows)
+    assert len(set(drawn)) > 1
+    again = [b.x.shape[-1] for b, _ in split.batches(np.random.default_rng(0), 4)]
+    assert again == [views[e].shape[-1] for e in drawn]                # seeded
+
+
+def test_validation_score_is_the_mean_over_levels(data):
+    from earlykd.models import build_model
+    model = build_model("fcn", 1, 2, 1, 4).eval()
+    split = LevelSplit.of(data, "val", LEVELS, "truncate", None)
+    loss, acc = split.score(model)
+    per_level = [torch.nn.functional.cross_entropy(model(x).logits, split.y).item() for x in split.views]
+    assert loss == pytest.approx(np.mean(per_level), rel=1e-5)
+    assert split.logits(model).shape == (len(LEVELS), len(split), 2)
+
+
+TRAIN = {"epochs": 2, "batch_size": 8, "lr": 1e-3, "weight_decay": 0.0, "schedule": "constant", "select": "loss",
+         "seed": 0, "min_epochs": 0, "patience": None, "progress": False, "checkpoint_every": 0, "warmup": 1}
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_trains_an_anytime_student(data, method):
+    n = len(data.labels["train"])
+    outputs = {"train": fake_teacher(n)}
+    distiller, fit, _ = train_anytime(data, outputs, method, {}, {"arch": "fcn", "layers": 1, "hidden": 8},
+                                      TRAIN, LEVELS, "truncate", None, torch.device("cpu"))
+    assert fit.epochs_run == 2
+    assert all(np.isfinite(v) for row in fit.history for v in row.values())
+
+
+def test_same_seed_same_anytime_student(data):
+    def weights():
+        distiller, _, _ = train_anytime(data, None, "base", {}, {"arch": "fcn", "layers": 1, "hidden": 8},
+                                        TRAIN, LEVELS, "truncate", None, torch.device("cpu"))
+        return [p.detach().clone() for p in distiller.student.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(weights(), weights()))
+
+
+@pytest.fixture(scope="module")
+def anytime_dir(teacher_dir, tmp_path_factory):
+    from earlykd import cli
+    path = tmp_path_factory.mktemp("anytime") / "run"
+    code = cli.main(["early", "--teacher", str(teacher_dir), "--method", "kd", "--policy", "threshold,calibrated",
+                     "--levels", "0.25,0.5,0.75", "--mode", "truncate", "--epochs", "3", "--batch-size", "8",
+                     "--no-progress", "--out", str(path)])
+    assert code == 0
+    return path
+
+
+def test_early_run_directory(anytime_dir):
+    record = json.loads((anytime_dir / "run.json").read_text())
+    assert record["kind"] == "anytime" and record["method"] == "kd"
+    assert record["earliness"] == [0.25, 0.5, 0.75, 1.0]
+    assert set(record["test_levels"]) == {"0.25", "0.5", "0.75", "1.0"}
+    assert set(record["test_policies"]) == {"threshold", "calibrated"}
+    for scores in record["test_policies"].values():
+        assert 0 <= scores["hm"] <= 1 and 0 < scores["earliness"] <= 1
+    stored = json.loads((anytime_dir / "decide.json").read_text())
+    assert stored["default"] == "threshold"
+    assert len(stored["policies"]["calibrated"]["params"]["temperatures"]) == 4
+    import yaml
+    assert yaml.safe_load((anytime_dir / "config.yaml").read_text())["prefix"]["earliness"] == record["earliness"]
+
+
+def test_policies_are_calibrated_on_validation_logits(anytime_dir):
+    """The stored validation scores are what the saved student and policy give on the validation split."""
+    from earlykd import runs
+    from earlykd.early.run import load_decider
+    cfg, record = runs.read_run(anytime_dir)
+    data = runs.load_prepared(cfg["data"])
+    for name, val in record["policies_val"].items():
+        decider = load_decider(anytime_dir, name)
+        split = LevelSplit.of(data, "val", decider.levels, decider.mode, None)
+        hm, acc, earl = decider.policy.score(split.logits(decider.student), data.labels["val"].numpy(),
+                                             decider.earliness)
+        assert (hm, acc, earl) == pytest.approx((val["hm"], val["accuracy"], val["earliness"]))
+
+
+def test_early_bad_input_is_one_line(capsys, teacher_dir, anytime_dir, tmp_path):
+    base = ["early", "--teacher", str(teacher_dir), "--epochs", "1", "--no-progress"]
+    code, _, err = run_cli(capsys, *base, "--policy", "treshold", "--out", tmp_path / "a")
+    assert_clean_error(code, err, "unknown policy", "threshold")
+    code, _, err = run_cli(capsys, *base, "--levels", "0.5,1.5", "--out", tmp_path / "b")
+    assert_clean_error(code, err, "(0, 1]")
+    code, _, err = run_cli(capsys, "early", "--teacher", anytime_dir, "--out", tmp_path / "c")
+    assert_clean_error(code, err, "not a teacher")
+    code, _, err = run_cli(capsys, *base, "--method", "kdd", "--out", tmp_path / "d")
+    assert_clean_error(code, err, "unknown method")
+    code, _, err = run_cli(capsys, "early", "--teacher", tmp_path / "missing", "--out", tmp_path / "e")
+    assert_clean_error(code, err, "not found")
+    code, _, err = run_cli(capsys, *base, "--out", anytime_dir)
+    assert_clean_error(code, err, "already holds a finished run")
