@@ -1,0 +1,164 @@
+"""`earlykd.EarlyClassifier`: aeon's BaseEarlyClassifier contract around a teacher, an anytime student and a policy.
+
+fit(X, y) trains a teacher on whole series, distils an anytime student with `method` on prefixes
+at every earliness level, and calibrates `policy` on a stratified validation split of X (never on
+anything else). predict / predict_proba run the checkpoints a series has reached; update_predict /
+update_predict_proba continue from the state of the previous call for the cases still undecided
+(decided cases leave the input, order kept, as aeon specifies). Undecided cases get label -1 and
+probabilities of -1, as in aeon.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from aeon.classification.early_classification import BaseEarlyClassifier
+
+from .. import threads as cpu_threads
+from ..data import RawData, prepare
+from ..decide import build_policy, harmonic_mean
+from ..distill import TeacherOutputs, build_method
+from ..distill.base import method_class
+from ..errors import EarlykdError, check
+from ..models import build_model
+from ..prefix import MODES
+from ..train import Split, Trainer
+from .anytime import checkpoints, parse_levels, student_train_cfg, train_anytime
+from .decider import Decider
+
+TRAIN = {"lr": 1e-3, "weight_decay": 1e-5, "schedule": "constant", "patience": None, "checkpoint_every": 0,
+         "progress": False, "warmup": None}
+
+
+class EarlyInputError(EarlykdError, ValueError):
+    """Bad input to the estimator (a ValueError too, as aeon's estimators raise)."""
+
+
+class EarlyClassifier(BaseEarlyClassifier):
+    """An early classifier by full-to-partial distillation that decides when to stop."""
+
+    _tags = {"capability:multivariate": True, "capability:missing_values": True, "algorithm_type": "deeplearning",
+             "non_deterministic": False, "X_inner_type": "numpy3D"}
+
+    def __init__(self, method: str = "kd", policy: str = "threshold", arch: str = "fcn", layers: int | None = None,
+                 hidden: int | None = None, epochs: int = 100, teacher_epochs: int | None = None,
+                 batch_size: int = 16, levels=None, mode: str = "truncate", length: int = 100,
+                 val_fraction: float = 0.2, options: dict | None = None, random_state: int = 0,
+                 device: str = "cpu", threads: int | None = None):
+        self.method, self.policy, self.arch, self.layers, self.hidden = method, policy, arch, layers, hidden
+        self.epochs, self.teacher_epochs, self.batch_size, self.levels = epochs, teacher_epochs, batch_size, levels
+        self.mode, self.length, self.val_fraction, self.options = mode, length, val_fraction, options
+        self.random_state, self.device, self.threads = random_state, device, threads
+        super().__init__()
+
+    @classmethod
+    def from_run(cls, run_dir, policy: str | None = None) -> "EarlyClassifier":
+        """A fitted estimator from an `earlykd early` run directory."""
+        from .run import load_decider
+        est = cls()
+        est._set_decider(load_decider(run_dir, policy))
+        est.metadata_ = {"n_channels": len(est.decider_.mean)}
+        est.is_fitted = True
+        return est
+
+    def _set_decider(self, decider: Decider) -> None:
+        self.decider_ = decider
+        self.classes_ = np.asarray(decider.classes)
+        self.n_classes_ = len(self.classes_)
+        self._class_dictionary = {c: i for i, c in enumerate(self.classes_)}
+
+    # -- fit ----------------------------------------------------------------------------------------
+    def _fit(self, X: np.ndarray, y: np.ndarray):
+        cpu_threads.apply(self.threads)
+        device = torch.device(self.device)
+        codes = np.array([self._class_dictionary[c] for c in y])
+        names = np.array([f"{c:06d}" for c in codes])  # sorts like the class indices
+        try:
+            data = prepare(RawData("fit", list(X), names, list(X[:1]), names[:1], "arrays"), self.length,
+                           self.val_fraction, self.random_state)
+            levels = checkpoints(parse_levels(self.levels), data.reference_length, data.length)
+            policy = build_policy(self.policy)
+            two_stage = method_class(self.method).two_stage
+            check(self.mode in MODES, f"prefix mode must be one of {MODES}, got {self.mode!r}")
+        except EarlykdError as exc:
+            raise EarlyInputError(str(exc)) from None
+        if not len(data.labels["val"]):
+            raise EarlyInputError("the policy is calibrated on validation: val_fraction must be above 0")
+        teacher = self._train_teacher(data, device)
+        outputs = {"train": _outputs(teacher, data.view("train").to(device))}
+        train_cfg = student_train_cfg({**TRAIN, "epochs": self.epochs, "batch_size": self.batch_size,
+                                       "seed": self.random_state, "select": None, "min_epochs": None},
+                                      two_stage)
+        distiller, _, val = train_anytime(data, outputs, self.method, self.options or {}, self._model_cfg(),
+                                          train_cfg, levels, self.mode, None, device)
+        student = distiller.student.cpu().eval()
+        decider = Decider(student, policy, levels, self.mode, None, data.reference_length, data.length,
+                          data.mean, data.std, list(self.classes_))
+        policy.calibrate(val.logits(student), data.labels["val"].numpy(), decider.earliness)
+        self._set_decider(decider)
+        return self
+
+    def _model_cfg(self) -> dict:
+        return {"arch": self.arch, "layers": self.layers, "hidden": self.hidden}
+
+    def _train_teacher(self, data, device):
+        epochs = self.teacher_epochs or self.epochs
+        cfg = {**TRAIN, "epochs": epochs, "batch_size": self.batch_size, "seed": self.random_state,
+               "select": "acc_loss", "min_epochs": epochs // 4, "warmup": 0}
+        torch.manual_seed(self.random_state)
+        model = build_model(self.arch, data.channels, data.n_classes, self.layers, self.hidden)
+        trainer = Trainer(build_method("base", model, None), cfg, device)
+        trainer.fit(Split(*data.split("train")), Split(*data.split("val")))
+        return model.eval()
+
+    # -- predict ------------------------------------------------------------------------------------
+    def _run(self, X: np.ndarray, state: dict | None) -> tuple[np.ndarray, np.ndarray]:
+        if X.shape[1] != len(self.decider_.mean):
+            raise EarlyInputError(f"X has {X.shape[1]} channel(s), the model expects {len(self.decider_.mean)}")
+        if state is None:
+            state = self.decider_.start(len(X))
+        try:
+            self.decider_.advance(state, list(np.asarray(X, dtype=np.float64)))
+        except EarlykdError as exc:
+            raise EarlyInputError(str(exc)) from None
+        self.state_info = state
+        decided = state["stop"] >= 0
+        probs = np.where(decided[:, None], state["probs"], -1.0)
+        return probs, decided
+
+    def _predict_proba(self, X):
+        return self._run(X, None)
+
+    def _update_predict_proba(self, X):
+        return self._run(X, Decider.keep_open(self.state_info))
+
+    def _labels(self, out):
+        probs, decided = out
+        return np.array([self.classes_[p.argmax()] if d else -1 for p, d in zip(probs, decided)]), decided
+
+    def _predict(self, X):
+        return self._labels(self._predict_proba(X))
+
+    def _update_predict(self, X):
+        return self._labels(self._update_predict_proba(X))
+
+    def _score(self, X, y) -> tuple[float, float, float]:
+        """(HM, accuracy, earliness) of the decisions on X, fed as whole series."""
+        labels, decided = self._predict(X)
+        if not decided.all():
+            raise EarlyInputError("score needs whole series: some cases did not reach the last checkpoint")
+        accuracy = float(np.mean(labels == np.asarray(y)))
+        earliness = float(self.decider_.earliness[self.state_info["stop"]].mean())
+        return harmonic_mean(accuracy, earliness), accuracy, earliness
+
+    def decision_checkpoints(self) -> np.ndarray:
+        """Checkpoint index of each case's decision in the last call (-1: undecided)."""
+        self._check_is_fitted()
+        if self.state_info is None:
+            raise EarlyInputError("no prediction yet: call predict or update_predict first")
+        return self.state_info["stop"]
+
+
+def _outputs(model, x: torch.Tensor) -> TeacherOutputs:
+    with torch.no_grad():
+        parts = [model(x[i:i + 256]) for i in range(0, len(x), 256)]
+    return TeacherOutputs(*(torch.cat([getattr(p, f) for p in parts]) for f in ("logits", "feature", "hidden")))

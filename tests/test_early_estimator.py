@@ -1,0 +1,128 @@
+"""earlykd.EarlyClassifier: aeon's early-classifier contract, streaming equal to batch, and run directories."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import earlykd
+from earlykd.data import load_raw
+from earlykd.decide import harmonic_mean
+
+
+@pytest.fixture(scope="module")
+def unit_test():
+    raw = load_raw({"name": "UnitTest"})
+    return (np.stack(raw.X_train), raw.y_train, np.stack(raw.X_test), raw.y_test)
+
+
+@pytest.fixture(scope="module")
+def fitted(unit_test):
+    X, y, _, _ = unit_test
+    est = earlykd.EarlyClassifier(method="kd", policy="threshold", hidden=8, layers=1, epochs=4, batch_size=8,
+                                  levels=[0.2, 0.4, 0.6, 0.8], length=32, threads=1)
+    return est.fit(X, y)
+
+
+def spread_decisions(est, X):
+    """Set p so that cases decide at different checkpoints (a few epochs leave the calibrated p degenerate)."""
+    top = []
+    for c in range(len(est.decider_.levels) - 1):
+        logits = est.decider_.logits(list(X), c)
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        top.append((p / p.sum(1, keepdims=True)).max(1))
+    est.decider_.policy.params.update(probability=float(np.median(np.concatenate(top))), consecutive=2)
+
+
+def test_fit_predict_contract(fitted, unit_test):
+    _, y, Xt, yt = unit_test
+    assert fitted.is_fitted and set(fitted.classes_) == set(y)
+    labels, decided = fitted.predict(Xt)
+    assert decided.all() and set(labels) <= set(fitted.classes_)       # whole series: every case decided
+    probs, decided_p = fitted.predict_proba(Xt)
+    assert probs.shape == (len(Xt), 2) and np.allclose(probs.sum(1), 1) and decided_p.all()
+    hm, acc, earl = fitted.score(Xt, yt)
+    assert acc == pytest.approx(np.mean(labels == yt))
+    assert earl == pytest.approx(fitted.decider_.earliness[fitted.decision_checkpoints()].mean())
+    assert hm == pytest.approx(harmonic_mean(acc, earl))
+
+
+def test_undecided_cases_get_minus_one(fitted, unit_test):
+    Xt = unit_test[2]
+    spread_decisions(fitted, Xt)
+    first = fitted.decider_.samples[0]
+    labels, decided = fitted.predict(Xt[:, :, :first])
+    assert not decided.all()
+    assert all(label == -1 for label in labels[~decided])
+    probs, _ = fitted.predict_proba(Xt[:, :, :first])
+    assert (probs[~decided] == -1).all()
+
+
+def test_streaming_decisions_equal_batch_decisions(fitted, unit_test):
+    Xt = unit_test[2]
+    spread_decisions(fitted, Xt)
+    labels, _ = fitted.predict(Xt)
+    probs, _ = fitted.predict_proba(Xt)
+    stops = fitted.decision_checkpoints().copy()
+    assert len(set(stops)) > 1, "decisions must be spread over checkpoints for this test to mean anything"
+
+    fitted.reset_state_info()
+    open_ = np.arange(len(Xt))
+    at = np.full(len(Xt), -1)
+    streamed_labels = np.empty(len(Xt), dtype=object)
+    streamed_probs = np.zeros_like(probs)
+    for n in range(1, Xt.shape[-1] + 1):  # one new sample per call, undecided cases only, order kept
+        new_labels, decided = fitted.update_predict(Xt[open_, :, :n])
+        new_probs = fitted.state_info["probs"][decided]
+        at[open_[decided]] = n
+        streamed_labels[open_[decided]] = new_labels[decided]
+        streamed_probs[open_[decided]] = new_probs
+        open_ = open_[~decided]
+        if not len(open_):
+            break
+    assert not len(open_)
+    assert (at == fitted.decider_.samples[stops]).all()          # decided as soon as the checkpoint arrived
+    assert (streamed_labels == labels).all()
+    assert np.allclose(streamed_probs, probs, atol=1e-6)
+
+
+def test_update_with_wrong_cases_is_a_value_error(fitted, unit_test):
+    Xt = unit_test[2]
+    spread_decisions(fitted, Xt)
+    fitted.reset_state_info()
+    _, decided = fitted.update_predict(Xt[:, :, :fitted.decider_.samples[1]])
+    assert decided.any() and not decided.all()
+    with pytest.raises(ValueError, match="awaiting a decision"):
+        fitted.update_predict(Xt[:, :, :fitted.decider_.samples[2]])  # decided cases were not removed
+    with pytest.raises(ValueError, match="channel"):
+        fitted.predict(np.repeat(Xt, 2, axis=1))
+
+
+def test_fit_rejects_an_empty_validation_split(unit_test):
+    X, y, _, _ = unit_test
+    with pytest.raises(ValueError, match="validation"):
+        earlykd.EarlyClassifier(epochs=1, val_fraction=0.0, hidden=4, layers=1, length=32).fit(X, y)
+
+
+def test_from_run_reproduces_the_run_test_scores(teacher_dir, tmp_path, unit_test):
+    """The estimator over a run directory decides as the run's own test evaluation did."""
+    import json
+
+    from earlykd import cli
+    out = tmp_path / "anytime"
+    assert cli.main(["early", "--teacher", str(teacher_dir), "--policy", "calibrated,threshold", "--levels",
+                     "0.3,0.6", "--epochs", "2", "--batch-size", "8", "--no-progress", "--out", str(out)]) == 0
+    record = json.loads((out / "run.json").read_text())
+    for name in ("calibrated", "threshold"):
+        est = earlykd.EarlyClassifier.from_run(out, policy=name)
+        hm, acc, earl = est.score(unit_test[2], unit_test[3])
+        expected = record["test_policies"][name]
+        assert (hm, acc, earl) == pytest.approx((expected["hm"], expected["accuracy"], expected["earliness"]))
+
+
+@pytest.mark.parametrize("setting, needle", [({"method": "kdd"}, "unknown method"), ({"policy": "x"}, "unknown policy"),
+                                             ({"mode": "crop"}, "prefix mode"), ({"levels": [0.5, 2]}, "(0, 1]")])
+def test_bad_settings_are_value_errors_naming_the_problem(unit_test, setting, needle):
+    X, y, _, _ = unit_test
+    with pytest.raises(ValueError) as info:
+        earlykd.EarlyClassifier(epochs=1, hidden=4, layers=1, length=32, **setting).fit(X, y)
+    assert needle in str(info.value)
