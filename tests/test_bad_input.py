@@ -120,11 +120,30 @@ def test_corrupt_and_foreign_checkpoints(teacher_dir, tmp_path, capsys):
 
 def test_resume_with_another_architecture(tmp_path, capsys, monkeypatch):
     undo = interrupt_at(monkeypatch, 2)
-    code, _, err = run_cli(capsys, "teacher", *TINY, "--set", "train.checkpoint_every=1", "--out", tmp_path / "t")
+    code, _, err = run_cli(capsys, "teacher", *TINY, "--select", "acc_loss", "--set", "train.checkpoint_every=1",
+                           "--out", tmp_path / "t")
     assert code == 130 and "--resume" in err
     undo()
-    code, _, err = run_cli(capsys, "teacher", *TINY, "--arch", "fcn", "--resume", "--out", tmp_path / "t")
+    code, _, err = run_cli(capsys, "teacher", *TINY, "--select", "acc_loss", "--arch", "fcn", "--resume",
+                           "--out", tmp_path / "t")
     assert_clean_error(code, err, "last.safetensors", "'lstm'", "'fcn'")
+
+
+def test_resume_of_cross_validated_teacher_with_other_settings(tmp_path, capsys, monkeypatch):
+    from earlykd.train.loop import Trainer
+    real = Trainer._train_epoch
+
+    def refit_interrupted(self, train):
+        if self.state_path is not None:  # after the folds, in the refit
+            raise KeyboardInterrupt
+        return real(self, train)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", refit_interrupted)
+    code, _, _ = run_cli(capsys, "teacher", *TINY, "--out", tmp_path / "t")
+    assert code == 130 and (tmp_path / "t" / "cv.json").is_file()
+    monkeypatch.setattr(Trainer, "_train_epoch", real)
+    code, _, err = run_cli(capsys, "teacher", *TINY, "--lr", "0.01", "--resume", "--out", tmp_path / "t")
+    assert_clean_error(code, err, "cv.json", "other settings")
 
 
 def test_predict_wrong_channels(student_dir, tmp_path, capsys):

@@ -177,7 +177,8 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_sigkill_mid_sweep_then_rerun_completes_the_grid(tmp_path):
     out = tmp_path / "sweep"
-    sets = TINY[:-2] + ["train.epochs=150", "train.batch_size=8"]
+    # one training run per job (teachers selected on validation, not by CV), so every run has 150 epochs
+    sets = TINY[:-2] + ["train.epochs=150", "train.batch_size=8", "train.select=acc_loss"]
     args = [sys.executable, "-m", "earlykd.cli", "bench", "--suite", "smoke", "--datasets", "UnitTest",
             "--methods", "base", "kd", "--earliness", "0.5", "--seeds", "0", "1", "2", "--out", str(out),
             "--workers", "1", "--threads", "1", "--no-progress"] + [a for s in sets for a in ("--set", s)]

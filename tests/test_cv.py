@@ -1,5 +1,6 @@
 """Teacher epochs by stratified k-fold cross-validation."""
 import numpy as np
+import pytest
 import torch
 
 from earlykd.distill import build_method
@@ -38,3 +39,29 @@ def test_cross_validation_is_seeded_and_picks_from_the_mean_curves():
     again = cross_validate_epochs(build, x, y, cfg, torch.device("cpu"), folds=5)
     assert again.mean_loss == result.mean_loss  # seeded
     assert cross_validate_epochs(build, x[:4], torch.tensor([0, 0, 0, 1]), cfg, torch.device("cpu")) is None
+
+
+def test_ensemble_teacher_is_one_teacher(tmp_path):
+    """Two seeds and two architectures stored as one teacher: its logits are the log of the members' mean
+    probabilities, features come from the lead member, and a student distils from it like from any teacher."""
+    from earlykd import api, runs
+    from earlykd.teacher import Teacher
+    small = dict(data="UnitTest", length=32, layers=1, hidden=8, epochs=3, batch_size=8, progress=False)
+    run = api.train_teacher(**small, arch="fcn,lstm", ensemble=2, out=tmp_path / "ens")
+    teacher = Teacher.load(run.path)
+    assert len(run.record["members"]) == 4 and run.record["combine"] == "mean"
+    assert sorted(c["member"] for c in run.record["candidates"]) == sorted(run.record["members"])
+    data = runs.load_prepared(teacher.cfg["data"])
+    members = [Teacher.load(run.path / m).outputs(data, torch.device("cpu"))["test"] for m in run.record["members"]]
+    mean = torch.stack([torch.softmax(m.logits, 1) for m in members]).mean(0)
+    ours = teacher.outputs(data, torch.device("cpu"))["test"]
+    assert torch.allclose(torch.softmax(ours.logits, 1), mean, atol=1e-6)
+    assert torch.equal(ours.feature, members[0].feature)
+    assert run.metrics["accuracy"] == pytest.approx((mean.argmax(1) == data.y_test).double().mean().item())
+    student = api.distill(run, method="kd", earliness=0.5, epochs=2, batch_size=8, progress=False,
+                          out=tmp_path / "s")
+    assert student.record["teacher_id"] == teacher.id and student.record["teacher_arch"] == "fcn+lstmx4"
+    assert student.record["student_arch"] == teacher.model_cfg["arch"]
+    assert runs.evaluate_run(run.path)["accuracy"] == run.metrics["accuracy"]
+    best = api.train_teacher(**small, arch="fcn,lstm", combine="best", out=tmp_path / "best")
+    assert len(best.record["members"]) == 1 and best.record["members"][0] == best.record["candidates"][0]["member"]

@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from earlykd import api, runs
+from earlykd import api, rundir, runs
 from earlykd.errors import EarlykdError
 from earlykd.train import batch_slices, load_model
 from earlykd.train.loop import Trainer
@@ -53,14 +53,14 @@ def test_shuffled_test_labels_change_no_selection(tmp_path, monkeypatch):
     clean_t = api.train_teacher(**TINY, out=tmp_path / "clean_t")
     clean_s = api.distill(clean_t.path, method="fitnets", earliness=0.5, epochs=4, warmup=2, progress=False,
                           out=tmp_path / "clean_s")
-    real_load = runs.load_raw
+    real_load = rundir.load_raw
 
     def shuffled(cfg):
         raw = real_load(cfg)
         raw.y_test = np.random.default_rng(0).permutation(raw.y_test)
         return raw
 
-    monkeypatch.setattr(runs, "load_raw", shuffled)
+    monkeypatch.setattr(rundir, "load_raw", shuffled)
     runs._prepared.cache_clear()
     try:
         shuf_t = api.train_teacher(**TINY, out=tmp_path / "shuf_t")
@@ -115,16 +115,17 @@ def test_min_epochs_and_early_stopping():
 
 
 def test_resume_after_interruption_matches_uninterrupted(tmp_path, monkeypatch):
-    full = api.train_teacher(**{**TINY, "epochs": 6}, out=tmp_path / "full")
+    val = ["train.select=acc_loss"]  # selection on the validation split: one training run
+    full = api.train_teacher(**{**TINY, "epochs": 6}, out=tmp_path / "full", sets=val)
     undo = interrupt_at(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
-        api.train_teacher(**{**TINY, "epochs": 6}, out=tmp_path / "cut", sets=["train.checkpoint_every=1"])
+        api.train_teacher(**{**TINY, "epochs": 6}, out=tmp_path / "cut", sets=["train.checkpoint_every=1", *val])
     assert (tmp_path / "cut" / runs.STATE_FILE).exists() and not (tmp_path / "cut" / runs.RUN_FILE).exists()
     with pytest.raises(EarlykdError, match="--resume"):
-        api.train_teacher(**{**TINY, "epochs": 6}, out=tmp_path / "cut")
+        api.train_teacher(**{**TINY, "epochs": 6}, out=tmp_path / "cut", sets=val)
     undo()
     resumed = api.train_teacher(**{**TINY, "epochs": 6}, out=tmp_path / "cut", resume=True,
-                                sets=["train.checkpoint_every=1"])
+                                sets=["train.checkpoint_every=1", *val])
     assert resumed.record["history"] == full.record["history"]
     assert resumed.metrics == full.metrics
     assert same_weights(weights(full.path), weights(resumed.path))
@@ -151,3 +152,30 @@ def test_checkpoint_carries_architecture_and_labels(teacher_dir):
     model, meta, tensors = load_model(teacher_dir / runs.MODEL_FILE)
     assert meta["model"]["arch"] == "lstm" and meta["classes"] == ["1", "2"]
     assert meta["kind"] == "teacher" and "data.mean" in tensors
+
+
+def test_cross_validated_teacher_refits_and_resumes(tmp_path, monkeypatch):
+    """Default teachers: epochs by k-fold CV on the whole training split, then a refit on all of it.
+    Interrupted in the refit, --resume reuses the folds (cv.json) and ends bit-identical."""
+    full = api.train_teacher(**{**TINY, "epochs": 6}, out=tmp_path / "full")
+    cv = full.record["cv"]
+    assert cv["folds"] == 5 and len(cv["mean_acc"]) == 6 and full.record["epochs"] == cv["epochs"] >= 2
+    assert full.record["val"]["val_acc"] == cv["mean_acc"][cv["epochs"] - 1]
+    assert "val_loss" not in full.record["history"][-1]  # the refit holds nothing out: it uses train + val
+    from earlykd.train.loop import Trainer
+    real = Trainer._train_epoch
+
+    def refit_interrupted(self, train):
+        if self.state_path is not None and self.epoch == 1:  # folds have no state file; the refit has
+            raise KeyboardInterrupt
+        return real(self, train)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", refit_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        api.train_teacher(**{**TINY, "epochs": 6}, out=tmp_path / "cut", sets=["train.checkpoint_every=1"])
+    assert (tmp_path / "cut" / "cv.json").is_file() and (tmp_path / "cut" / runs.STATE_FILE).is_file()
+    monkeypatch.setattr(Trainer, "_train_epoch", real)
+    resumed = api.train_teacher(**{**TINY, "epochs": 6}, out=tmp_path / "cut", resume=True,
+                                sets=["train.checkpoint_every=1"])
+    assert resumed.record["cv"] == cv and resumed.record["history"] == full.record["history"]
+    assert same_weights(weights(full.path), weights(resumed.path))

@@ -24,6 +24,7 @@ OPTIONS = {
     "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr", "weight_decay": "train.weight_decay",
     "warmup": "train.warmup", "seed": "train.seed", "device": "train.device", "threads": "train.threads",
     "progress": "train.progress", "teacher": "teacher", "out": "out",
+    "select": "train.select", "ensemble": "ensemble.size", "combine": "ensemble.combine",
 }
 
 

@@ -31,7 +31,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run settings (each also settable in YAML or with --set)")
     g.add_argument("--config", action="append", default=[], metavar="YAML", help="config file(s), applied in order")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override, e.g. train.epochs=50")
-    g.add_argument("--arch", help="lstm, inception, fcn or resnet")
+    g.add_argument("--arch", help="lstm, inception, fcn or resnet; a teacher takes a comma list (an ensemble)")
     g.add_argument("--layers", type=int, help="depth (LSTM layers, blocks)")
     g.add_argument("--hidden", type=int, help="width (LSTM units, filters)")
     g.add_argument("--epochs", type=int, help=f"training epochs (default {_default('train.epochs')})")
@@ -70,8 +70,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--archive", help="list the datasets of a local UCR/UEA archive instead")
     p = sub.add_parser("methods", help="registered distillation methods")
     p.add_argument("--markdown", action="store_true", help="print the README's Markdown table")
-    p = sub.add_parser("teacher", help="train a teacher on full series")
+    p = sub.add_parser("teacher", help="train a teacher on full series (one, or an ensemble stored as one)")
     _data_args(p)
+    g = p.add_argument_group("teacher")
+    g.add_argument("--ensemble", type=int, help="members per architecture, seeds seed, seed+1, ... (default 1); "
+                   "several --arch values (fcn,inception,resnet) also make an ensemble")
+    g.add_argument("--combine", choices=["mean", "best"], help="ensemble: mean probabilities (default) or the "
+                   "member of best cross-validated score")
+    g.add_argument("--select", choices=["cv", "acc_loss", "loss"], help="epochs by 5-fold CV on the training "
+                   "split, then a refit (cv, default), or the checkpoint of best validation accuracy or loss")
     _common(p)
     p = sub.add_parser("distill", help="train a student on prefixes from a teacher run")
     p.add_argument("--teacher", help="teacher run directory (required unless a --config holds it)")
@@ -116,7 +123,7 @@ def _overrides(a: argparse.Namespace) -> dict:
     from .api import OPTIONS
     names = {"data", "test_path", "archive", "length", "val_fraction", "earliness", "mode", "arch", "layers",
              "hidden", "method", "epochs", "batch_size", "lr", "warmup", "seed", "device", "threads", "progress",
-             "out", "teacher"}
+             "out", "teacher", "ensemble", "combine", "select"}
     out = {OPTIONS[n]: ("--no-progress" if n == "progress" else "--" + n.replace("_", "-"), getattr(a, n))
            for n in names if getattr(a, n, None) is not None}
     if getattr(a, "channels", None):

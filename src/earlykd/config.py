@@ -34,13 +34,15 @@ DEFAULTS: dict[str, Any] = {
         "warmup": None,           # epochs of stage 1; None = the method's default
         "min_epochs": None,       # no selection before this epoch; None: teachers epochs // 4, students 0
         "patience": None,         # early stopping on the selection score
-        "select": None,           # loss | acc_loss (best val accuracy, ties by val loss); None: teachers acc_loss, students loss
+        "select": None,           # cv | loss | acc_loss (best val accuracy, ties by val loss); None: teachers cv, students loss
+        "cv_folds": 5,            # teachers with select cv: stratified folds (fewer when a class is small)
         "seed": 0,
         "device": "auto",
         "threads": None,          # None: earlykd.threads.default_threads() (half the cores, at most 4)
         "checkpoint_every": 10,   # epochs between resumable state files (0: never)
         "progress": True,
     },
+    "ensemble": {"size": 1, "combine": "mean"},  # teachers: seeds per architecture; mean of members or the best
     "teacher": None,              # run directory of the teacher (students only)
     "out": None,
 }
@@ -200,7 +202,7 @@ def validate(cfg: dict) -> None:
     check(isinstance(v, (int, float)) and 0 <= v < 1, f"data.val_fraction must be in [0, 1), got {v!r}")
     check(t["schedule"] in ("constant", "cosine", "step"),
           f"train.schedule must be constant, cosine or step, got {t['schedule']!r}")
-    check(t["select"] in (None, "loss", "acc_loss"), f"train.select must be loss or acc_loss, got {t['select']!r}")
+    check(t["select"] in (None, "cv", "loss", "acc_loss"), f"train.select must be cv, loss or acc_loss, got {t['select']!r}")
     check(t["device"] in ("auto", "cpu", "cuda") or str(t["device"]).startswith("cuda:"),
           f"train.device must be auto, cpu, cuda or cuda:N, got {t['device']!r}")
     for key in ("warmup", "patience", "min_epochs"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import math
 import time
 from concurrent.futures import FIRST_COMPLETED, wait
@@ -41,8 +40,8 @@ def collect(job: Job, root: Path) -> dict | None:
         record["selected"] = {k: options[k] for k in job.grid}
         record["grid"] = [{"options": o, "val_loss": v, "run_dir": str(p.relative_to(root))} for v, p, o, _ in found]
     if job.kind == "teacher":
-        digest = hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()[:8]
-        record["teacher_id"] = f"{record['config_hash']}-{digest}"  # the id runs.distill gives its students
+        from ..teacher import Teacher
+        record["teacher_id"] = Teacher.load(path).id  # the id runs.distill gives its students
     return record
 
 

@@ -1,0 +1,98 @@
+"""Run directories: their files, how they are opened and read, and the prepared data they share."""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from . import __version__
+from .data import Prepared, load_raw, prepare
+from .errors import EarlykdError, check
+from .train.checkpoint import writable_dir
+
+MODEL_FILE, STATE_FILE, RUN_FILE, METRICS_FILE = "model.safetensors", "last.safetensors", "run.json", "metrics.json"
+
+
+@dataclass
+class Run:
+    """A finished run directory and its record (config, timings, validation and test metrics)."""
+    path: Path
+    record: dict
+
+    @property
+    def metrics(self) -> dict:
+        return self.record["test"]
+
+
+def versions() -> dict:
+    import aeon
+    import sklearn
+    return {"earlykd": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "scikit-learn": sklearn.__version__, "aeon": aeon.__version__, "python": platform.python_version()}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(name).startswith("cuda"):
+        check(torch.cuda.is_available(), f"device '{name}' requested but CUDA is not available")
+    return torch.device(name)
+
+
+def load_prepared(data_cfg: dict) -> Prepared:
+    """Prepared tensors for a data config; kept in memory, since a sweep reuses them run after run
+    (user files are keyed by their modification time too)."""
+    files = [str(data_cfg[k]) for k in ("name", "test_path") if data_cfg.get(k) and Path(str(data_cfg[k])).is_file()]
+    stamp = [Path(f).stat().st_mtime_ns for f in files]
+    return _prepared(json.dumps({**data_cfg, "_stamp": stamp}, sort_keys=True, default=str))
+
+
+@lru_cache(maxsize=8)
+def _prepared(key: str) -> Prepared:
+    cfg = json.loads(key)
+    cfg.pop("_stamp")
+    return prepare(load_raw(cfg), cfg["length"], cfg["val_fraction"], cfg["split_seed"])
+
+
+def open_run_dir(out: str | Path, resume: bool) -> Path:
+    path = Path(out).resolve()  # stored absolute: the run is readable from any working directory
+    if (path / RUN_FILE).exists():
+        raise EarlykdError(f"{path} already holds a finished run; choose another --out")
+    if (path / STATE_FILE).exists() and not resume:
+        raise EarlykdError(f"{path} holds an unfinished run; pass --resume to continue it or choose another --out")
+    return writable_dir(path)
+
+
+def default_out(cfg: dict, kind: str) -> Path:
+    data = Path(str(cfg["data"]["name"])).stem
+    arch, seed = cfg["model"]["arch"], cfg["train"]["seed"]
+    if kind == "teacher":
+        return Path("runs") / f"teacher-{data}-{arch}-s{seed}"
+    e, mode = cfg["prefix"]["earliness"], cfg["prefix"]["mode"]
+    return Path("runs") / f"{cfg['method']['name']}-{data}-{arch}-e{e}-{mode}-s{seed}"
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def read_run(path: str | Path) -> tuple[dict, dict]:
+    """-> (resolved config, run record) of a finished run directory; the teacher and data paths in the
+    config point at files that exist where they can be found (see earlykd.paths)."""
+    from .paths import locate
+    path = Path(path)
+    check(path.is_dir(), f"run directory not found: {path}")
+    check((path / RUN_FILE).is_file(), f"{path}: not a finished earlykd run (no {RUN_FILE})")
+    try:
+        record = json.loads((path / RUN_FILE).read_text())
+        cfg = yaml.safe_load((path / "config.yaml").read_text())
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise EarlykdError(f"{path}: unreadable run record ({exc})") from None
+    return locate(cfg, path), record
