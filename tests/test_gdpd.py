@@ -360,5 +360,26 @@ def test_trainer_runs_both_stages_and_selects_after_warmup():
            "select": "loss", "min_epochs": 0, "patience": None, "checkpoint_every": 0, "progress": False}
     fit = Trainer(d, cfg, torch.device("cpu")).fit(train, val)
     assert [set(r) - {"epoch", "val_loss", "val_acc"} for r in fit.history] == \
-        [{"ce", "diffusion", "recon"}] * 2 + [{"ce", "hint"}] * 2
+        [{"ce", "diffusion", "recon"}] * 2 + [{"ce", "hint", "alpha", "hint_distance"}] * 2
     assert fit.best_epoch >= 2
+
+
+def test_history_shows_alpha_and_hint_distance_without_changing_training(tmp_path):
+    """Stage 2 rows carry the mean alpha and the hint's relative distance to the teacher latent; logging
+    them leaves the losses and weights exactly as they are without it."""
+    from earlykd import api
+    from earlykd.distill.gdpd import GDPD
+    small = dict(data="UnitTest", length=32, arch="fcn", layers=1, hidden=8, batch_size=8, progress=False)
+    teacher = api.train_teacher(**small, epochs=2, select="acc_loss", out=tmp_path / "t")
+    run = api.distill(teacher, method="gdpd", earliness=0.5, epochs=4, warmup=2, out=tmp_path / "s", **small)
+    rows = run.record["history"]
+    assert all("alpha" not in r for r in rows[:2]) and all(0 < r["alpha"] < 1 for r in rows[2:])
+    assert all(r["hint_distance"] > 0 for r in rows[2:])
+    real = GDPD._track
+    try:
+        GDPD._track = lambda self, *a: None
+        quiet = api.distill(teacher, method="gdpd", earliness=0.5, epochs=4, warmup=2, out=tmp_path / "q", **small)
+    finally:
+        GDPD._track = real
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in ("alpha", "hint_distance")} for r in rs]  # noqa: E731
+    assert strip(rows) == quiet.record["history"]

@@ -110,6 +110,10 @@ class Distiller(nn.Module):
     def distill_losses(self, out, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
         return {}
 
+    def diagnostics(self) -> dict[str, float]:
+        """Per-epoch values worth logging that are not losses (joined to the history row, then reset)."""
+        return {}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Inference: the student alone."""
         return self.student(x).logits

@@ -157,7 +157,7 @@ class Trainer:
         bar = progress(range(first, epochs), initial=first, total=epochs, desc=self.desc, leave=False,
                        enabled=self.cfg.get("progress", True), unit="epoch")
         for self.epoch in bar:
-            row = {"epoch": self.epoch, **self._train_epoch(train)}
+            row = {"epoch": self.epoch, **self._train_epoch(train), **self.model.diagnostics()}
             if len(val):
                 row["val_loss"], row["val_acc"] = self._validate(val)
             self._select(row)

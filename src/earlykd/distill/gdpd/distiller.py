@@ -114,17 +114,48 @@ class GDPD(Distiller):
         finally:
             self.prior.train()
 
-    def hint(self, feature: torch.Tensor) -> torch.Tensor:
-        """Student feature -> latent -> noise fusion -> DDIM chain -> projection + batch norm."""
-        z = self.to_latent(feature)
+    def latent_hint(self, feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Student feature -> latent -> noise fusion -> DDIM chain: (latent hint, alpha)."""
+        z, alpha = self.to_latent(feature), None
         if self.prior is not None:
             alpha = self.adapter(z)
             z = self.chain(alpha * z + (1 - alpha) * torch.randn_like(z))
-        return self.project(z)
+        return z, alpha
+
+    def hint(self, feature: torch.Tensor) -> torch.Tensor:
+        """The latent hint, projected back to the student's width (+ batch norm)."""
+        return self.project(self.latent_hint(feature)[0])
+
+    @property
+    def scoring_head(self) -> nn.Module:
+        """What scores a hint: the student's own head, or a separate one (hint_head_own = 0)."""
+        return self.student.head if self.hint_head is None else self.hint_head
 
     def hint_logits(self, feature: torch.Tensor) -> torch.Tensor:
-        head = self.student.head if self.hint_head is None else self.hint_head
-        return head(self.hint(feature))
+        return self.scoring_head(self.hint(feature))
+
+    # -- what the chain does (history rows: alpha, hint_distance) ----------------------------------
+    @torch.no_grad()
+    def _track(self, z: torch.Tensor, alpha: torch.Tensor | None, teacher_feature: torch.Tensor) -> None:
+        """Mean alpha, and the hint's relative L2 distance to the teacher's latent (encoded with running
+        statistics, so nothing in training changes)."""
+        sums = self._sums = getattr(self, "_sums", {})
+        if alpha is not None:
+            sums["alpha"] = sums.get("alpha", 0.0) + alpha.mean().item() * len(z)
+        encode = self.autoencoder.encoder if self.autoencoder is not None else self.standardise
+        if encode is not None:
+            was = encode.training
+            encode.eval()
+            target = encode(teacher_feature)
+            encode.train(was)
+            dist = (z - target).norm(dim=1) / target.norm(dim=1).clamp_min(1e-8)
+            sums["hint_distance"] = sums.get("hint_distance", 0.0) + dist.sum().item()
+        sums["n"] = sums.get("n", 0) + len(z)
+
+    def diagnostics(self) -> dict[str, float]:
+        sums, self._sums = getattr(self, "_sums", {}), {}
+        n = sums.pop("n", 0)
+        return {k: v / n for k, v in sums.items()} if n else {}
 
     # -- losses -----------------------------------------------------------------------------------
     def prior_losses(self, teacher_feature: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -141,7 +172,9 @@ class GDPD(Distiller):
             losses.update({k: w * v for k, v in self.prior_losses(batch.teacher.feature).items()})
         if self.joint or epoch >= self.warmup:
             j = int(self.options["samples"])
-            losses["hint"] = w * sum(F.cross_entropy(self.hint_logits(out.feature), y) for _ in range(j)) / j
+            hints = [self.latent_hint(out.feature) for _ in range(j)]
+            losses["hint"] = w * sum(F.cross_entropy(self.scoring_head(self.project(z)), y) for z, _ in hints) / j
+            self._track(*hints[0], batch.teacher.feature)
         if self.options["hinton"]:
             losses["kd"] = w * soft_kl(out.logits, batch.teacher.logits, self.options["temperature"])
         return losses
