@@ -10,7 +10,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from ..errors import EarlykdError, check
-from ..prefix import standardise, student_view
+from ..prefix import student_view
 from .load import RawData
 
 SPLITS = ("train", "val", "test")

@@ -53,7 +53,7 @@ def model_card(cfg: dict, record: dict, teacher: dict | None) -> str:
         tr = teacher.get("record") or {}
         lines += [f"- Run `{teacher.get('path')}` ({teacher.get('arch')}, id {teacher.get('id')}), trained on the "
                   "full series of the same data.",
-                  f"- Its test metrics: " + ", ".join(f"{c} {_fmt((tr.get('test') or {}).get(c))}"
+                  "- Its test metrics: " + ", ".join(f"{c} {_fmt((tr.get('test') or {}).get(c))}"
                                                      for c in COLUMNS[:4]) + "."]
     else:
         lines.append("- This run is a teacher, trained on full series; students distilled from it name it here.")
