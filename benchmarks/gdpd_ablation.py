@@ -71,7 +71,7 @@ def job(args) -> dict:
         sets = suite_sets("student") + [f"prefix.mode={mode}"] + [f"method.options.{k}={v}" for k, v in options.items()]
         record = api.distill(teacher_dir, method=method, earliness=e, seed=seed, sets=sets, out=out,
                              threads=1, progress=False, resume=out.exists()).record
-    from earlykd.bench.sweep import METRICS
+    from earlykd.schema import METRICS
     return {"dataset": dataset, "method": method, "earliness": e, "prefix_mode": record["prefix_mode"], "seed": seed,
             "teacher_arch": record["teacher_arch"], "student_arch": record["student_arch"],
             **{k: record["test"][k] for k in METRICS},

@@ -6,24 +6,12 @@ import sqlite3
 from pathlib import Path
 
 from ..errors import EarlykdError, check
-
-# protocol.md's CSV columns, in order, then extras.
-PROTOCOL = ["dataset", "method", "earliness", "prefix_mode", "seed", "teacher_arch", "student_arch", "auc_prc",
-            "average_precision", "accuracy", "roc_auc", "nll", "ece", "fidelity_top1", "fidelity_kl", "epochs",
-            "train_seconds", "seconds_per_epoch", "peak_memory_mb", "config_hash", "version"]
-EXTRA = ["teacher_id", "best_epoch", "warmup", "val_loss", "val_acc", "options", "selected", "suite", "job_hash",
-         "run_dir", "finished_at", "record"]
-COLUMNS = PROTOCOL + EXTRA
-INTEGER = {"seed", "epochs", "best_epoch", "warmup"}
-REAL = {"earliness", "auc_prc", "average_precision", "accuracy", "roc_auc", "nll", "ece", "fidelity_top1",
-        "fidelity_kl", "train_seconds", "seconds_per_epoch", "peak_memory_mb", "val_loss", "val_acc"}
-KEY = ("dataset", "method", "earliness", "prefix_mode", "seed", "job_hash")
-OPTIONAL = {"teacher_id", "best_epoch", "warmup", "val_loss", "val_acc", "selected", "suite"}
+from ..schema import COLUMNS, INTEGER, KEY, OPTIONAL, PROTOCOL, REAL, STUDENT_ONLY  # noqa: F401 (re-exported)
 
 
 def required(row: dict) -> list[str]:
     """Columns a complete row must fill (teachers have no fidelity)."""
-    skip = OPTIONAL | ({"fidelity_top1", "fidelity_kl"} if row.get("method") == "teacher" else set())
+    skip = OPTIONAL | (STUDENT_ONLY if row.get("method") == "teacher" else set())
     return [c for c in COLUMNS if c not in skip]
 
 

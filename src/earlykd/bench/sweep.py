@@ -12,10 +12,10 @@ from pathlib import Path
 from ..errors import EarlykdError, check
 from ..progress import progress as progress_bar
 from .grid import Job
+from ..schema import METRICS
 from .store import Store
 
 RUNS = "runs"
-METRICS = ("auc_prc", "average_precision", "accuracy", "roc_auc", "nll", "ece", "fidelity_top1", "fidelity_kl")
 
 
 def _point_dirs(job: Job, root: Path) -> list[tuple[Path, dict]]:
