@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
 import json
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from .errors import EarlykdError, check
+from .errors import EarlykdError, check, did_you_mean
 
 DEFAULTS: dict[str, Any] = {
     "data": {
@@ -51,8 +50,7 @@ FREE_FORM = {"method.options"}   # checked against the method's own defaults
 
 
 def _close(key: str, known: list[str]) -> str:
-    near = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
-    return f" (did you mean {', '.join(near)}?)" if near else f" (known: {', '.join(sorted(known))})"
+    return f" ({did_you_mean(key, known, 'known: ' + ', '.join(sorted(known)))})"
 
 
 def _flat_keys(tree: dict, prefix: str = "") -> list[str]:

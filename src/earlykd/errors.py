@@ -1,4 +1,5 @@
 """One exception type for bad input: the CLI prints its message on one line and exits 2."""
+import difflib
 
 
 class EarlykdError(Exception):
@@ -8,3 +9,19 @@ class EarlykdError(Exception):
 def check(condition: bool, message: str) -> None:
     if not condition:
         raise EarlykdError(message)
+
+
+def did_you_mean(name: str, known, otherwise: str | None = None) -> str:
+    """'did you mean a, b?' for close matches of `name` in `known`; else `otherwise` ('known: ...')."""
+    known = list(known)
+    near = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    if near:
+        return f"did you mean {', '.join(near)}?"
+    return otherwise if otherwise is not None else f"known: {', '.join(known) or 'none'}"
+
+
+def lookup(table: dict, name: str, what: str):
+    """table[name], or one line naming the unknown `what` with close matches (a registry's look-up)."""
+    if name not in table:
+        raise EarlykdError(f"unknown {what} '{name}' ({did_you_mean(name, sorted(table))})")
+    return table[name]

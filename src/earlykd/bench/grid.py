@@ -1,7 +1,6 @@
 """Expand a suite into jobs: one teacher per dataset, then students that depend on it."""
 from __future__ import annotations
 
-import difflib
 import hashlib
 import itertools
 import json
@@ -10,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import config_hash, merge, resolve
-from ..errors import EarlykdError, check
+from ..errors import EarlykdError, check, did_you_mean
 from .suites import PAPER_BUNDLED, FileData, Suite
 
 
@@ -70,8 +69,7 @@ def check_dataset(name, archive: str | None) -> None:
     from ..data import bundled_datasets
     known = bundled_datasets()
     if name not in known:
-        near = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(near)}?" if near else f"bundled: {', '.join(known)}; or pass --archive PATH"
+        hint = did_you_mean(name, known, f"bundled: {', '.join(known)}; or pass --archive PATH")
         raise EarlykdError(f"unknown dataset '{name}' ({hint})")
 
 

@@ -8,11 +8,10 @@ tuned by measurement.
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from ..errors import EarlykdError, check
+from ..errors import EarlykdError, check, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -121,9 +120,7 @@ def load_suite(path: str | Path) -> Suite:
     known = [f.name for f in fields(Suite)]
     for key in data:
         if key not in known:
-            near = difflib.get_close_matches(key, known, n=2, cutoff=0.5)
-            raise EarlykdError(f"{where}: unknown suite key '{key}'"
-                               + (f" (did you mean {', '.join(near)}?)" if near else f" (known: {', '.join(known)})"))
+            raise EarlykdError(f"{where}: unknown suite key '{key}' ({did_you_mean(key, known)})")
     datasets = _tuple(data.get("datasets"), where, "datasets")
     datasets = datasets and tuple(FileData.of(d, where) if isinstance(d, dict) else str(d) for d in datasets)
     for key in ("common", "teacher", "student", "options", "grids"):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EarlykdError, check
+from ..errors import EarlykdError, check, did_you_mean
 
 SUFFIXES = (".ts", ".tsv", ".arff")
 
@@ -217,10 +217,8 @@ def load_raw(data_cfg: dict) -> RawData:
     if data_cfg.get("archive"):
         return _load_archive(name, data_cfg["archive"])
     if name not in bundled_datasets():
-        import difflib
-        near = difflib.get_close_matches(name, bundled_datasets(), n=3, cutoff=0.5)
-        hint = f" (did you mean {', '.join(near)}?)" if near else f" (bundled: {', '.join(bundled_datasets())}; or pass --archive PATH)"
-        raise EarlykdError(f"unknown dataset '{name}'{hint}")
+        hint = did_you_mean(name, bundled_datasets(), f"bundled: {', '.join(bundled_datasets())}; or pass --archive PATH")
+        raise EarlykdError(f"unknown dataset '{name}' ({hint})")
     return _load_bundled(name)
 
 

@@ -8,12 +8,11 @@ early classifiers report.
 """
 from __future__ import annotations
 
-import difflib
 from typing import ClassVar
 
 import numpy as np
 
-from ..errors import EarlykdError
+from ..errors import EarlykdError, lookup
 
 
 def harmonic_mean(accuracy: float, earliness: float) -> float:
@@ -117,11 +116,7 @@ def register(cls: type[Policy]) -> type[Policy]:
 
 
 def policy_class(name: str) -> type[Policy]:
-    if name not in POLICIES:
-        near = difflib.get_close_matches(name, list(POLICIES), n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(near)}?" if near else f"known: {', '.join(sorted(POLICIES))}"
-        raise EarlykdError(f"unknown policy '{name}' ({hint})")
-    return POLICIES[name]
+    return lookup(POLICIES, name, "policy")
 
 
 def build_policy(spec: str | dict) -> Policy:

@@ -1,7 +1,6 @@
 """The distiller interface: a student, optional adapters, and named loss terms per batch."""
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -9,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import EarlykdError
+from ..errors import EarlykdError, did_you_mean, lookup
 from ..models import Classifier
 
 
@@ -91,9 +90,7 @@ class Distiller(nn.Module):
         out = dict(cls.defaults)
         for key, value in options.items():
             if key not in cls.defaults:
-                near = difflib.get_close_matches(key, list(cls.defaults), n=3, cutoff=0.5)
-                hint = f"did you mean {', '.join(near)}?" if near else f"known: {', '.join(cls.defaults) or 'none'}"
-                raise EarlykdError(f"unknown option '{key}' for method '{cls.name}' ({hint})")
+                raise EarlykdError(f"unknown option '{key}' for method '{cls.name}' ({did_you_mean(key, cls.defaults)})")
             default = cls.defaults[key]
             if isinstance(default, (int, float)) and not isinstance(default, bool):
                 if not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -128,11 +125,7 @@ def register(cls: type[Distiller]) -> type[Distiller]:
 
 
 def method_class(name: str) -> type[Distiller]:
-    if name not in METHODS:
-        near = difflib.get_close_matches(name, list(METHODS), n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(near)}?" if near else f"known: {', '.join(sorted(METHODS))}"
-        raise EarlykdError(f"unknown method '{name}' ({hint})")
-    return METHODS[name]
+    return lookup(METHODS, name, "method")
 
 
 def build_method(name: str, student: Classifier, teacher: TeacherDims | None, options: dict | None = None,

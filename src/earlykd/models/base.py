@@ -6,7 +6,7 @@ from typing import ClassVar, NamedTuple
 import torch
 from torch import nn
 
-from ..errors import EarlykdError
+from ..errors import EarlykdError, lookup
 
 
 class ModelOutput(NamedTuple):
@@ -50,9 +50,7 @@ def register_arch(cls: type[Classifier]) -> type[Classifier]:
 
 def build_model(arch: str, in_channels: int, n_classes: int, layers: int | None = None,
                 hidden: int | None = None) -> Classifier:
-    if arch not in ARCHITECTURES:
-        raise EarlykdError(f"unknown architecture '{arch}' (known: {', '.join(sorted(ARCHITECTURES))})")
-    cls = ARCHITECTURES[arch]
+    cls = lookup(ARCHITECTURES, arch, "architecture")
     layers = cls.defaults["layers"] if layers is None else layers
     hidden = cls.defaults["hidden"] if hidden is None else hidden
     for name, value in (("model.layers", layers), ("model.hidden", hidden)):
