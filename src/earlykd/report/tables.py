@@ -66,7 +66,7 @@ class Table:
                  for i, r in enumerate(self.cells())]
         lines = [f"### {self.title}", "", "| " + " | ".join(self.columns) + " |",
                  "|" + "|".join("---" for _ in self.columns) + "|"] + ["| " + " | ".join(r) + " |" for r in cells]
-        return "\n".join(lines + ([f"", self.note] if self.note else [])) + "\n"
+        return "\n".join(lines + (["", self.note] if self.note else [])) + "\n"
 
     def csv(self) -> str:
         buf = io.StringIO()
