@@ -3,7 +3,7 @@
 GDPD scored by a separate head (hint_head_own = 0), all from one teacher, one thread.
 
 Usage: python benchmarks/release_side_by_side.py [OUT]   (default benchmarks/results/release_side_by_side)
-Writes OUT/summary.md: test AUC-PRC, best epoch, seconds per epoch, and for the two-stage runs the validation
+Writes OUT/tables.md: test AUC-PRC, best epoch, seconds per epoch, and for the two-stage runs the validation
 loss just before and after the warm-up, at its best, and GDPD's mean alpha and hint distance per stage.
 """
 import sys
@@ -53,7 +53,7 @@ def main() -> None:
         lines.append(f"| {label} | {v[49]:.3f} | {v[50]:.3f} | {v[55]:.3f} | {v[99]:.3f} | {v[after]:.3f} ({after}) | "
                      + (f"{sum(alpha) / len(alpha):.3f} | {dist[0]:.3f} / {dist[-1]:.3f} |" if alpha else "- | - |"))
     lines += ["", f"Wall time {time.perf_counter() - started:.0f} s; torch {torch.__version__}, 1 thread."]
-    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    (out / "tables.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
