@@ -1,4 +1,4 @@
-"""Benchmark suites (protocol.md): datasets, methods, earliness, seeds and the run settings.
+"""Benchmark suites (docs/protocol.md): datasets, methods, earliness, seeds and the run settings.
 
 Settings are nested config overrides (the keys of earlykd.config.DEFAULTS): `common` applies to
 teachers and students, `teacher` and `student` on top. `options` fixes method options per method;
@@ -99,7 +99,7 @@ SUITES = {s.name: s for s in (
           student={"train": {"warmup": 300}}, grids={"weight": [0.1, 1, 10]}),
 )}
 
-# Without --archive the paper suite runs on the bundled UCR/UEA datasets of protocol.md.
+# Without --archive the paper suite runs on the bundled UCR/UEA datasets of docs/protocol.md.
 PAPER_BUNDLED = QUICK_DATASETS + ("BasicMotions", "PickupGestureWiimoteZ")
 
 

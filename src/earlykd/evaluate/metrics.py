@@ -1,4 +1,4 @@
-"""Test metrics of protocol.md, computed with scikit-learn where it has them."""
+"""Test metrics of docs/protocol.md, computed with scikit-learn where it has them."""
 from __future__ import annotations
 
 import numpy as np

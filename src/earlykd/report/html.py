@@ -20,7 +20,7 @@ CSS = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}
 
 
 def export_runs(df: pd.DataFrame, path: Path) -> Path:
-    """One line per run: protocol.md's columns first, then extras (the full record stays in the database)."""
+    """One line per run: docs/protocol.md's columns first, then extras (the full record stays in the database)."""
     columns = [c for c in COLUMNS if c != "record"]
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
