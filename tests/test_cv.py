@@ -65,3 +65,29 @@ def test_ensemble_teacher_is_one_teacher(tmp_path):
     assert runs.evaluate_run(run.path)["accuracy"] == run.metrics["accuracy"]
     best = api.train_teacher(**small, arch="fcn,lstm", combine="best", out=tmp_path / "best")
     assert len(best.record["members"]) == 1 and best.record["members"][0] == best.record["candidates"][0]["member"]
+
+
+def test_interrupted_ensemble_needs_resume_and_completes(tmp_path, monkeypatch):
+    from earlykd import api, runs
+    from earlykd.errors import EarlykdError
+    from earlykd.train.loop import Trainer
+    small = dict(data="UnitTest", length=32, arch="fcn", layers=1, hidden=8, epochs=3, batch_size=8, progress=False,
+                 ensemble=2, select="acc_loss", sets=["train.checkpoint_every=1"])
+    full = api.train_teacher(**small, out=tmp_path / "full")
+    real, calls = Trainer._train_epoch, []
+
+    def interrupted(self, train):
+        calls.append(1)
+        if len(calls) == 5:  # epoch 1 of the second member
+            raise KeyboardInterrupt
+        return real(self, train)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        api.train_teacher(**small, out=tmp_path / "cut")
+    monkeypatch.setattr(Trainer, "_train_epoch", real)
+    assert runs.unfinished(tmp_path / "cut")
+    with pytest.raises(EarlykdError, match="--resume"):
+        api.train_teacher(**small, out=tmp_path / "cut")
+    resumed = api.train_teacher(**small, out=tmp_path / "cut", resume=True)
+    assert resumed.metrics == full.metrics and resumed.record["members"] == full.record["members"]

@@ -61,11 +61,16 @@ def _prepared(key: str) -> Prepared:
     return prepare(load_raw(cfg), cfg["length"], cfg["val_fraction"], cfg["split_seed"])
 
 
+def unfinished(path: Path) -> bool:
+    """An interrupted run: a resumable state file, or an ensemble with members but no record yet."""
+    return not (path / RUN_FILE).exists() and ((path / STATE_FILE).exists() or (path / "members").is_dir())
+
+
 def open_run_dir(out: str | Path, resume: bool) -> Path:
     path = Path(out).resolve()  # stored absolute: the run is readable from any working directory
     if (path / RUN_FILE).exists():
         raise EarlykdError(f"{path} already holds a finished run; choose another --out")
-    if (path / STATE_FILE).exists() and not resume:
+    if unfinished(path) and not resume:
         raise EarlykdError(f"{path} holds an unfinished run; pass --resume to continue it or choose another --out")
     return writable_dir(path)
 

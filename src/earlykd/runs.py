@@ -17,7 +17,7 @@ from .fitting import evaluate_split, fit_and_save, train_defaults
 from .models import build_model
 from .prefix import observed_samples, prefix_steps, student_view
 from .rundir import (METRICS_FILE, MODEL_FILE, RUN_FILE, STATE_FILE, Run, _prepared, default_out, file_digest,
-                     load_prepared, open_run_dir, read_run, resolve_device, versions)
+                     load_prepared, open_run_dir, read_run, resolve_device, unfinished, versions)
 from .teacher import SPLITS, Teacher, load_run_model, teacher_outputs, train_teacher
 from .train import Split, predict_logits
 from .train.checkpoint import write_json
@@ -27,7 +27,7 @@ _open_run_dir, _default_out, _file_digest, _train_defaults, _fit_and_save = (
     open_run_dir, default_out, file_digest, train_defaults, fit_and_save)
 __all__ = ["METRICS_FILE", "MODEL_FILE", "RUN_FILE", "STATE_FILE", "Run", "Teacher", "distill", "evaluate_run",
            "evaluate_split", "load_prepared", "predict", "read_run", "resolve_device", "teacher_outputs",
-           "train_teacher", "versions", "_prepared"]
+           "train_teacher", "unfinished", "versions", "_prepared"]
 
 
 def distill(cfg: dict, resume: bool = False) -> Run:

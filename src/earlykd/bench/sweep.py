@@ -54,7 +54,7 @@ def run_job(job: Job, root: str) -> dict:
             continue
         cfg = copy.deepcopy(job.cfg)
         cfg["out"], cfg["method"]["options"] = str(path), options
-        resume = (path / runs.STATE_FILE).is_file()
+        resume = runs.unfinished(path)
         if job.kind == "teacher":
             runs.train_teacher(cfg, resume=resume)
         else:
