@@ -162,6 +162,9 @@ def test_cross_validated_teacher_refits_and_resumes(tmp_path, monkeypatch):
     assert cv["folds"] == 5 and len(cv["mean_acc"]) == 6 and full.record["epochs"] == cv["epochs"] >= 2
     assert full.record["val"]["val_acc"] == cv["mean_acc"][cv["epochs"] - 1]
     assert "val_loss" not in full.record["history"][-1]  # the refit holds nothing out: it uses train + val
+    ce = [row["ce"] for row in full.record["history"]]
+    eligible = range(6 // 4, len(ce))  # the refit's checkpoint: the lowest training loss, not before a quarter
+    assert full.record["best_epoch"] == min(eligible, key=lambda e: (ce[e], e))
     from earlykd.train.loop import Trainer
     real = Trainer._train_epoch
 

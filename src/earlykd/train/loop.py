@@ -157,10 +157,11 @@ class Trainer:
         bar = progress(range(first, epochs), initial=first, total=epochs, desc=self.desc, leave=False,
                        enabled=self.cfg.get("progress", True), unit="epoch")
         for self.epoch in bar:
-            row = {"epoch": self.epoch, **self._train_epoch(train), **self.model.diagnostics()}
+            losses = self._train_epoch(train)
+            row = {"epoch": self.epoch, **losses, **self.model.diagnostics()}
             if len(val):
                 row["val_loss"], row["val_acc"] = self._validate(val)
-            self._select(row)
+            self._select(row, sum(losses.values()))
             self.history.append(row)
             bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k in ("ce", "val_loss", "val_acc")})
             stop = self.cfg.get("patience") is not None and self.stale > self.cfg["patience"]
@@ -176,11 +177,17 @@ class Trainer:
         return FitResult(self.best_epoch, len(self.history), seconds / max(1, run_now), seconds,
                          _peak_memory_mb(self.device), self.history)
 
-    def _select(self, row: dict) -> None:
+    def _select(self, row: dict, train_loss: float) -> None:
+        """Best validation score; without a validation split the latest epoch, or for a refit after
+        cross-validation (select cv) the lowest training loss, which is the latest epoch unless
+        training diverged late (as LSTMs can at lr 1e-3)."""
         if self.epoch < self._first_eligible() and self.epoch < self.cfg["epochs"] - 1:
             return
-        score = self._score(row["val_loss"], row["val_acc"]) if "val_loss" in row else (-self.epoch,)
-        if "val_loss" not in row or self.best_score is None or score < self.best_score:
+        if "val_loss" in row:
+            score = self._score(row["val_loss"], row["val_acc"])
+        else:
+            score = (train_loss,) if self.cfg["select"] == "cv" else (-self.epoch,)
+        if self.best_score is None or score < self.best_score:
             self.best_score, self.best_epoch, self.stale = score, self.epoch, 0
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         else:
