@@ -103,6 +103,15 @@ def test_compare_prints_one_table(tmp_path, capsys):
     assert "run directory:" in out
 
 
+def test_compare_select_is_the_teachers_rule(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "compare", *TINY, "--earliness", "0.5", "--methods", "kd", "--set",
+                           "train.select=acc_loss", "--out", tmp_path / "cmp")
+    assert code == 0, err
+    teacher = yaml.safe_load((tmp_path / "cmp" / "teacher" / "config.yaml").read_text())
+    student = yaml.safe_load((tmp_path / "cmp" / "kd" / "config.yaml").read_text())
+    assert teacher["train"]["select"] == "acc_loss" and student["train"]["select"] == "loss"
+
+
 def test_real_process_exit_codes(tmp_path):
     ok = subprocess.run([sys.executable, "-m", "earlykd.cli", "methods"], capture_output=True, text=True)
     assert ok.returncode == 0 and "kd " in ok.stdout

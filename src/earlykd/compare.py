@@ -17,7 +17,8 @@ def row(run) -> dict:
 
 
 def run_all(cfg: dict, methods: list[str], seeds: list[int], student_epochs: int | None, resume: bool):
-    """-> (root directory, teacher run, {method: [student run per seed]})."""
+    """-> (root directory, teacher run, {method: [student run per seed]}). `train.select` applies to the
+    teacher only; students keep their own rule (validation loss, after the warm-up)."""
     from . import runs
     from .config import resolve
     root = Path(cfg["out"] or Path("runs") / f"compare-{Path(str(cfg['data']['name'])).stem}")
@@ -31,6 +32,7 @@ def run_all(cfg: dict, methods: list[str], seeds: list[int], student_epochs: int
             s_cfg.update(out=str(root / (m if len(seeds) == 1 else f"{m}-s{seed}")), teacher=str(teacher.path))
             s_cfg["method"] = {"name": m, "options": cfg["method"]["options"] if m == cfg["method"]["name"] else {}}
             s_cfg["train"]["seed"] = seed
+            s_cfg["train"]["select"] = None  # train.select is the teacher's rule; students: validation loss
             if student_epochs:
                 s_cfg["train"]["epochs"] = student_epochs
             students.setdefault(m, []).append(runs.distill(resolve(base=s_cfg), resume=resume))
