@@ -383,3 +383,32 @@ def test_history_shows_alpha_and_hint_distance_without_changing_training(tmp_pat
         GDPD._track = real
     strip = lambda rs: [{k: v for k, v in r.items() if k not in ("alpha", "hint_distance")} for r in rs]  # noqa: E731
     assert strip(rows) == quiet.record["history"]
+
+
+def test_stage_two_variants():
+    """keep_diffusion keeps the prior's loss on after the warm-up; freeze_prior stops the prior, adapter and
+    AE from learning while the student still does; average_probs scores J hints by their mean probability."""
+    from earlykd.distill import Batch
+    g = torch.Generator().manual_seed(5)
+    n = 8
+    teacher = TeacherOutputs(torch.randn(n, N_CLASSES, generator=g), torch.randn(n, T_DIM, generator=g),
+                             torch.randn(n, STEPS, T_DIM, generator=g))
+    batch = Batch(torch.randn(n, 1, 20, generator=g), torch.randint(0, N_CLASSES, (n,), generator=g), teacher)
+    assert set(make({"keep_diffusion": 1}, warmup=1).forward_train(batch, 1)[1]) == {"ce", "hint", "diffusion", "recon"}
+    assert set(make(warmup=1).forward_train(batch, 1)[1]) == {"ce", "hint"}
+    d = make({"freeze_prior": 1}, warmup=1)
+    prior_before = {k: v.clone() for k, v in d.prior.state_dict().items() if v.is_floating_point()}
+    _, losses = d.forward_train(batch, 1)
+    sum(losses.values()).backward()
+    assert all(p.grad is None for m in (d.prior, d.adapter, d.autoencoder) for p in m.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in d.student.parameters())
+    assert all(torch.equal(v, d.prior.state_dict()[k]) for k, v in prior_before.items())
+    one = make({"samples": 2, "average_probs": 1}, warmup=0)
+    torch.manual_seed(1)
+    _, losses = one.forward_train(batch, 0)
+    torch.manual_seed(1)
+    out = one.student(batch.x)
+    logits = [one.scoring_head(one.project(one.latent_hint(out.feature)[0])) for _ in range(2)]
+    mean = (torch.softmax(logits[0], 1) + torch.softmax(logits[1], 1)) / 2
+    by_hand = -mean[torch.arange(n), batch.y].log().mean()
+    assert torch.allclose(losses["hint"], by_hand, atol=1e-5)

@@ -16,6 +16,8 @@ Choices gdpd.md leaves open (see the module's options):
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -62,6 +64,9 @@ class GDPD(Distiller):
         "temperature": 2.0,
         "joint": 0,                # 1: ablation, all losses from epoch 0, no warm-up
         "chain_batch_stats": 0,    # 1: denoiser batch norms use batch statistics inside the chain
+        "keep_diffusion": 0,       # 1: stage 2 keeps the diffusion (+ AE) loss on, tying the prior to the teacher
+        "freeze_prior": 0,         # 1: the prior, adapter and AE stop learning after the warm-up
+        "average_probs": 0,        # 1: the J hints' probabilities are averaged before the log (else their CEs)
     }
     two_stage = True
 
@@ -97,7 +102,7 @@ class GDPD(Distiller):
         whole("start", 0, int(o["timesteps"]) - 1)
         whole("samples", 1)
         for key in ("alpha_per_feature", "use_autoencoder", "use_prior", "hint_head_own", "hinton", "joint",
-                    "chain_batch_stats"):
+                    "chain_batch_stats", "keep_diffusion", "freeze_prior", "average_probs"):
             whole(key, 0, 1)
         if not 0 < o["beta_start"] <= o["beta_end"] < 1:
             raise EarlykdError("gdpd options need 0 < beta_start <= beta_end < 1")
@@ -165,15 +170,28 @@ class GDPD(Distiller):
             return {"diffusion": self.prior.loss(latent.detach()), "recon": recon}
         return {"diffusion": self.prior.loss(self.standardise(teacher_feature))}
 
+    def _freeze_prior(self) -> None:
+        for module in (self.prior, self.adapter, self.autoencoder):
+            if module is not None:
+                module.requires_grad_(False)
+
     def distill_losses(self, out, batch, epoch):
-        w, y = self.options["weight"], batch.y
+        o, w, y = self.options, self.options["weight"], batch.y
+        stage2 = self.joint or epoch >= self.warmup
         losses = {}
-        if self.prior is not None and (self.joint or epoch < self.warmup):
+        if stage2 and o["freeze_prior"] and not self.joint:
+            self._freeze_prior()
+        prior_on = self.joint or epoch < self.warmup or (o["keep_diffusion"] and not o["freeze_prior"])
+        if self.prior is not None and prior_on:
             losses.update({k: w * v for k, v in self.prior_losses(batch.teacher.feature).items()})
-        if self.joint or epoch >= self.warmup:
-            j = int(self.options["samples"])
-            hints = [self.latent_hint(out.feature) for _ in range(j)]
-            losses["hint"] = w * sum(F.cross_entropy(self.scoring_head(self.project(z)), y) for z, _ in hints) / j
+        if stage2:
+            hints = [self.latent_hint(out.feature) for _ in range(int(o["samples"]))]
+            logits = [self.scoring_head(self.project(z)) for z, _ in hints]
+            if o["average_probs"]:
+                log_probs = torch.stack([F.log_softmax(lg, 1) for lg in logits])
+                losses["hint"] = w * F.nll_loss(torch.logsumexp(log_probs, 0) - math.log(len(logits)), y)
+            else:
+                losses["hint"] = w * sum(F.cross_entropy(lg, y) for lg in logits) / len(logits)
             self._track(*hints[0], batch.teacher.feature)
         if self.options["hinton"]:
             losses["kd"] = w * soft_kl(out.logits, batch.teacher.logits, self.options["temperature"])
