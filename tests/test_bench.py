@@ -305,3 +305,18 @@ def test_bench_and_report_end_to_end(capsys, tmp_path):
     assert all(r["fidelity_top1"] for r in rows if r["method"] != "teacher")
     assert (out / "report.html").stat().st_size > 10_000
     assert "teacher" in (out / "tables" / "summary.md").read_text()
+
+
+def test_sweep_with_an_ensemble_teacher(tmp_path):
+    """A suite whose teacher is an ensemble (two architectures, the best kept, as paper-cpu) stores a
+    complete teacher row and its students distil from it."""
+    suite = Suite("ens", "ensemble teacher", ("UnitTest",), ("kd",), (0.5,), (0,),
+                  common={"model": {"layers": 1, "hidden": 8}, "data": {"length": 32},
+                          "train": {"epochs": 2, "batch_size": 8}},
+                  teacher={"model": {"arch": "fcn,lstm"}, "ensemble": {"combine": "best"}},
+                  student={"model": {"arch": "fcn"}})
+    rows = sweep(tmp_path / "s", expand(suite, None, None, None, None))
+    teacher = next(r for r in rows if r["method"] == "teacher")
+    student = next(r for r in rows if r["method"] == "kd")
+    assert teacher["teacher_arch"] == teacher["student_arch"] in ("fcn", "lstm")
+    assert student["teacher_id"] == teacher["teacher_id"] and student["teacher_arch"] == teacher["student_arch"]

@@ -50,6 +50,9 @@ def test_ensemble_teacher_is_one_teacher(tmp_path):
     run = api.train_teacher(**small, arch="fcn,lstm", ensemble=2, out=tmp_path / "ens")
     teacher = Teacher.load(run.path)
     assert len(run.record["members"]) == 4 and run.record["combine"] == "mean"
+    from earlykd.bench.store import required
+    row = {**{k: run.record.get(k) for k in required({"method": "teacher"})}, "method": "teacher"}
+    assert row["teacher_arch"] == row["student_arch"] == "fcn+lstmx4"  # a complete teacher row in the store
     assert sorted(c["member"] for c in run.record["candidates"]) == sorted(run.record["members"])
     data = runs.load_prepared(teacher.cfg["data"])
     members = [Teacher.load(run.path / m).outputs(data, torch.device("cpu"))["test"] for m in run.record["members"]]

@@ -236,11 +236,11 @@ def _train_ensemble(cfg: dict, members: list[tuple[str, int]], resume: bool) -> 
     test = evaluate_split(model, Split(*data.split("test")), None)
     lead = chosen[0][1].record
     archs = sorted({r.record["student_arch"] for _, r in chosen})
+    label = "+".join(archs) + (f"x{len(chosen)}" if len(chosen) > len(archs) else "")
     record = {
         "kind": "teacher", "status": "finished", "dataset": data.name, "method": "base", "earliness": 1.0,
         "prefix_mode": cfg["prefix"]["mode"], "seed": cfg["train"]["seed"],
-        "student_arch": "+".join(archs) + (f"x{len(chosen)}" if len(chosen) > len(archs) else ""),
-        "teacher_arch": None, "teacher_id": None, "version": lead["version"],
+        "student_arch": label, "teacher_arch": label, "teacher_id": None, "version": lead["version"],
         "config_hash": config_hash({**cfg, "out": None}), "versions": versions(),
         "members": [n for n, _ in chosen], "combine": combine,
         "candidates": [{"member": n, "arch": r.record["student_arch"], "seed": r.record["seed"],

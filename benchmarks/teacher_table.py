@@ -1,0 +1,41 @@
+"""Teachers of a sweep against the protocol's reference figures: the stored teacher (single or ensemble) and,
+for an ensemble, each member with its cross-validated epochs and score.
+
+Usage: python benchmarks/teacher_table.py DIR   (reads DIR/runs/teacher-*/run.json; writes DIR/teachers.md)
+"""
+import json
+import statistics
+import sys
+from pathlib import Path
+
+# docs/protocol.md: a bare FCN loop, 100 epochs, batch 16 (test AUC-PRC on the full series)
+REFERENCE = {"GunPoint": 1.000, "ArrowHead": 0.906, "ItalyPowerDemand": 0.965, "OSULeaf": 0.969,
+             "JapaneseVowels": 0.999, "ACSF1": 0.813}
+
+
+def main() -> None:
+    root = Path(sys.argv[1])
+    lines = ["| dataset | reference | teacher | at or above | members (AUC-PRC) | members' CV epochs | "
+             "members' CV accuracy |", "|---|---|---|---|---|---|---|"]
+    met = 0
+    dirs = sorted((root / "runs").glob("teacher-*"))
+    for path in dirs:
+        record = json.loads((path / "run.json").read_text())
+        name, score = record["dataset"], record["test"]["auc_prc"]
+        members = [json.loads((path / m / "run.json").read_text()) for m in record.get("members") or []]
+        ref = REFERENCE.get(name)
+        ok = ref is not None and round(score, 3) >= ref
+        met += ok
+        scores = ", ".join(f"{m['test']['auc_prc']:.3f}" for m in members) or "-"
+        epochs = ", ".join(str(m["cv"]["epochs"]) for m in members if m.get("cv")) or "-"
+        accs = ", ".join(f"{m['cv']['acc']:.3f}" for m in members if m.get("cv")) or "-"
+        spread = f" (mean {statistics.fmean(m['test']['auc_prc'] for m in members):.3f})" if len(members) > 1 else ""
+        lines.append(f"| {name} | {ref if ref is not None else '-'} | {score:.3f} | {'yes' if ok else 'no'} | "
+                     f"{scores}{spread} | {epochs} | {accs} |")
+    lines += ["", f"{met} of {len(dirs)} teachers at or above their reference figure (compared at 3 decimals)."]
+    (root / "teachers.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
