@@ -1,5 +1,5 @@
-"""Teachers of a sweep against the protocol's reference figures: the stored teacher (single or ensemble) and,
-for an ensemble, each member with its cross-validated epochs and score.
+"""Teachers of a sweep against the protocol's reference figures: the stored teacher (single or ensemble), each
+member with its cross-validated epochs and score, and for a best-of teacher the candidates it was chosen from.
 
 Usage: python benchmarks/teacher_table.py DIR   (reads DIR/runs/teacher-*/run.json; writes DIR/teachers.md)
 """
@@ -32,6 +32,10 @@ def main() -> None:
         spread = f" (mean {statistics.fmean(m['test']['auc_prc'] for m in members):.3f})" if len(members) > 1 else ""
         lines.append(f"| {name} | {ref if ref is not None else '-'} | {score:.3f} | {'yes' if ok else 'no'} | "
                      f"{scores}{spread} | {epochs} | {accs} |")
+        for c in record.get("candidates") or []:
+            if record.get("combine") == "best":
+                lines.append(f"| ↳ candidate {c['arch']} (seed {c['seed']}) | | | | | | CV accuracy "
+                             f"{c['selection']['acc']:.3f}, loss {c['selection']['loss']:.3f} |")
     lines += ["", f"{met} of {len(dirs)} teachers at or above their reference figure (compared at 3 decimals)."]
     (root / "teachers.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
