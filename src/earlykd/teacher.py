@@ -170,9 +170,9 @@ def _train_single(cfg: dict, resume: bool) -> Run:
     extra, epochs = {}, None
     if (cfg["train"]["select"] or "cv") == "cv":
         threads.apply(cfg["train"].get("threads"))
-        cv = _cross_validate(cfg, data, splits, out)
+        whole = Split(torch.cat([splits["train"].x, splits["val"].x]), torch.cat([splits["train"].y, splits["val"].y]))
+        cv = _cross_validate(cfg, data, whole, out)
         if cv is not None:
-            whole = Split(torch.cat([splits["train"].x, splits["val"].x]), torch.cat([splits["train"].y, splits["val"].y]))
             splits = {"train": whole, "val": Split(whole.x[:0], whole.y[:0]), "test": splits["test"]}
             epochs = cv["epochs"]
             extra = {"cv": cv, "val": {"val_acc": cv["acc"], "val_loss": cv["loss"], "how": f"{cv['folds']}-fold CV"}}
@@ -181,7 +181,7 @@ def _train_single(cfg: dict, resume: bool) -> Run:
     return fit_and_save(cfg, "teacher", data, splits, None, out, resume, extra, epochs)
 
 
-def _cross_validate(cfg: dict, data: Prepared, splits: dict, out: Path) -> dict | None:
+def _cross_validate(cfg: dict, data: Prepared, whole: Split, out: Path) -> dict | None:
     """Fold curves and the chosen epochs, stored in cv.json so that --resume skips the folds."""
     settings = config_hash({**cfg, "out": None})
     if (out / CV_FILE).is_file():
@@ -190,13 +190,11 @@ def _cross_validate(cfg: dict, data: Prepared, splits: dict, out: Path) -> dict 
               "resume with the same settings or choose another --out")
         return stored.get("result")
     t, m = cfg["train"], cfg["model"]
-    x = torch.cat([splits["train"].x, splits["val"].x])
-    y = torch.cat([splits["train"].y, splits["val"].y])
     min_epochs = t["min_epochs"] if t["min_epochs"] is not None else t["epochs"] // 4
     build = lambda: build_method("base", build_model(m["arch"], data.channels, data.n_classes, m["layers"],  # noqa: E731
                                                      m["hidden"]), None)
     cv_cfg = {**t, "select": "acc_loss", "progress": t.get("progress", True)}
-    result = cross_validate_epochs(build, x, y, cv_cfg, resolve_device(t["device"]), t.get("cv_folds") or 5, min_epochs)
+    result = cross_validate_epochs(build, whole.x, whole.y, cv_cfg, resolve_device(t["device"]), t.get("cv_folds") or 5, min_epochs)
     record = None if result is None else {"folds": result.folds, "epochs": result.epochs, "acc": result.score[0],
                                           "loss": result.score[1], "mean_acc": result.mean_acc,
                                           "mean_loss": result.mean_loss}
