@@ -10,7 +10,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from ..errors import EarlykdError, check
-from ..prefix import student_view
+from ..prefix import raw_view, student_view
 from .load import RawData
 
 SPLITS = ("train", "val", "test")
@@ -113,7 +113,6 @@ def _split(y: np.ndarray, fraction: float, seed: int, n_classes: int, where: str
 
 def training_statistics(series: list[np.ndarray], reference_length: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std of the full-series views of the training series."""
-    from ..prefix import raw_view
     x = raw_view(series, 1.0, "stretch", reference_length, length)
     mean = np.nanmean(x, axis=(0, 2))
     std = np.nanstd(x, axis=(0, 2), ddof=1)
