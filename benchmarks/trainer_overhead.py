@@ -28,7 +28,9 @@ def bare(script: str, dataset: str, epochs: int, batch: int, arch: str) -> float
 def ours(dataset: str, epochs: int, batch: int, arch: str) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, "-m", "earlykd.cli", "teacher", "--data", dataset, "--arch", arch,
-                        "--epochs", str(epochs), "--batch-size", str(batch), "--no-progress", "--out", f"{tmp}/run"],
+                        "--epochs", str(epochs), "--batch-size", str(batch), "--no-progress", "--out", f"{tmp}/run",
+                        # one training run with a validation pass per epoch, on as many threads as the bare loop
+                        "--select", "acc_loss", "--threads", str(torch.get_num_threads())],
                        capture_output=True, text=True, check=True)
         return json.loads(Path(f"{tmp}/run/run.json").read_text())["seconds_per_epoch"]
 
