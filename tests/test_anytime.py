@@ -140,3 +140,19 @@ def test_early_bad_input_is_one_line(capsys, teacher_dir, anytime_dir, tmp_path)
     assert_clean_error(code, err, "not found")
     code, _, err = run_cli(capsys, *base, "--out", anytime_dir)
     assert_clean_error(code, err, "already holds a finished run")
+
+
+def test_early_from_an_ensemble_teacher(tmp_path):
+    """`earlykd early` takes any teacher object, an ensemble included: the student defaults to the lead
+    member's architecture and records the ensemble's id."""
+    from earlykd import api, cli
+    from earlykd.teacher import Teacher
+    ens = api.train_teacher(data="UnitTest", length=32, arch="fcn,lstm", layers=1, hidden=8, epochs=2, batch_size=8,
+                            select="acc_loss", progress=False, out=tmp_path / "ens")
+    code = cli.main(["early", "--teacher", str(ens.path), "--method", "kd", "--levels", "0.5", "--epochs", "2",
+                     "--batch-size", "8", "--no-progress", "--out", str(tmp_path / "any")])
+    assert code == 0
+    record = json.loads((tmp_path / "any" / "run.json").read_text())
+    teacher = Teacher.load(ens.path)
+    assert record["teacher_id"] == teacher.id and record["teacher_arch"] == "fcn+lstm"
+    assert record["student_arch"] == teacher.model_cfg["arch"]

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -86,7 +87,7 @@ class Teacher:
         members = self.record.get("members")
         return read_run(self.path / members[0])[0]["model"] if members else self.cfg["model"]
 
-    @property
+    @cached_property
     def id(self) -> str:
         digest = "".join(file_digest(f) for f in self.model_files)
         if len(self.model_files) > 1:

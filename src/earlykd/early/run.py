@@ -6,7 +6,6 @@ being the default. `prefix.earliness` records the checkpoint levels.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -22,24 +21,13 @@ from ..distill.base import method_class
 from ..errors import EarlykdError, check
 from ..evaluate import classification_metrics
 from ..models import build_model
+from ..teacher import Teacher
 from ..train import load_model, save_model
-from ..train.checkpoint import writable_dir, write_json
+from ..train.checkpoint import write_json
 from .anytime import LevelSplit, checkpoints, parse_levels, student_train_cfg, train_anytime
 from .decider import Decider
 
 DECIDE_FILE = "decide.json"
-
-
-def _open_out(out: str | Path, resume: bool) -> Path:
-    path = Path(out).resolve()
-    check(not (path / runs.RUN_FILE).exists(), f"{path} already holds a finished run; choose another --out")
-    check(resume or not (path / runs.STATE_FILE).exists(),
-          f"{path} holds an unfinished run; pass --resume to continue it or choose another --out")
-    return writable_dir(path)
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def _default_out(cfg: dict, method: str) -> Path:
@@ -61,30 +49,26 @@ def train_early(cfg: dict, levels=None, policies: list[str] = ("threshold",), re
     check(len(policies) > 0, "no stopping policy given")
     for name in policies:
         policy_class(name)
-    teacher_dir = Path(cfg["teacher"])
-    t_cfg, t_record = runs.read_run(teacher_dir)
-    check(t_record.get("kind") == "teacher", f"{teacher_dir}: is a {t_record.get('kind')} run, not a teacher")
+    teacher = Teacher.load(cfg["teacher"])
     method_cls = method_class(cfg["method"]["name"])
     method_cls.resolve_options(cfg["method"]["options"])
     model = cfg["model"]
     if model["arch"] is None:
-        model = {k: t_cfg["model"][k] if v is None else v for k, v in model.items()}
+        model = {k: teacher.model_cfg[k] if v is None else v for k, v in model.items()}
     build_model(model["arch"], 1, 2, model["layers"], model["hidden"])  # fail fast
-    data = runs.load_prepared(t_cfg["data"])
+    data = runs.load_prepared(teacher.cfg["data"])
     check(len(data.labels["val"]) > 0, "stopping policies are calibrated on validation: the validation split is empty")
-    _, t_meta, _ = load_model(teacher_dir / runs.MODEL_FILE)
-    check(t_meta.get("data_fingerprint") == data.fingerprint(),
-          f"{teacher_dir}: the teacher was trained on different data than {t_cfg['data']['name']} now gives")
+    teacher.check_data(data)
     levels = checkpoints(parse_levels(levels), data.reference_length, data.length)
     prefix = {"earliness": levels, "mode": cfg["prefix"]["mode"], "channels": cfg["prefix"]["channels"]}
-    cfg = {**cfg, "data": t_cfg["data"], "model": model, "prefix": prefix}
-    out = _open_out(cfg["out"] or _default_out(cfg, method_cls.name), resume)
+    cfg = {**cfg, "data": teacher.cfg["data"], "model": model, "prefix": prefix}
+    out = runs.open_run_dir(cfg["out"] or _default_out(cfg, method_cls.name), resume)
     device = runs.resolve_device(cfg["train"]["device"])
     threads.apply(cfg["train"].get("threads"))
     train_cfg = student_train_cfg(cfg["train"], method_cls.two_stage)
-    cfg = {**cfg, "train": train_cfg, "out": str(out), "teacher": str(teacher_dir)}
+    cfg = {**cfg, "train": train_cfg, "out": str(out), "teacher": str(teacher.path)}
     (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    outputs = runs.teacher_outputs(teacher_dir, data, device)
+    outputs = teacher.outputs(data, device)
     started = time.perf_counter()
     distiller, fit, val = train_anytime(data, outputs if method_cls.needs_teacher else None, method_cls.name,
                                         cfg["method"]["options"], model, train_cfg, levels, prefix["mode"],
@@ -103,9 +87,8 @@ def train_early(cfg: dict, levels=None, policies: list[str] = ("threshold",), re
     record = {
         "kind": "anytime", "status": "finished", "dataset": data.name, "method": method_cls.name,
         "earliness": levels, "prefix_mode": prefix["mode"], "seed": train_cfg["seed"],
-        "student_arch": model["arch"], "teacher_arch": t_meta["model"]["arch"],
-        "teacher_id": f"{t_record['config_hash']}-{_digest(teacher_dir / runs.MODEL_FILE)[:8]}",
-        "version": __version__, "config_hash": config_hash({**cfg, "teacher": t_record["config_hash"]}),
+        "student_arch": model["arch"], "teacher_arch": teacher.arch, "teacher_id": teacher.id,
+        "version": __version__, "config_hash": config_hash({**cfg, "teacher": teacher.record["config_hash"]}),
         "versions": runs.versions(), "device": str(device), "threads": torch.get_num_threads(), "data": data.info,
         "warmup": distiller.warmup, "best_epoch": fit.best_epoch, "epochs": fit.epochs_run,
         "train_seconds": round(fit.train_seconds, 3), "seconds_per_epoch": round(fit.seconds_per_epoch, 4),
