@@ -15,7 +15,7 @@ def add_commands(sub, commands: dict) -> None:
     p = sub.add_parser("bench", help="run a benchmark suite (resumable; results in SQLite)",
                        description="Expand a suite into teacher and student runs and run those not yet stored. "
                        "Re-running the same command skips finished runs and resumes interrupted ones.")
-    p.add_argument("--suite", required=True, help="smoke, quick, paper-cpu, paper-cpu-control, paper (see docs/protocol.md) or a suite YAML file")
+    p.add_argument("--suite", required=True, help="smoke, quick, quick-control, paper-cpu, paper-cpu-control, paper (see docs/protocol.md) or a suite YAML file")
     p.add_argument("--datasets", nargs="+", help=LIST + "; a .npz/.csv training file needs --test-path")
     p.add_argument("--test-path", help="test file for a .npz/.csv file given in --datasets")
     p.add_argument("--methods", nargs="+", help=LIST + "; 'all': every registered method")
