@@ -2,13 +2,16 @@
 nothing. A gain over Base that survives the know-nothing teacher is regularisation, not distillation.
 
 Usage: python benchmarks/control_table.py REAL_DIR CONTROL_DIR   (both with runs.csv from `earlykd report`;
-writes REAL_DIR/control.md). Per dataset, earliness and method present in both: test AUC-PRC mean ± sd over
-seeds with the real teacher, with the control teacher, and Base's.
+writes REAL_DIR/control.md). First a summary per method and earliness over (dataset, seed) pairs (the
+same seed gives real and control student the same initialisation): the mean of real − control, how often
+real is ahead, and a two-sided Wilcoxon signed-rank p-value; then per dataset, earliness and method present
+in both: test AUC-PRC mean ± sd over seeds with the real teacher, with the control teacher, and Base's.
 """
 import sys
 from pathlib import Path
 
 import pandas as pd
+from scipy.stats import wilcoxon
 
 from earlykd.report.tables import split, teacher_scores
 
@@ -17,16 +20,33 @@ def stats(students: pd.DataFrame) -> pd.DataFrame:
     return students.groupby(["dataset", "earliness", "method"]).auc_prc.agg(["mean", "std", "count"])
 
 
+def paired(real: pd.DataFrame, control: pd.DataFrame) -> list[str]:
+    """real − control per (dataset, seed), summarised per method and earliness, then over all earliness."""
+    key = ["method", "earliness", "dataset", "seed"]
+    both = real.set_index(key).auc_prc.to_frame("real").join(control.set_index(key).auc_prc.rename("control"),
+                                                              how="inner").reset_index()
+    both["diff"] = both.real - both.control
+    lines = ["| method | e | pairs | real − know-nothing (mean) | real ahead | Wilcoxon p |", "|---|---|---|---|---|---|"]
+    groups = list(both.groupby(["method", "earliness"])) + [((m, "all"), g) for m, g in both.groupby("method")]
+    for (method, e), g in sorted(groups, key=lambda item: (item[0][0], str(item[0][1]))):
+        p = wilcoxon(g["diff"]).pvalue if (g["diff"] != 0).any() else float("nan")
+        e_label = e if isinstance(e, str) else f"{e:g}"
+        lines.append(f"| {method} | {e_label} | {len(g)} | {g['diff'].mean():+.4f} | {(g['diff'] > 0).sum()}/{len(g)} "
+                     f"| {p:.3g} |")
+    return lines
+
+
 def main() -> None:
     real_dir, control_dir = Path(sys.argv[1]), Path(sys.argv[2])
     (real, real_t), (control, control_t) = (split(pd.read_csv(d / "runs.csv")) for d in (real_dir, control_dir))
     r, c = stats(real), stats(control)
     teachers, know_nothing = teacher_scores(real_t), teacher_scores(control_t)
-    lines = [f"Test AUC-PRC, mean ± sd over seeds. Teachers: real {teachers.round(3).to_dict()}, "
-             f"know-nothing {know_nothing.round(3).to_dict()}.", "",
+    lines = [(f"Test AUC-PRC. Teachers: real {teachers.round(3).to_dict()}, "
+             f"know-nothing {know_nothing.round(3).to_dict()}."), "", "Paired by (dataset, seed):", ""]
+    lines += paired(real, control) + ["", "Mean ± sd over seeds:", "",
              "| dataset | e | method | Base | real teacher | know-nothing teacher | real − know-nothing |",
              "|---|---|---|---|---|---|---|"]
-    fmt = lambda s: f"{s['mean']:.3f} ± {s['std']:.3f} ({int(s['count'])})"  # noqa: E731
+    fmt = lambda s: f"{s['mean']:.3f} ± {s['std']:.3f} ({int(s['count'])})"
     for (dataset, e, method), row in c.iterrows():
         if (dataset, e, method) not in r.index or (dataset, e, "base") not in r.index:
             continue
