@@ -5,7 +5,9 @@ at every earliness level, and calibrates `policy` on a stratified validation spl
 anything else). predict / predict_proba run the checkpoints a series has reached; update_predict /
 update_predict_proba continue from the state of the previous call for the cases still undecided
 (decided cases leave the input, order kept, as aeon specifies). Undecided cases get label -1 and
-probabilities of -1, as in aeon.
+probabilities of -1, as in aeon. `state_info` is a NumPy record array with one row per case of the
+last call (aeon's contract): fields `next` (checkpoints passed), `stop` (checkpoint of the decision,
+-1 while undecided), `probs`, and the policy's per-case state as `policy.<name>`.
 """
 from __future__ import annotations
 
@@ -49,6 +51,12 @@ class EarlyClassifier(BaseEarlyClassifier):
         self.mode, self.length, self.val_fraction, self.options = mode, length, val_fraction, options
         self.random_state, self.device, self.threads = random_state, device, threads
         super().__init__()
+
+    @classmethod
+    def _get_test_params(cls, parameter_set: str = "default") -> list[dict]:
+        """Tiny configurations for aeon's estimator checks (seconds on one core), one per policy."""
+        tiny = {"hidden": 4, "layers": 1, "epochs": 2, "batch_size": 8, "length": 16, "threads": 1}
+        return [{**tiny, "levels": [0.5]}, {**tiny, "method": "base", "policy": "calibrated", "levels": [0.3, 0.6]}]
 
     @classmethod
     def from_run(cls, run_dir, policy: str | None = None) -> "EarlyClassifier":
@@ -114,13 +122,12 @@ class EarlyClassifier(BaseEarlyClassifier):
     def _run(self, X: np.ndarray, state: dict | None) -> tuple[np.ndarray, np.ndarray]:
         if X.shape[1] != len(self.decider_.mean):
             raise EarlyInputError(f"X has {X.shape[1]} channel(s), the model expects {len(self.decider_.mean)}")
-        if state is None:
-            state = self.decider_.start(len(X))
+        state = self.decider_.start(len(X)) if state is None else _from_record(state)
         try:
             self.decider_.advance(state, list(np.asarray(X, dtype=np.float64)))
         except EarlykdError as exc:
             raise EarlyInputError(str(exc)) from None
-        self.state_info = state
+        self.state_info = _to_record(state)
         decided = state["stop"] >= 0
         probs = np.where(decided[:, None], state["probs"], -1.0)
         return probs, decided
@@ -129,7 +136,7 @@ class EarlyClassifier(BaseEarlyClassifier):
         return self._run(X, None)
 
     def _update_predict_proba(self, X):
-        return self._run(X, Decider.keep_open(self.state_info))
+        return self._run(X, self.state_info[self.state_info["stop"] < 0])
 
     def _labels(self, out):
         probs, decided = out
@@ -156,6 +163,24 @@ class EarlyClassifier(BaseEarlyClassifier):
         if self.state_info is None:
             raise EarlyInputError("no prediction yet: call predict or update_predict first")
         return self.state_info["stop"]
+
+
+def _to_record(state: dict) -> np.ndarray:
+    """The decider's state as one record per case (aeon keeps state_info as an array, a row per case)."""
+    stop, probs = state["stop"], state["probs"]
+    policy = {f"policy.{k}": np.asarray(v) for k, v in state["policy"].items()}
+    fields = {"next": np.full(len(stop), state["next"]), "stop": stop, "probs": probs, **policy}
+    record = np.zeros(len(stop), dtype=[(k, v.dtype, v.shape[1:]) for k, v in fields.items()])
+    for k, v in fields.items():
+        record[k] = v
+    return record
+
+
+def _from_record(record: np.ndarray) -> dict:
+    names = record.dtype.names
+    return {"next": int(record["next"].max(initial=0)), "stop": record["stop"].copy(),
+            "probs": record["probs"].copy(),
+            "policy": {k[len("policy."):]: record[k].copy() for k in names if k.startswith("policy.")}}
 
 
 def _outputs(model, x: torch.Tensor) -> TeacherOutputs:
