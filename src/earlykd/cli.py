@@ -105,12 +105,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help=THREADS_HELP)
     p = sub.add_parser("predict", help="class and probabilities for new, possibly partial, series")
     p.add_argument("run_dir")
-    p.add_argument("--input", required=True, help=".npy (cases, [channels,] length), .npz with X, or .csv rows")
+    p.add_argument("--input", help=".npy (cases, [channels,] length), .npz with X, or .csv rows (required); with "
+                   "--stream, a file of lines series_id,value[,value...] (default: standard input)")
     p.add_argument("--label-column", help=LABEL_HELP)
     p.add_argument("--full", action="store_true", help="rows are complete series; the student takes its own prefix")
     p.add_argument("--output", help="write the predictions here (.json: JSON, otherwise CSV) instead of printing")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--threads", type=int, help=THREADS_HELP)
+    g = p.add_argument_group("streaming (see docs/early.md)")
+    g.add_argument("--stream", action="store_true", help="read samples as they arrive, one line each: series_id, then "
+                   "the next sample(s) (univariate) or one value per channel; print each decision when it is taken")
+    g.add_argument("--policy", help="stopping policy of an `earlykd early` run (default: the run's own)")
+    g.add_argument("--follow", action="store_true", help="keep reading --input FILE as it grows (tail -f)")
+    g.add_argument("--idle-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="with --follow, stop after this long without new lines (default 10)")
     from .bench.cli import add_commands
     add_commands(sub, COMMANDS)
     from .early.cli import add_commands as add_early_commands
@@ -251,6 +259,13 @@ def cmd_evaluate(a) -> None:
 
 
 def cmd_predict(a) -> None:
+    if a.stream:
+        return _predict_stream(a)
+    for flag, value in (("--policy", a.policy), ("--follow", a.follow)):
+        if value:
+            raise EarlykdError(f"{flag} applies to --stream only")
+    if not a.input:
+        raise EarlykdError("predict needs --input FILE (or --stream to read lines as they arrive)")
     from . import api
     labels, probs, notes = api.predict_file(a.run_dir, a.input, a.full, _label_column(a.label_column), a.device,
                                             a.threads)
@@ -270,6 +285,43 @@ def cmd_predict(a) -> None:
         sys.stdout.write(text)
     for line in notes["warnings"]:
         print(f"earlykd: warning: {line}", file=sys.stderr)
+
+
+def _predict_stream(a) -> None:
+    from . import threads
+    from .early.stream import load_stream_decider, run_stream
+    for flag, value in (("--full", a.full), ("--label-column", a.label_column), ("--output", a.output)):
+        if value:
+            raise EarlykdError(f"{flag} does not apply to --stream (decisions go to standard output as they happen)")
+    if a.follow and not a.input:
+        raise EarlykdError("--follow needs --input FILE (standard input is read until it ends)")
+    if a.idle_timeout <= 0:
+        raise EarlykdError(f"--idle-timeout must be above 0 seconds, got {a.idle_timeout}")
+    if a.device not in ("auto", "cpu"):
+        raise EarlykdError("--stream runs on the CPU (one series at a time); leave out --device")
+    threads.apply(a.threads)
+    decider = load_stream_decider(a.run_dir, a.policy)
+    if a.input:
+        try:
+            source = open(a.input, encoding="utf-8", newline="")
+        except OSError as exc:
+            raise EarlykdError(f"cannot read {a.input} ({exc.strerror})") from None
+    else:
+        source = sys.stdin
+    try:
+        summary = run_stream(decider, source, follow=a.follow, idle_timeout=a.idle_timeout)
+    except UnicodeDecodeError:
+        raise EarlykdError(f"{a.input or 'standard input'}: not UTF-8 text") from None
+    finally:
+        if source is not sys.stdin:
+            source.close()
+    note = f"# {summary['lines']} lines read; {summary['decided']} series decided"
+    if summary["undecided"]:
+        ids = ", ".join(summary["undecided"][:5]) + (", ..." if len(summary["undecided"]) > 5 else "")
+        note += f"; {len(summary['undecided'])} undecided when the input ended ({ids})"
+    if summary["ignored"]:
+        note += f"; {summary['ignored']} lines for series already decided ignored"
+    print(note, file=sys.stderr)
 
 
 COMMANDS = {"datasets": cmd_datasets, "methods": cmd_methods, "teacher": cmd_teacher, "distill": cmd_distill,
