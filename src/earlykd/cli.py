@@ -1,4 +1,4 @@
-"""Command line: earlykd datasets | methods | teacher | distill | compare | evaluate | predict (bench, report).
+"""Command line: earlykd datasets | methods | teacher | distill | compare | evaluate | predict | export (bench, report).
 
 Heavy modules (torch, aeon, pandas) are imported by the commands that need them, never to build
 the parser, so that `--help` and bad arguments answer at once.
@@ -119,6 +119,11 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--follow", action="store_true", help="keep reading --input FILE as it grows (tail -f)")
     g.add_argument("--idle-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="with --follow, stop after this long without new lines (default 10)")
+    p = sub.add_parser("export", help="a student run as an ONNX graph on preprocessed input, with a sidecar JSON")
+    p.add_argument("run_dir")
+    p.add_argument("--format", default="onnx", help="export format (onnx, the default and only one)")
+    p.add_argument("--out", help="output file (default RUN_DIR/model.onnx; the sidecar JSON goes beside it)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     from .bench.cli import add_commands
     add_commands(sub, COMMANDS)
     from .early.cli import add_commands as add_early_commands
@@ -324,8 +329,20 @@ def _predict_stream(a) -> None:
     print(note, file=sys.stderr)
 
 
+def cmd_export(a) -> None:
+    from .export import export_run
+    done = export_run(a.run_dir, a.format, a.out, a.opset)
+    shape = ", ".join(map(str, done["input"]["shape"]))
+    parity = ("onnxruntime not installed: parity not checked" if done["parity"] is None
+              else f"max |onnxruntime - torch| {done['parity']:.1e} on random input")
+    print(f"{done['kind']} {done['arch']}: input '{done['input']['name']}' ({shape}) float32, preprocessed as "
+          f"in the sidecar; outputs logits, probabilities; {parity}")
+    _written(done["model"])
+    _written(done["sidecar"])
+
+
 COMMANDS = {"datasets": cmd_datasets, "methods": cmd_methods, "teacher": cmd_teacher, "distill": cmd_distill,
-            "compare": cmd_compare, "evaluate": cmd_evaluate, "predict": cmd_predict}
+            "compare": cmd_compare, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
