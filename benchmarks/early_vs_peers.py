@@ -1,0 +1,419 @@
+"""The `early` benchmark: earlykd's anytime students and stopping policies against aeon's TEASER and
+ProbabilityThresholdEarlyClassifier and tslearn's NonMyopicEarlyClassifier (issue 10, section 5).
+
+Every contender gets the same UCR train/test split of each dataset. earlykd carves its validation split
+(20 %, stratified, split seed 0) from the training split and chooses everything on it; the peers fit on
+the whole training split with their documented defaults. Each job runs in its own process (1 thread, a
+wall-clock limit); its rows land in a SQLite database the moment it ends, and a re-run skips stored rows.
+
+    python benchmarks/early_vs_peers.py                      # the full suite into benchmarks/results/early
+    python benchmarks/early_vs_peers.py --datasets GunPoint --seeds 0 --epochs 20,20 --out DIR
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sqlite3
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+DATASETS = ("GunPoint", "ArrowHead", "ItalyPowerDemand", "OSULeaf", "JapaneseVowels", "ACSF1")
+SEEDS = (0, 1, 2)
+PEERS = ("teaser", "probability_threshold", "nonmyopic")
+METHODS = ("base", "kd")
+# Peers whose defaults do not fit 2 cores on the long datasets run fewer seeds there (see summary.md).
+CUTS = {("probability_threshold", "OSULeaf"): (0,), ("probability_threshold", "ACSF1"): (0,),
+        ("teaser", "OSULeaf"): (0,), ("teaser", "ACSF1"): (0,)}
+TEACHER = {"arch": "fcn", "layers": 3, "hidden": 128, "select": "cv"}
+STUDENT = {"arch": "fcn", "layers": 3, "hidden": 64, "mode": "truncate"}
+EPOCHS = (150, 300)                 # teacher budget (CV picks the epochs), anytime student
+NONMYOPIC = {"n_clusters": 2, "base_classifier": None, "min_t": 1, "lamb": 1.0, "cost_time_parameter": 1.0}
+LATENCY_SERIES = 10
+TIMEOUT = 4 * 3600
+COLUMNS = ("dataset", "contender", "seed", "accuracy", "earliness", "hm", "fit_seconds", "decision_ms",
+           "status", "error", "decision_ms_max", "val_hm", "val_accuracy", "val_earliness", "teacher_seconds",
+           "settings", "curve", "finished_at")
+
+
+# -- data: the same equal-length arrays for everyone ---------------------------------------------
+def arrays(name: str):
+    """(X, y, X_test, y_test) as float (cases, channels, T) arrays. Unequal-length data (JapaneseVowels) are
+    brought to the longest series by holding each series' last value (what earlykd's prefix contract does)."""
+    from earlykd.data import load_raw
+    raw = load_raw({"name": name})
+    T = max(x.shape[-1] for x in raw.X_train + raw.X_test)
+
+    def pad(xs):
+        return np.stack([np.concatenate([x, np.repeat(x[:, -1:], T - x.shape[-1], 1)], 1) for x in xs]).astype(float)
+    return pad(raw.X_train), np.asarray(raw.y_train), pad(raw.X_test), np.asarray(raw.y_test)
+
+
+def data_files(name: str, root: Path) -> tuple[str, str]:
+    """The arrays as .npz files for earlykd's run directories (train, test)."""
+    paths = [root / "data" / part / f"{name}.npz" for part in ("train", "test")]
+    if not all(p.is_file() for p in paths):
+        X, y, Xt, yt = arrays(name)
+        for path, (a, b) in zip(paths, ((X, y), (Xt, yt))):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(path, X=a, y=b.astype(str))
+    return str(paths[0]), str(paths[1])
+
+
+def harmonic_mean(accuracy: float, earliness: float) -> float:
+    from earlykd.decide import harmonic_mean as hm
+    return hm(accuracy, earliness)
+
+
+# -- peers ---------------------------------------------------------------------------------------
+def _aeon_latency(model, X) -> tuple[float, float]:
+    """(ms per new time step, worst step in ms): one series at a time, update_predict at each of the model's
+    classification points (aeon accepts nothing else: a stream calls it when the next point is reached;
+    the steps in between cost nothing), until decided; the total over the steps the stream took."""
+    total, steps, worst = 0.0, 0, 0.0
+    for x in X:
+        model.reset_state_info()
+        for n in [int(p) for p in model._classification_points if p <= x.shape[-1]]:
+            start = time.perf_counter()
+            _, decided = model.update_predict(x[None, :, :n])
+            ms = (time.perf_counter() - start) * 1000
+            total, worst = total + ms, max(worst, ms)
+            if decided.all():
+                break
+        steps += n
+    model.reset_state_info()
+    return total / steps, worst
+
+
+def _nonmyopic_latency(model, X) -> tuple[float, float]:
+    """(ms per new time step, worst step in ms) of NonMyopic's own decision step (expected future costs of the prefix; stop when
+    waiting costs more, then classify), one series at a time until it decides."""
+    times = []
+    for x in X:
+        for t in range(model.min_t, x.shape[0] + 1):
+            start = time.perf_counter()
+            stop = t == x.shape[0] or int(np.argmin(model._expected_costs(x[:t]))) == 0
+            if stop:
+                model.classifiers_[t].predict(x[None, :t])
+            times.append((time.perf_counter() - start) * 1000)
+            if stop:
+                break
+    return float(np.mean(times)), float(np.max(times))
+
+
+def run_peer(name: str, dataset: str, seed: int, latency_series: int) -> list[dict]:
+    X, y, Xt, yt = arrays(dataset)
+    started = time.perf_counter()
+    if name == "nonmyopic":
+        from tslearn.early_classification import NonMyopicEarlyClassifier
+        model = NonMyopicEarlyClassifier(**NONMYOPIC, random_state=seed)
+        Xn, Xtn = X.transpose(0, 2, 1), Xt.transpose(0, 2, 1)   # tslearn: (cases, time, channels)
+        model.fit(Xn, y)
+        fit = time.perf_counter() - started
+        labels, stops = model.predict_class_and_earliness(Xtn)
+        acc, earl = float(np.mean(labels == yt)), float(np.mean(stops / Xt.shape[-1]))
+        hm = harmonic_mean(acc, earl)
+        ms = _latency(_nonmyopic_latency, model, Xtn[:latency_series])
+        settings = {k: v for k, v in NONMYOPIC.items()} | {"random_state": seed}
+    else:
+        from aeon.classification.early_classification import TEASER, ProbabilityThresholdEarlyClassifier
+        cls = TEASER if name == "teaser" else ProbabilityThresholdEarlyClassifier
+        model = cls(random_state=seed).fit(X, y)
+        fit = time.perf_counter() - started
+        hm, acc, earl = (float(v) for v in model.score(Xt, yt))
+        ms = _latency(_aeon_latency, model, Xt[:latency_series])
+        settings = {"defaults": True, "random_state": seed,
+                    "classification_points": [int(p) for p in model._classification_points]}
+    return [{"contender": name, "accuracy": acc, "earliness": earl, "hm": hm, "fit_seconds": fit,
+             "decision_ms": ms[0], "decision_ms_max": ms[1], "error": ms[2], "settings": settings}]
+
+
+def _latency(measure, model, X) -> tuple:
+    """A failed latency measurement leaves the scores standing: no decision_ms, the error noted."""
+    try:
+        return (*measure(model, X), None)
+    except Exception as exc:  # noqa: BLE001 (reported in the row)
+        return None, None, f"latency not measured: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+
+
+# -- earlykd ---------------------------------------------------------------------------------------
+def _teacher(dataset: str, seed: int, root: Path, epochs: int):
+    from earlykd import api, runs
+    out = root / "runs" / dataset / f"s{seed}" / "teacher"
+    if (out / runs.RUN_FILE).is_file():
+        record = runs.read_run(out)[1]
+        wall = out / "wall.json"
+        return runs.Run(out, record), json.loads(wall.read_text())["seconds"] if wall.is_file() else record["wall_seconds"]
+    train, test = data_files(dataset, root)
+    started = time.perf_counter()
+    run = api.train_teacher(data=train, test_path=test, out=str(out), epochs=epochs, seed=seed, threads=1,
+                            progress=False, batch_size=16, device="cpu", resume=runs.unfinished(out), **TEACHER)
+    seconds = time.perf_counter() - started  # cross-validation and refit (a resumed run: this part only)
+    (out / "wall.json").write_text(json.dumps({"seconds": seconds}))
+    return run, seconds
+
+
+def _student_latency(run_dir: Path, policy: str, X) -> tuple[float, float]:
+    """(ms per new time step, worst step in ms): EarlyClassifier.update_predict, one series at a time, a call
+    per new sample, until decided."""
+    from earlykd import EarlyClassifier
+    est = EarlyClassifier.from_run(run_dir, policy=policy)
+    times = []
+    for x in X:
+        est.reset_state_info()
+        for n in range(1, x.shape[-1] + 1):
+            start = time.perf_counter()
+            _, decided = est.update_predict(x[None, :, :n])
+            times.append((time.perf_counter() - start) * 1000)
+            if decided.all():
+                break
+    return float(np.mean(times)), float(np.max(times))
+
+
+def run_earlykd(method: str, dataset: str, seed: int, root: Path, epochs: tuple[int, int],
+                latency_series: int) -> list[dict]:
+    from earlykd import api, runs
+    from earlykd.decide import POLICIES
+    from earlykd.early.run import train_early
+    teacher, teacher_s = _teacher(dataset, seed, root, epochs[0])
+    out = root / "runs" / dataset / f"s{seed}" / f"anytime-{method}"
+    policies = list(POLICIES)
+    if not (out / runs.RUN_FILE).is_file():
+        cfg = api.make_config(teacher=str(teacher.path), method=method, out=str(out), epochs=epochs[1], seed=seed,
+                              threads=1, progress=False, batch_size=16, device="cpu", arch=STUDENT["arch"],
+                              layers=STUDENT["layers"], hidden=STUDENT["hidden"], mode=STUDENT["mode"])
+        train_early(cfg, None, policies, resume=runs.unfinished(out))
+    record = runs.read_run(out)[1]
+    Xt = arrays(dataset)[2][:latency_series]
+    fit = float(record["wall_seconds"]) + (teacher_s if method != "base" else 0.0)
+    T = record["data"]["reference_length"]
+    curve = _curve(record, out)
+    rows = []
+    for policy in policies:
+        test, val = record["test_policies"][policy], record["policies_val"][policy]
+        ms = _student_latency(out, policy, Xt)
+        rows.append({"contender": f"earlykd:{method}:{policy}", "accuracy": test["accuracy"],
+                     "earliness": test["earliness"], "hm": test["hm"], "fit_seconds": fit, "decision_ms": ms[0],
+                     "decision_ms_max": ms[1], "val_hm": val["hm"], "val_accuracy": val["accuracy"],
+                     "val_earliness": val["earliness"], "teacher_seconds": teacher_s, "curve": curve,
+                     "settings": {"teacher": TEACHER, "student": STUDENT, "epochs": list(epochs), "levels": "0.05..1.0",
+                                  "run_dir": str(out.relative_to(root)), "T": T,
+                                  "policy": json.loads((out / "decide.json").read_text())["policies"][policy]}})
+    return rows
+
+
+def _curve(record: dict, out: Path) -> list:
+    """Test accuracy of the anytime student at each checkpoint: [(earliness seen, accuracy), ...]."""
+    from earlykd import EarlyClassifier
+    earliness = EarlyClassifier.from_run(out).decider_.earliness
+    levels = record["test_levels"]
+    return [[float(e), float(levels[k]["accuracy"])] for e, k in zip(earliness, levels)]
+
+
+# -- jobs, processes, the store ---------------------------------------------------------------------
+def jobs(datasets, seeds, contenders) -> list[tuple[str, str, int]]:
+    """(dataset, group, seed): a group is a peer or 'earlykd:<method>' (one row per policy)."""
+    out = []
+    for d in datasets:
+        for group in contenders:
+            for s in seeds:
+                if s in CUTS.get((group, d), seeds):
+                    out.append((d, group, s))
+    return out
+
+
+def run_job(job, root: str, epochs, latency_series: int) -> list[dict]:
+    dataset, group, seed = job
+    if group.startswith("earlykd:"):
+        return run_earlykd(group.split(":")[1], dataset, seed, Path(root), epochs, latency_series)
+    return run_peer(group, dataset, seed, latency_series)
+
+
+def _capture(fn, args) -> tuple:
+    """('ok', rows) or ('failed', one-line error, trace): a contender that raises is a failure, nothing more."""
+    try:
+        return ("ok", fn(*args))
+    except Exception as exc:  # noqa: BLE001 (reported as the job's failure rows)
+        text = str(exc).strip().splitlines()
+        return ("failed", f"{type(exc).__name__}: {text[-1] if text else ''}"[:300], traceback.format_exc(limit=-3))
+
+
+def _child(conn, fn, args):
+    import warnings
+    warnings.filterwarnings("ignore")
+    import torch
+    torch.set_num_threads(1)
+    conn.send(_capture(fn, args))
+
+
+def run_isolated(fn, args, timeout: float) -> tuple:
+    """fn(*args) in a spawned process with 1 thread; ('timeout', error, '') past `timeout` seconds."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[var] = "1"
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, fn, args), daemon=True)
+    started = time.perf_counter()
+    proc.start()
+    child.close()
+    result = None
+    if parent.poll(timeout):
+        try:
+            result = parent.recv()
+        except EOFError:
+            pass
+    proc.join(5 if result is not None else 0)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+    if result is not None:
+        return result
+    if time.perf_counter() - started >= timeout:
+        return ("timeout", f"timeout: no result within {timeout:.0f} s", "")
+    return ("failed", f"the job's process died (exit code {proc.exitcode})", "")
+
+
+class Store:
+    def __init__(self, path: Path, settings: dict):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(path, timeout=60)
+        with self.conn:
+            self.conn.execute(f"CREATE TABLE IF NOT EXISTS rows (id INTEGER PRIMARY KEY, job TEXT, "
+                              f"{', '.join(COLUMNS)}, UNIQUE (dataset, contender, seed))")
+            self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            stored = self.conn.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
+            text = json.dumps(settings, sort_keys=True)
+            if stored is None:
+                self.conn.execute("INSERT INTO meta VALUES ('settings', ?)", (text,))
+            elif stored[0] != text:
+                sys.exit(f"error: {path} holds results made with other settings ({stored[0]}); "
+                         "use another --out or the same settings")
+
+    def done(self, retry_failed: bool) -> set[str]:
+        query = "SELECT job FROM rows" + (" WHERE status = 'ok'" if retry_failed else "")
+        return {r[0] for r in self.conn.execute(query)}
+
+    def put(self, job_id: str, rows: list[dict]) -> None:
+        """All rows of a job in one transaction (a failure row replaces nothing but its own job's rows)."""
+        with self.conn:
+            self.conn.execute("DELETE FROM rows WHERE job = ?", (job_id,))
+            for row in rows:
+                values = [json.dumps(row.get(c)) if isinstance(row.get(c), (dict, list)) else row.get(c) for c in COLUMNS]
+                self.conn.execute(f"INSERT OR REPLACE INTO rows (job, {', '.join(COLUMNS)}) VALUES "
+                                  f"({', '.join('?' * (len(COLUMNS) + 1))})", [job_id, *values])
+
+    def rows(self) -> list[dict]:
+        cur = self.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM rows ORDER BY dataset, contender, seed")
+        return [dict(zip(COLUMNS, r)) for r in cur]
+
+
+def job_id(job) -> str:
+    return f"{job[0]}|{job[1]}|{job[2]}"
+
+
+def failure_rows(job, status: str, error: str) -> list[dict]:
+    """One row per contender the job would have given, each marked failed (never a score)."""
+    dataset, group, seed = job
+    if group.startswith("earlykd:"):
+        from earlykd.decide import POLICIES
+        names = [f"{group}:{p}" for p in POLICIES]
+    else:
+        names = [group]
+    return [{"contender": n, "status": status, "error": error} for n in names]
+
+
+def sweep(todo, store: Store, root: Path, epochs, latency_series: int, timeout: float, retry_failed=False,
+          job_fn=run_job, isolate: bool = True, log=print) -> dict:
+    """Run the jobs not yet stored, each in its own process (isolate=False: in this one, no time limit)."""
+    done = store.done(retry_failed)
+    counts = {"stored": 0, "ok": 0, "failed": 0}
+    for job in todo:
+        if job_id(job) in done:
+            counts["stored"] += 1
+            continue
+        started = time.perf_counter()
+        args = (job, str(root), epochs, latency_series)
+        status, *rest = run_isolated(job_fn, args, timeout) if isolate else _capture(job_fn, args)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        if status == "ok":
+            rows = [{**r, "status": "ok"} for r in rest[0]]
+        else:
+            rows = failure_rows(job, status, rest[0])
+        rows = [{**r, "dataset": job[0], "seed": job[2], "finished_at": stamp} for r in rows]
+        store.put(job_id(job), rows)
+        counts["ok" if status == "ok" else "failed"] += 1
+        log(f"{job_id(job)}: {status} in {time.perf_counter() - started:.0f} s" + (f" ({rest[0]})" if status != "ok" else ""))
+    return counts
+
+
+# -- export ----------------------------------------------------------------------------------------
+def chosen_rows(rows: list[dict]) -> list[dict]:
+    """earlykd:<method>:chosen: per dataset, seed and method, the policy of highest validation HM (ties:
+    validation accuracy, then registry order). Test scores play no part."""
+    from earlykd.decide import POLICIES
+    order = {p: i for i, p in enumerate(POLICIES)}
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["contender"].startswith("earlykd:") and r["status"] == "ok":
+            _, method, policy = r["contender"].split(":")
+            groups.setdefault((r["dataset"], r["seed"], method), []).append((policy, r))
+    out = []
+    for (dataset, seed, method), found in sorted(groups.items()):
+        policy, best = min(found, key=lambda pr: (-pr[1]["val_hm"], -pr[1]["val_accuracy"], order.get(pr[0], 99)))
+        settings = json.loads(best["settings"]) if isinstance(best["settings"], str) else best["settings"]
+        out.append({**best, "contender": f"earlykd:{method}:chosen",
+                    "settings": json.dumps({**settings, "chosen_policy": policy})})
+    return out
+
+
+def export_csv(store: Store, path: Path) -> int:
+    import csv
+    rows = store.rows()
+    rows += chosen_rows(rows)
+    rows.sort(key=lambda r: (r["dataset"], r["contender"], r["seed"]))
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    return len(rows)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--datasets", default=",".join(DATASETS))
+    p.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    p.add_argument("--contenders", default=",".join(PEERS + tuple(f"earlykd:{m}" for m in METHODS)),
+                   help="peers and earlykd:<method> groups (every registered policy)")
+    p.add_argument("--epochs", default=",".join(map(str, EPOCHS)), help="teacher budget, anytime student")
+    p.add_argument("--out", default="benchmarks/results/early")
+    p.add_argument("--timeout", type=float, default=TIMEOUT, help="seconds per job")
+    p.add_argument("--latency-series", type=int, default=LATENCY_SERIES)
+    p.add_argument("--retry-failed", action="store_true", help="run failed and timed-out jobs again")
+    a = p.parse_args(argv)
+    epochs = tuple(int(v) for v in a.epochs.split(","))
+    if len(epochs) != 2:
+        p.error("--epochs takes two numbers: teacher budget, anytime student")
+    contenders = a.contenders.split(",")
+    bad = [c for c in contenders if c not in PEERS and not c.startswith("earlykd:")]
+    if bad:
+        p.error(f"unknown contender {bad[0]!r} (peers: {', '.join(PEERS)}; or earlykd:<method>)")
+    root = Path(a.out).resolve()
+    settings = {"epochs": list(epochs), "teacher": TEACHER, "student": STUDENT, "nonmyopic": NONMYOPIC,
+                "latency_series": a.latency_series}
+    store = Store(root / "results.db", settings)
+    todo = jobs(a.datasets.split(","), [int(s) for s in a.seeds.split(",")], contenders)
+    counts = sweep(todo, store, root, epochs, a.latency_series, a.timeout, a.retry_failed)
+    n = export_csv(store, root / "runs.csv")
+    print(f"{counts['ok']} job(s) ran, {counts['failed']} failed, {counts['stored']} already stored; "
+          f"{n} rows in {root / 'runs.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""Report of the `early` benchmark (benchmarks/early_vs_peers.py) from its runs.csv: per-dataset HM,
+accuracy and earliness, failures, average HM rank, a critical-difference diagram on HM (aeon) and
+accuracy-vs-earliness curves per dataset. Writes summary.md, hm_cd.png and curves.png into the directory;
+a notes.md there is appended verbatim.
+
+    python benchmarks/early_vs_peers_report.py [DIR] [--label TEXT]   (default benchmarks/results/early)
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+import early_vs_peers as bench  # noqa: E402
+
+MIN_CD_DATASETS = 4
+FLOATS = ("accuracy", "earliness", "hm", "fit_seconds", "decision_ms", "decision_ms_max", "val_hm")
+
+
+def load(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        for k in FLOATS:
+            r[k] = float(r[k]) if r.get(k) not in (None, "") else None
+        r["seed"] = int(r["seed"])
+    return rows
+
+
+def order(contenders) -> list[str]:
+    peers = [p for p in bench.PEERS if p in contenders]
+    return peers + sorted(c for c in contenders if c not in peers)
+
+
+def mean_hm(rows, dataset, contender) -> float | None:
+    """Mean test HM over the seeds that ran; None when no seed ran (a failure wins nothing)."""
+    ok = [r["hm"] for r in rows if r["dataset"] == dataset and r["contender"] == contender and r["status"] == "ok"]
+    return float(np.mean(ok)) if ok else None
+
+
+def ranks(rows, contenders, datasets):
+    """(average HM rank per contender, datasets ranked, datasets left out): only datasets on which every
+    contender has a result are ranked (1 = best, ties averaged)."""
+    from scipy.stats import rankdata
+    table, used = [], []
+    for d in datasets:
+        hms = [mean_hm(rows, d, c) for c in contenders]
+        if all(h is not None for h in hms):
+            table.append(rankdata(-np.array(hms)))
+            used.append(d)
+    avg = dict(zip(contenders, np.mean(table, 0))) if table else {}
+    return avg, used, [d for d in datasets if d not in used]
+
+
+def cell(values) -> str:
+    if not values:
+        return "–"
+    return f"{np.mean(values):.3f}" + (f" ± {np.std(values):.3f}" if len(values) > 1 else "")
+
+
+def dataset_table(rows, d, contenders) -> list[str]:
+    lines = [f"### {d}", "", "| contender | HM | accuracy | earliness | seeds ok | fit s | decision ms / step (worst) |",
+             "|---|---|---|---|---|---|---|"]
+    for c in contenders:
+        mine = [r for r in rows if r["dataset"] == d and r["contender"] == c]
+        if not mine:
+            continue
+        ok = [r for r in mine if r["status"] == "ok"]
+        fails = [r for r in mine if r["status"] != "ok"]
+        lat = [r["decision_ms"] for r in ok if r["decision_ms"] is not None]
+        worst = [r["decision_ms_max"] for r in ok if r["decision_ms_max"] is not None]
+        note = "; ".join(sorted({f"{r['status']} (seed {r['seed']}): {r['error']}" for r in fails}))
+        lines.append(f"| {c} | {cell([r['hm'] for r in ok])} | {cell([r['accuracy'] for r in ok])} | "
+                     f"{cell([r['earliness'] for r in ok])} | {len(ok)}/{len(mine)} | "
+                     f"{cell([r['fit_seconds'] for r in ok])} | "
+                     f"{(f'{np.mean(lat):.3f} ({np.max(worst):.1f})' if lat else '–')} |" + (f" {note}" if note else ""))
+    chosen = [r for r in rows if r["dataset"] == d and r["contender"].endswith(":chosen")]
+    if chosen:
+        picks = sorted({f"{r['contender'].split(':')[1]} s{r['seed']}: "
+                        f"{json.loads(r['settings'])['chosen_policy']}" for r in chosen})
+        lines += ["", "Chosen on validation: " + ", ".join(picks) + "."]
+    return lines + [""]
+
+
+def cd_diagram(rows, contenders, used, path: Path) -> str:
+    if len(used) < MIN_CD_DATASETS:
+        return f"No critical-difference diagram: {len(used)} complete dataset(s), {MIN_CD_DATASETS} needed."
+    import matplotlib
+    matplotlib.use("Agg")
+    from aeon.visualisation import plot_critical_difference
+    scores = np.array([[mean_hm(rows, d, c) for c in contenders] for d in used])
+    fig, _ = plot_critical_difference(scores, contenders)
+    fig.savefig(path, bbox_inches="tight", dpi=120)
+    return f"![critical difference on HM]({path.name}) (Wilcoxon–Holm, α = 0.1, {len(used)} datasets)."
+
+
+def curves(rows, datasets, contenders, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    cols = min(3, len(datasets))
+    fig, axes = plt.subplots((len(datasets) + cols - 1) // cols, cols, figsize=(4.2 * cols, 3.6 * ((len(datasets) + cols - 1) // cols)),
+                             squeeze=False)
+    grid = np.linspace(0.01, 1, 100)
+    for ax, d in zip(axes.flat, datasets):
+        for hm in (0.5, 0.6, 0.7, 0.8, 0.9):  # iso-HM lines: accuracy = hm (1 - e) / (2 (1 - e) - hm)
+            acc = hm * (1 - grid) / np.clip(2 * (1 - grid) - hm, 1e-9, None)
+            keep = (acc > 0) & (acc <= 1) & (2 * (1 - grid) > hm)
+            ax.plot(grid[keep], acc[keep], color="0.88", lw=0.8, zorder=0)
+        for c in contenders:
+            ok = [r for r in rows if r["dataset"] == d and r["contender"] == c and r["status"] == "ok"]
+            if not ok:
+                continue
+            if c.endswith(":chosen"):  # the anytime student at every fixed earliness, mean over seeds
+                pts = np.mean([json.loads(r["curve"]) for r in ok], 0)
+                ax.plot(pts[:, 0], pts[:, 1], lw=1, label=f"{c.rsplit(':', 1)[0]} at fixed e")
+            ax.scatter(np.mean([r["earliness"] for r in ok]), np.mean([r["accuracy"] for r in ok]), s=22,
+                       label=c, marker="o" if c.startswith("earlykd") else "s")
+        ax.set(title=d, xlabel="earliness (share seen)", ylabel="test accuracy", xlim=(0, 1), ylim=(0, 1.02))
+    for ax in list(axes.flat)[len(datasets):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, bbox_to_anchor=(0.5, -0.02 - 0.03 * (len(labels) // 3)))
+    fig.tight_layout()
+    fig.savefig(path, bbox_inches="tight", dpi=110)
+    plt.close(fig)
+
+
+def given() -> list[str]:
+    t, s, (te, se) = bench.TEACHER, bench.STUDENT, bench.EPOCHS
+    cuts = ", ".join(f"{p} on {d}: seed {'/'.join(map(str, v))}" for (p, d), v in bench.CUTS.items())
+    nm = ", ".join(f"{k}={v}" for k, v in bench.NONMYOPIC.items())
+    return [
+        "## What each contender was given", "",
+        "- **Data, all contenders:** the bundled UCR/UEA train/test split; the same arrays for everyone. "
+        "JapaneseVowels (7–29 samples) is brought to 29 samples by holding each series' last value (earlykd's "
+        "prefix contract does the same for a series that ended). Earliness = share of the T raw samples seen "
+        "when the decision is made; HM = 2·acc·(1 − e)/(acc + 1 − e).",
+        f"- **earlykd:<method>:<policy>:** a teacher ({t['arch'].upper()}, {t['layers']} layers, width {t['hidden']}, "
+        f"epochs chosen by 5-fold CV within a {te}-epoch budget, then refit) and one anytime student "
+        f"({s['arch'].upper()}, width {s['hidden']}, {se} epochs, 20 earliness levels 0.05 … 1.0, {s['mode']} "
+        "prefixes) per method, trained with `earlykd.early.run.train_early`; every registered policy calibrated "
+        "on the validation split (20 % of the training split, stratified, split seed 0), so earlykd trains on "
+        "80 % of what the peers train on. `earlykd:<method>:chosen` is the policy of highest validation HM "
+        "(ties: validation accuracy) for that dataset, seed and method; test scores play no part. fit_seconds: "
+        "the anytime student's run (training, calibration, test evaluation), plus the teacher's (CV and refit) "
+        "for methods that distil; Base does not use the teacher.",
+        "- **teaser:** aeon `TEASER()` with its defaults (random_state = seed), fit on the whole training split.",
+        "- **probability_threshold:** aeon `ProbabilityThresholdEarlyClassifier()` with its defaults (DrCIF, "
+        "probability 0.85, 1 consecutive prediction, random_state = seed), fit on the whole training split.",
+        f"- **nonmyopic:** tslearn `NonMyopicEarlyClassifier({nm}, random_state=seed)`: the documented defaults "
+        "(n_clusters 2, a 1-NN Euclidean classifier per time step), fit on the whole training split. With a time "
+        "cost of 1 per step and misclassification costs below 1, waiting never pays: it decides at or near "
+        "min_t (see the earliness column).",
+        f"- **Cuts** (defaults too slow for 2 cores on the long datasets): {cuts}; every other pair runs seeds "
+        f"{'/'.join(map(str, bench.SEEDS))}. Each job has a {bench.TIMEOUT // 3600} h limit; a job past it is a "
+        "`timeout` row.",
+        "- **Failures** are rows with status `failed` or `timeout` and their one-line error; they score nothing and "
+        "win nothing: a dataset where a ranked contender has no result is left out of that ranking.",
+        "- **decision_ms:** wall ms of decision work per new time step, averaged over the steps a stream takes "
+        f"until the contender decides ({bench.LATENCY_SERIES} test series, one at a time, 1 thread). earlykd: "
+        "`EarlyClassifier.update_predict` with every new sample. aeon peers: `update_predict` at each of their "
+        "classification points (aeon refuses other lengths; steps in between cost nothing). NonMyopic: its own "
+        "per-step rule (expected future costs of the prefix, then the 1-NN at that step when it stops). "
+        "Worst single step in brackets.",
+        "- Every job runs in its own process with 1 thread (torch, OpenMP, BLAS, numba) on a 2-core machine "
+        "shared with other work; times are indicative.", ""]
+
+
+def summary(rows, label: str, out: Path) -> str:
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    contenders = order({r["contender"] for r in rows})
+    lines = [f"# Early classification against the peers{f' — {label}' if label else ''}", ""]
+    if not rows:
+        lines += ["No rows yet: the suite has not been run here.", ""]
+    else:
+        head = [c for c in contenders if c in bench.PEERS or c.endswith(":chosen")]
+        avg, used, left = ranks(rows, head, datasets)
+        avg_all, used_all, _ = ranks(rows, contenders, datasets)
+        lines += ["## Average HM rank", "",
+                  f"Peers and the policy chosen on validation, over {len(used)} dataset(s) where all have a result"
+                  + (f" (left out: {', '.join(left)})" if left else "") + ":", "",
+                  "| contender | average HM rank |", "|---|---|"]
+        lines += [f"| {c} | {avg[c]:.2f} |" for c in sorted(avg, key=avg.get)]
+        lines += ["", f"Every contender, over {len(used_all)} dataset(s): " +
+                  ", ".join(f"{c} {avg_all[c]:.2f}" for c in sorted(avg_all, key=avg_all.get)) + ".", ""]
+        for c in [c for c in head if c.endswith(":chosen")]:
+            wins = [d for d in datasets if mean_hm(rows, d, c) is not None and
+                    any(mean_hm(rows, d, p) is not None for p in bench.PEERS) and
+                    mean_hm(rows, d, c) >= max(h for p in bench.PEERS if (h := mean_hm(rows, d, p)) is not None)]
+            lines.append(f"- {c} is at or above the best peer that ran on {len(wins)} of {len(datasets)} "
+                         f"dataset(s){': ' + ', '.join(wins) if wins else ''}.")
+        lines += ["", "## Critical difference on HM", "", cd_diagram(rows, head, used, out / "hm_cd.png"), "",
+                  "## Per dataset (test split; mean ± std over the seeds that ran)", ""]
+        for d in datasets:
+            lines += dataset_table(rows, d, contenders)
+        curves(rows, datasets, contenders, out / "curves.png")
+        lines += ["## Accuracy against earliness", "", "![accuracy against earliness](curves.png)", "",
+                  "Points: each contender's decisions (mean over seeds). Lines: the anytime student's test accuracy "
+                  "at every fixed earliness level; grey: iso-HM lines 0.5 … 0.9.", ""]
+    lines += given()
+    notes = out / "notes.md"
+    if notes.is_file():
+        lines += [notes.read_text().rstrip(), ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("dir", nargs="?", default="benchmarks/results/early")
+    p.add_argument("--label", default="", help="e.g. 'slice, not the suite result'")
+    a = p.parse_args(argv)
+    out = Path(a.dir)
+    rows = load(out / "runs.csv") if (out / "runs.csv").is_file() else []
+    (out / "summary.md").write_text(summary(rows, a.label, out))
+    print(f"wrote {out / 'summary.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Bookkeeping of the `early` benchmark runner (benchmarks/early_vs_peers.py): failure rows, resume, timeouts,
+the validation-only choice and the CSV export. Fake contenders on UnitTest; no network."""
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import early_vs_peers as bench  # noqa: E402
+
+CALLS = []
+
+
+def fake_job(job, root, epochs, latency_series):
+    """A cheap contender: 'broken' raises like a peer that breaks inside its library, the rest score."""
+    dataset, group, seed = job
+    CALLS.append(job)
+    if group == "broken":
+        raise ZeroDivisionError("float division by zero")
+    if group == "slow":
+        time.sleep(30)
+    if group.startswith("earlykd:"):
+        return [{"contender": f"{group}:{p}", "accuracy": acc, "earliness": 0.5, "hm": hm, "fit_seconds": 1.0,
+                 "decision_ms": 0.1, "val_hm": val, "val_accuracy": 0.9, "settings": {}, "curve": [[1.0, acc]]}
+                for p, acc, hm, val in (("threshold", 0.9, 0.64, 0.7), ("calibrated", 1.0, 0.67, 0.6))]
+    return [{"contender": group, "accuracy": 0.8, "earliness": 0.4, "hm": 0.69, "fit_seconds": 2.0, "decision_ms": 0.2}]
+
+
+def sweep(tmp_path, contenders, isolate=False, timeout=60.0, **kw):
+    store = bench.Store(tmp_path / "results.db", {"test": 1})
+    todo = bench.jobs(["UnitTest"], [0], contenders)
+    return store, bench.sweep(todo, store, tmp_path, (1, 1), 1, timeout, job_fn=fake_job, isolate=isolate,
+                              log=lambda _: None, **kw)
+
+
+def test_a_peer_that_raises_is_a_failure_row_and_resume_skips_stored_rows(tmp_path):
+    CALLS.clear()
+    store, counts = sweep(tmp_path, ["broken", "teaser", "earlykd:kd"])
+    assert counts == {"stored": 0, "ok": 2, "failed": 1}
+    rows = {r["contender"]: r for r in store.rows()}
+    assert rows["broken"]["status"] == "failed" and rows["broken"]["hm"] is None
+    assert rows["broken"]["error"] == "ZeroDivisionError: float division by zero"
+    assert rows["teaser"]["status"] == "ok" and rows["teaser"]["hm"] == pytest.approx(0.69)
+    assert {"earlykd:kd:threshold", "earlykd:kd:calibrated"} <= set(rows)
+
+    CALLS.clear()
+    _, counts = sweep(tmp_path, ["broken", "teaser", "earlykd:kd"])
+    assert counts == {"stored": 3, "ok": 0, "failed": 0} and not CALLS       # nothing ran again
+    _, counts = sweep(tmp_path, ["broken", "teaser", "earlykd:kd"], retry_failed=True)
+    assert CALLS == [("UnitTest", "broken", 0)] and counts["failed"] == 1   # only the failure is retried
+    assert len(store.rows()) == 4
+
+
+def test_export_adds_the_policy_chosen_on_validation_only(tmp_path):
+    store, _ = sweep(tmp_path, ["broken", "earlykd:kd"])
+    assert bench.export_csv(store, tmp_path / "runs.csv") == 4
+    with open(tmp_path / "runs.csv", newline="") as fh:
+        rows = {r["contender"]: r for r in csv.DictReader(fh)}
+    assert list(next(iter(rows.values())))[:8] == ["dataset", "contender", "seed", "accuracy", "earliness", "hm",
+                                                  "fit_seconds", "decision_ms"]
+    chosen = rows["earlykd:kd:chosen"]
+    assert float(chosen["hm"]) == pytest.approx(0.64)   # threshold: best on validation, though worse on test
+    assert '"chosen_policy": "threshold"' in chosen["settings"]
+    assert rows["broken"]["status"] == "failed"
+
+
+def test_a_job_past_its_time_limit_is_a_timeout_row(tmp_path):
+    store, counts = sweep(tmp_path, ["slow"], isolate=True, timeout=3.0)
+    assert counts["failed"] == 1
+    (row,) = store.rows()
+    assert row["status"] == "timeout" and "3 s" in row["error"]
+
+
+def test_other_settings_in_the_same_database_are_refused(tmp_path):
+    bench.Store(tmp_path / "results.db", {"epochs": [1, 1]})
+    with pytest.raises(SystemExit, match="other settings"):
+        bench.Store(tmp_path / "results.db", {"epochs": [2, 2]})
+
+
+def test_cuts_give_fewer_seeds_only_where_stated():
+    todo = bench.jobs(["GunPoint", "ACSF1"], [0, 1, 2], ["teaser", "nonmyopic"])
+    assert sum(1 for d, g, _ in todo if (d, g) == ("ACSF1", "teaser")) == len(bench.CUTS[("teaser", "ACSF1")])
+    assert sum(1 for d, g, _ in todo if (d, g) == ("GunPoint", "teaser")) == 3
+    assert sum(1 for d, g, _ in todo if g == "nonmyopic") == 6
+
+
+def test_unequal_lengths_are_held_at_the_last_value(monkeypatch):
+    import numpy as np
+
+    import earlykd.data
+    from earlykd.data import RawData
+    series = [np.array([[1.0, 2.0, 3.0]]), np.array([[4.0, 5.0]])]
+    monkeypatch.setattr(earlykd.data, "load_raw", lambda cfg: RawData("u", series, np.array(["a", "b"]),
+                                                                      series[1:], np.array(["b"]), "test"))
+    X, y, Xt, yt = bench.arrays("u")
+    assert X.tolist() == [[[1, 2, 3]], [[4, 5, 5]]] and Xt.tolist() == [[[4, 5, 5]]] and list(yt) == ["b"]
