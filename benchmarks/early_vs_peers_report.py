@@ -112,15 +112,16 @@ def curves(rows, datasets, contenders, path: Path) -> None:
             acc = hm * (1 - grid) / np.clip(2 * (1 - grid) - hm, 1e-9, None)
             keep = (acc > 0) & (acc <= 1) & (2 * (1 - grid) > hm)
             ax.plot(grid[keep], acc[keep], color="0.88", lw=0.8, zorder=0)
-        for c in contenders:
+        for i, c in enumerate(contenders):
             ok = [r for r in rows if r["dataset"] == d and r["contender"] == c and r["status"] == "ok"]
             if not ok:
                 continue
+            color = plt.cm.tab10(i % 10)
             if c.endswith(":chosen"):  # the anytime student at every fixed earliness, mean over seeds
                 pts = np.mean([json.loads(r["curve"]) for r in ok], 0)
-                ax.plot(pts[:, 0], pts[:, 1], lw=1, label=f"{c.rsplit(':', 1)[0]} at fixed e")
+                ax.plot(pts[:, 0], pts[:, 1], lw=1, color=color, label=f"{c.rsplit(':', 1)[0]} at fixed e")
             ax.scatter(np.mean([r["earliness"] for r in ok]), np.mean([r["accuracy"] for r in ok]), s=22,
-                       label=c, marker="o" if c.startswith("earlykd") else "s")
+                       color=color, label=c, marker="o" if c.startswith("earlykd") else "s")
         ax.set(title=d, xlabel="earliness (share seen)", ylabel="test accuracy", xlim=(0, 1), ylim=(0, 1.02))
     for ax in list(axes.flat)[len(datasets):]:
         ax.axis("off")
