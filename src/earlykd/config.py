@@ -42,6 +42,11 @@ DEFAULTS: dict[str, Any] = {
         "progress": True,
     },
     "ensemble": {"size": 1, "combine": "mean"},  # teachers: seeds per architecture; mean of members or the best
+    "early": {                    # `earlykd early`: how the anytime student draws (series, earliness) pairs
+        "sampling": "uniform",    # uniform (one level per batch, every series once) | aria (docs/early.md)
+        "aria": {"bins": 10, "groups": "auto", "clusters": 4, "eps": 0.2, "beta": 0.1, "temperature": 1.0,
+                 "warmup_share": 0.1, "weights": False, "clip": 5.0, "normalise": False},
+    },
     "teacher": None,              # run directory of the teacher (students only)
     "out": None,
 }
@@ -203,6 +208,8 @@ def validate(cfg: dict) -> None:
     check(t["select"] in (None, "cv", "loss", "acc_loss"), f"train.select must be cv, loss or acc_loss, got {t['select']!r}")
     check(t["device"] in ("auto", "cpu", "cuda") or str(t["device"]).startswith("cuda:"),
           f"train.device must be auto, cpu, cuda or cuda:N, got {t['device']!r}")
+    check(cfg["early"]["sampling"] in ("uniform", "aria"),
+          f"early.sampling must be uniform or aria, got {cfg['early']['sampling']!r}")
     for key in ("warmup", "patience", "min_epochs"):
         value = t[key]
         check(value is None or (isinstance(value, int) and value >= 0),
@@ -212,5 +219,7 @@ def validate(cfg: dict) -> None:
 def config_hash(cfg: dict, drop: tuple[str, ...] = ("out",)) -> str:
     """Stable hash of the settings that change results (not where they are written)."""
     core = {k: v for k, v in cfg.items() if k not in drop}
+    if core.get("early") == DEFAULTS["early"]:
+        del core["early"]  # the default sampling leaves every hash as it was before the key existed
     core["train"] = {k: v for k, v in core["train"].items() if k not in ("progress", "device", "threads")}
     return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:12]

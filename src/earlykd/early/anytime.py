@@ -95,8 +95,14 @@ class LevelSplit:
 
 def train_anytime(data: Prepared, outputs: dict[str, TeacherOutputs] | None, method: str, options: dict,
                   model_cfg: dict, train_cfg: dict, levels: list[float], mode: str, channels: list[int] | None,
-                  device: torch.device, state_path=None, resume: bool = False, desc: str = ""):
-    """-> (distiller with the selected student, FitResult, validation LevelSplit)."""
+                  device: torch.device, state_path=None, resume: bool = False, desc: str = "",
+                  aria: dict | None = None):
+    """-> (distiller with the selected student, FitResult, validation LevelSplit[, AriaSampler]).
+
+    `aria` (None: one uniformly drawn level per batch, every series once per epoch) switches to
+    region-adaptive draws: {"config": early.aria options, "guide": the teacher's full-series outputs per
+    split (train fits the regions; val, when given, measures the true per-region discrepancy in traces),
+    "ambiguity": optional (levels, train cases) teacher discrepancy for normalisation}."""
     torch.manual_seed(train_cfg["seed"])
     train = LevelSplit.of(data, "train", levels, mode, channels, outputs["train"] if outputs else None)
     val = LevelSplit.of(data, "val", levels, mode, channels)
@@ -104,8 +110,31 @@ def train_anytime(data: Prepared, outputs: dict[str, TeacherOutputs] | None, met
                           model_cfg["hidden"])
     dims = outputs["train"].dims if outputs else None
     distiller = build_method(method, student, dims, options, train_cfg["warmup"])
+    source = train
+    if aria is not None:
+        source = _aria_sampler(aria, data, train, val, levels, distiller, train_cfg, state_path)
     trainer = Trainer(distiller, train_cfg, device, state_path, desc=desc)
     if resume and state_path is not None and state_path.exists():
         trainer.load_state(state_path)
-    fit: FitResult = trainer.fit(train, val)
-    return distiller, fit, val
+        if aria is not None:
+            source.resume(trainer.epoch)
+    fit: FitResult = trainer.fit(source, val)
+    return (distiller, fit, val) if aria is None else (distiller, fit, val, source)
+
+
+def _aria_sampler(aria: dict, data: Prepared, train: LevelSplit, val: LevelSplit, levels: list[float], distiller,
+                  train_cfg: dict, state_path):
+    from .aria import AriaConfig, AriaSampler, Regions
+    cfg, guide = AriaConfig.of(aria.get("config")), aria["guide"]
+    regions = Regions(cfg, levels, guide["train"].feature, data.labels["train"], train_cfg["seed"])
+    held_out = None
+    if guide.get("val") is not None and len(val):
+        group = regions.assign(guide["val"].feature, data.labels["val"])
+        held_out = {"views": val.views, "teacher": guide["val"].logits, "regions": regions.of(group),
+                    "model": distiller.student}
+    every = train_cfg.get("checkpoint_every") or 0
+    snapshot = state_path.with_name("aria_state.json") if state_path is not None and every else None
+    sampler = AriaSampler(train, regions, cfg, guide["train"].logits, train_cfg["epochs"], aria.get("ambiguity"),
+                          held_out, snapshot, every, trace_every=max(1, train_cfg["epochs"] // 10))
+    sampler.attach(distiller)
+    return sampler

@@ -18,6 +18,12 @@ def add_commands(sub, commands: dict) -> None:
     p.add_argument("--policy", default="threshold",
                    help="stopping policies to calibrate, comma-separated; the first is the run's default "
                    "(threshold, calibrated; default threshold)")
+    p.add_argument("--sampling", choices=["uniform", "aria"],
+                   help="how batches draw (series, earliness): uniform (default: one level per batch, every series "
+                   "once per epoch) or aria (region-adaptive, see docs/early.md; settings: --aria or early.aria.*)")
+    p.add_argument("--aria", action="append", default=[], metavar="KEY=VALUE",
+                   help="ARIA setting: bins, groups, clusters, eps, beta, temperature, warmup_share, weights, clip, "
+                   "normalise")
     p.add_argument("--levels", help="earliness levels, comma-separated (default 0.05,0.10,...,1.0; 1.0 always added)")
     p.add_argument("--mode", choices=["stretch", "truncate"], help="prefix mode (default stretch)")
     p.add_argument("--arch", help="student architecture (default: the teacher's)")
@@ -48,6 +54,12 @@ def cmd_early(a) -> None:
         if "=" not in item:
             raise EarlykdError(f"--option expects key=value, got '{item}'")
         sets.append("method.options." + item)
+    for item in a.aria:
+        if "=" not in item:
+            raise EarlykdError(f"--aria expects key=value, got '{item}'")
+        sets.append("early.aria." + item)
+    if a.sampling is not None:
+        sets.append(f"early.sampling={a.sampling}")
     cfg = api.make_config(a.config, sets, teacher=a.teacher, **options)
     policies = [p.strip() for p in a.policy.split(",") if p.strip()]
     run = train_early(cfg, a.levels, policies, a.resume)

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from .. import __version__, runs, threads
-from ..config import config_hash
+from ..config import DEFAULTS, config_hash
 from ..decide import Policy, build_policy, policy_class
 from ..distill.base import method_class
 from ..errors import EarlykdError, check
@@ -25,6 +25,7 @@ from ..teacher import Teacher
 from ..train import load_model, save_model
 from ..train.checkpoint import write_json
 from .anytime import LevelSplit, checkpoints, parse_levels, student_train_cfg, train_anytime
+from .aria import AriaConfig
 from .decider import Decider
 
 DECIDE_FILE = "decide.json"
@@ -56,6 +57,9 @@ def train_early(cfg: dict, levels=None, policies: list[str] = ("threshold",), re
     if model["arch"] is None:
         model = {k: teacher.model_cfg[k] if v is None else v for k, v in model.items()}
     build_model(model["arch"], 1, 2, model["layers"], model["hidden"])  # fail fast
+    early = cfg.get("early") or DEFAULTS["early"]
+    if early["sampling"] == "aria":
+        AriaConfig.of(early.get("aria"))  # fail fast
     data = runs.load_prepared(teacher.cfg["data"])
     check(len(data.labels["val"]) > 0, "stopping policies are calibrated on validation: the validation split is empty")
     teacher.check_data(data)
@@ -70,10 +74,16 @@ def train_early(cfg: dict, levels=None, policies: list[str] = ("threshold",), re
     (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     outputs = teacher.outputs(data, device)
     started = time.perf_counter()
-    distiller, fit, val = train_anytime(data, outputs if method_cls.needs_teacher else None, method_cls.name,
-                                        cfg["method"]["options"], model, train_cfg, levels, prefix["mode"],
-                                        prefix["channels"], device, out / runs.STATE_FILE, resume,
-                                        desc=f"anytime {data.name} {model['arch']} {method_cls.name}")
+    aria = None
+    if early["sampling"] == "aria":
+        aria = {"config": early["aria"], "guide": outputs}
+        if AriaConfig.of(early["aria"]).normalise:
+            aria["ambiguity"] = teacher_ambiguity(teacher, data, levels, prefix["mode"], outputs["train"], device)
+    fitted = train_anytime(data, outputs if method_cls.needs_teacher else None, method_cls.name,
+                           cfg["method"]["options"], model, train_cfg, levels, prefix["mode"], prefix["channels"],
+                           device, out / runs.STATE_FILE, resume,
+                           desc=f"anytime {data.name} {model['arch']} {method_cls.name}", aria=aria)
+    distiller, fit, val = fitted[:3]
     student = distiller.student.cpu().eval()
     meta = {"kind": "anytime", "classes": data.classes, "length": data.length, "reference_length": data.reference_length,
             "equal_length": data.equal_length, "prefix": prefix, "data_fingerprint": data.fingerprint()}
@@ -95,13 +105,27 @@ def train_early(cfg: dict, levels=None, policies: list[str] = ("threshold",), re
         "wall_seconds": round(time.perf_counter() - started, 3), "peak_memory_mb": round(fit.peak_memory_mb, 1),
         "val": fit.history[fit.best_epoch] if fit.best_epoch is not None and fit.history else {},
         "policies_val": {name: p.validation for name, p in chosen.items()},
-        **scores, "history": fit.history,
+        **scores, "history": fit.history, "sampling": early["sampling"],
     }
+    if aria is not None:
+        sampler = fitted[3]
+        record["aria"] = {"config": early["aria"], "regions": sampler.regions.describe(), "trace": sampler.trace}
     write_json(out / DECIDE_FILE, {"default": policies[0], "policies": {n: p.to_dict() for n, p in chosen.items()}})
     write_json(out / runs.METRICS_FILE, scores)
     write_json(out / runs.RUN_FILE, record)
     (out / runs.STATE_FILE).unlink(missing_ok=True)
+    (out / "aria_state.json").unlink(missing_ok=True)
     return runs.Run(out, record)
+
+
+def teacher_ambiguity(teacher: Teacher, data, levels: list[float], mode: str, full, device) -> np.ndarray:
+    """(levels, train cases) KL(teacher on the full series || teacher on the prefix): how much the prefix
+    alone leaves open, for ARIA's optional normalisation."""
+    from ..train import predict_logits
+    from .aria import kl_per_sample
+    model = teacher.model()[0].to(device).eval()
+    return np.stack([kl_per_sample(full.logits.to(device), predict_logits(model, data.view("train", e, mode).to(device)))
+                     .cpu().numpy() for e in levels])
 
 
 def scores_on_test(logits: np.ndarray, y: np.ndarray, teacher_logits: torch.Tensor, levels: list[float],
