@@ -41,6 +41,7 @@ def load_stream_decider(run_dir: str | Path, policy: str | None = None) -> Decid
     check(policy is None, f"{run_dir}: --policy applies to `earlykd early` runs; a per-earliness student "
                           "classifies once its trained prefix has arrived")
     model, meta, tensors = load_model(Path(run_dir) / runs.MODEL_FILE)
+    check(meta.get("reference_length"), f"{run_dir}: trained before the prefix contract; train it again")
     prefix = meta["prefix"]
     # one checkpoint, the last: the policy never has a choice, the series is classified there
     return Decider(model, build_policy("threshold"), [prefix["earliness"]], prefix["mode"], prefix["channels"],
