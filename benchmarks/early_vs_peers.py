@@ -8,10 +8,12 @@ wall-clock limit); its rows land in a SQLite database the moment it ends, and a 
 
     python benchmarks/early_vs_peers.py                      # the full suite into benchmarks/results/early
     python benchmarks/early_vs_peers.py --datasets GunPoint --seeds 0 --epochs 20,20 --out DIR
+    python benchmarks/early_vs_peers_report.py [DIR]            # summary.md, hm_cd.png, curves.png
 """
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import multiprocessing
 import os
@@ -61,7 +63,10 @@ def data_files(name: str, root: Path) -> tuple[str, str]:
         X, y, Xt, yt = arrays(name)
         for path, (a, b) in zip(paths, ((X, y), (Xt, yt))):
             path.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(path, X=a, y=b.astype(str))
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            with open(tmp, "wb") as fh:
+                np.savez(fh, X=a, y=b.astype(str))
+            os.replace(tmp, path)  # whole or absent, whatever runs beside it
     return str(paths[0]), str(paths[1])
 
 
@@ -143,8 +148,15 @@ def _latency(measure, model, X) -> tuple:
 
 # -- earlykd ---------------------------------------------------------------------------------------
 def _teacher(dataset: str, seed: int, root: Path, epochs: int):
-    from earlykd import api, runs
     out = root / "runs" / dataset / f"s{seed}" / "teacher"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / ".teacher.lock", "w") as lock:  # jobs in parallel share one teacher
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _teacher_locked(out, dataset, seed, root, epochs)
+
+
+def _teacher_locked(out: Path, dataset: str, seed: int, root: Path, epochs: int):
+    from earlykd import api, runs
     if (out / runs.RUN_FILE).is_file():
         record = runs.read_run(out)[1]
         wall = out / "wall.json"
@@ -328,26 +340,31 @@ def failure_rows(job, status: str, error: str) -> list[dict]:
 
 
 def sweep(todo, store: Store, root: Path, epochs, latency_series: int, timeout: float, retry_failed=False,
-          job_fn=run_job, isolate: bool = True, log=print) -> dict:
-    """Run the jobs not yet stored, each in its own process (isolate=False: in this one, no time limit)."""
+          job_fn=run_job, isolate: bool = True, workers: int = 1, log=print) -> dict:
+    """Run the jobs not yet stored, each in its own process, `workers` at a time (isolate=False: in this
+    process, one at a time, no time limit). Rows are stored by this thread as each job ends."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
     done = store.done(retry_failed)
     counts = {"stored": 0, "ok": 0, "failed": 0}
-    for job in todo:
-        if job_id(job) in done:
-            counts["stored"] += 1
-            continue
+    pending = [job for job in todo if job_id(job) not in done]
+    counts["stored"] = len(todo) - len(pending)
+
+    def one(job):
         started = time.perf_counter()
         args = (job, str(root), epochs, latency_series)
-        status, *rest = run_isolated(job_fn, args, timeout) if isolate else _capture(job_fn, args)
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-        if status == "ok":
-            rows = [{**r, "status": "ok"} for r in rest[0]]
-        else:
-            rows = failure_rows(job, status, rest[0])
-        rows = [{**r, "dataset": job[0], "seed": job[2], "finished_at": stamp} for r in rows]
-        store.put(job_id(job), rows)
-        counts["ok" if status == "ok" else "failed"] += 1
-        log(f"{job_id(job)}: {status} in {time.perf_counter() - started:.0f} s" + (f" ({rest[0]})" if status != "ok" else ""))
+        result = run_isolated(job_fn, args, timeout) if isolate else _capture(job_fn, args)
+        return result, time.perf_counter() - started
+
+    with ThreadPoolExecutor(max(1, workers) if isolate else 1) as pool:
+        futures = {pool.submit(one, job): job for job in pending}
+        for future in as_completed(futures):
+            job = futures[future]
+            (status, *rest), seconds = future.result()
+            rows = [{**r, "status": "ok"} for r in rest[0]] if status == "ok" else failure_rows(job, status, rest[0])
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+            store.put(job_id(job), [{**r, "dataset": job[0], "seed": job[2], "finished_at": stamp} for r in rows])
+            counts["ok" if status == "ok" else "failed"] += 1
+            log(f"{job_id(job)}: {status} in {seconds:.0f} s" + (f" ({rest[0]})" if status != "ok" else ""))
     return counts
 
 
@@ -394,6 +411,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="benchmarks/results/early")
     p.add_argument("--timeout", type=float, default=TIMEOUT, help="seconds per job")
     p.add_argument("--latency-series", type=int, default=LATENCY_SERIES)
+    p.add_argument("--workers", type=int, default=1, help="jobs at a time, each one process of 1 thread")
     p.add_argument("--retry-failed", action="store_true", help="run failed and timed-out jobs again")
     a = p.parse_args(argv)
     epochs = tuple(int(v) for v in a.epochs.split(","))
@@ -408,7 +426,7 @@ def main(argv=None) -> int:
                 "latency_series": a.latency_series}
     store = Store(root / "results.db", settings)
     todo = jobs(a.datasets.split(","), [int(s) for s in a.seeds.split(",")], contenders)
-    counts = sweep(todo, store, root, epochs, a.latency_series, a.timeout, a.retry_failed)
+    counts = sweep(todo, store, root, epochs, a.latency_series, a.timeout, a.retry_failed, workers=a.workers)
     n = export_csv(store, root / "runs.csv")
     print(f"{counts['ok']} job(s) ran, {counts['failed']} failed, {counts['stored']} already stored; "
           f"{n} rows in {root / 'runs.csv'}")

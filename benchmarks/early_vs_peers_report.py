@@ -57,15 +57,15 @@ def ranks(rows, contenders, datasets):
     return avg, used, [d for d in datasets if d not in used]
 
 
-def cell(values) -> str:
+def cell(values, digits: int = 3) -> str:
     if not values:
         return "–"
-    return f"{np.mean(values):.3f}" + (f" ± {np.std(values):.3f}" if len(values) > 1 else "")
+    return f"{np.mean(values):.{digits}f}" + (f" ± {np.std(values):.{digits}f}" if len(values) > 1 else "")
 
 
 def dataset_table(rows, d, contenders) -> list[str]:
-    lines = [f"### {d}", "", "| contender | HM | accuracy | earliness | seeds ok | fit s | decision ms / step (worst) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [f"### {d}", "", "| contender | HM | accuracy | earliness | seeds ok | fit s | decision ms / step (worst) "
+             "| failures |", "|---|---|---|---|---|---|---|---|"]
     for c in contenders:
         mine = [r for r in rows if r["dataset"] == d and r["contender"] == c]
         if not mine:
@@ -77,8 +77,8 @@ def dataset_table(rows, d, contenders) -> list[str]:
         note = "; ".join(sorted({f"{r['status']} (seed {r['seed']}): {r['error']}" for r in fails}))
         lines.append(f"| {c} | {cell([r['hm'] for r in ok])} | {cell([r['accuracy'] for r in ok])} | "
                      f"{cell([r['earliness'] for r in ok])} | {len(ok)}/{len(mine)} | "
-                     f"{cell([r['fit_seconds'] for r in ok])} | "
-                     f"{(f'{np.mean(lat):.3f} ({np.max(worst):.1f})' if lat else '–')} |" + (f" {note}" if note else ""))
+                     f"{cell([r['fit_seconds'] for r in ok], 1)} | "
+                     f"{(f'{np.mean(lat):.3f} ({np.max(worst):.1f})' if lat else '–')} | {note or ''} |")
     chosen = [r for r in rows if r["dataset"] == d and r["contender"].endswith(":chosen")]
     if chosen:
         picks = sorted({f"{r['contender'].split(':')[1]} s{r['seed']}: "
@@ -126,16 +126,16 @@ def curves(rows, datasets, contenders, path: Path) -> None:
     for ax in list(axes.flat)[len(datasets):]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, bbox_to_anchor=(0.5, -0.02 - 0.03 * (len(labels) // 3)))
     fig.tight_layout()
+    fig.legend(handles, labels, loc="upper center", ncol=3, fontsize=7, bbox_to_anchor=(0.5, 0.0))
     fig.savefig(path, bbox_inches="tight", dpi=110)
     plt.close(fig)
 
 
-def given() -> list[str]:
-    t, s, (te, se) = bench.TEACHER, bench.STUDENT, bench.EPOCHS
+def given(settings: dict) -> list[str]:
+    t, s, (te, se) = settings["teacher"], settings["student"], settings["epochs"]
     cuts = ", ".join(f"{p} on {d}: seed {'/'.join(map(str, v))}" for (p, d), v in bench.CUTS.items())
-    nm = ", ".join(f"{k}={v}" for k, v in bench.NONMYOPIC.items())
+    nm = ", ".join(f"{k}={v}" for k, v in settings["nonmyopic"].items())
     return [
         "## What each contender was given", "",
         "- **Data, all contenders:** the bundled UCR/UEA train/test split; the same arrays for everyone. "
@@ -164,13 +164,24 @@ def given() -> list[str]:
         "- **Failures** are rows with status `failed` or `timeout` and their one-line error; they score nothing and "
         "win nothing: a dataset where a ranked contender has no result is left out of that ranking.",
         "- **decision_ms:** wall ms of decision work per new time step, averaged over the steps a stream takes "
-        f"until the contender decides ({bench.LATENCY_SERIES} test series, one at a time, 1 thread). earlykd: "
+        f"until the contender decides ({settings['latency_series']} test series, one at a time, 1 thread). earlykd: "
         "`EarlyClassifier.update_predict` with every new sample. aeon peers: `update_predict` at each of their "
         "classification points (aeon refuses other lengths; steps in between cost nothing). NonMyopic: its own "
         "per-step rule (expected future costs of the prefix, then the 1-NN at that step when it stops). "
         "Worst single step in brackets.",
         "- Every job runs in its own process with 1 thread (torch, OpenMP, BLAS, numba) on a 2-core machine "
         "shared with other work; times are indicative.", ""]
+
+
+def settings_of(out: Path) -> dict:
+    """The settings the runner stored with the rows (the runner's defaults when there are none yet)."""
+    import sqlite3
+    default = {"epochs": list(bench.EPOCHS), "teacher": bench.TEACHER, "student": bench.STUDENT,
+               "nonmyopic": bench.NONMYOPIC, "latency_series": bench.LATENCY_SERIES}
+    if not (out / "results.db").is_file():
+        return default
+    found = sqlite3.connect(out / "results.db").execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
+    return json.loads(found[0]) if found else default
 
 
 def summary(rows, label: str, out: Path) -> str:
@@ -204,7 +215,7 @@ def summary(rows, label: str, out: Path) -> str:
         lines += ["## Accuracy against earliness", "", "![accuracy against earliness](curves.png)", "",
                   "Points: each contender's decisions (mean over seeds). Lines: the anytime student's test accuracy "
                   "at every fixed earliness level; grey: iso-HM lines 0.5 … 0.9.", ""]
-    lines += given()
+    lines += given(settings_of(out))
     notes = out / "notes.md"
     if notes.is_file():
         lines += [notes.read_text().rstrip(), ""]

@@ -68,6 +68,13 @@ def test_export_adds_the_policy_chosen_on_validation_only(tmp_path):
     assert rows["broken"]["status"] == "failed"
 
 
+def test_jobs_in_parallel_processes_store_their_rows_and_failures(tmp_path):
+    store, counts = sweep(tmp_path, ["broken", "nonmyopic"], isolate=True, workers=2)
+    assert counts == {"stored": 0, "ok": 1, "failed": 1}
+    status = {r["contender"]: (r["status"], r["error"]) for r in store.rows()}
+    assert status == {"broken": ("failed", "ZeroDivisionError: float division by zero"), "nonmyopic": ("ok", None)}
+
+
 def test_a_job_past_its_time_limit_is_a_timeout_row(tmp_path):
     store, counts = sweep(tmp_path, ["slow"], isolate=True, timeout=3.0)
     assert counts["failed"] == 1
