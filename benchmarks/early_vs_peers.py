@@ -422,8 +422,9 @@ def main(argv=None) -> int:
     if bad:
         p.error(f"unknown contender {bad[0]!r} (peers: {', '.join(PEERS)}; or earlykd:<method>)")
     root = Path(a.out).resolve()
+    from earlykd.decide import POLICIES
     settings = {"epochs": list(epochs), "teacher": TEACHER, "student": STUDENT, "nonmyopic": NONMYOPIC,
-                "latency_series": a.latency_series}
+                "latency_series": a.latency_series, "policies": sorted(POLICIES)}  # a new policy: a new database
     store = Store(root / "results.db", settings)
     todo = jobs(a.datasets.split(","), [int(s) for s in a.seeds.split(",")], contenders)
     counts = sweep(todo, store, root, epochs, a.latency_series, a.timeout, a.retry_failed, workers=a.workers)
