@@ -43,10 +43,14 @@ class EnsembleModel(nn.Module):
         self.members = nn.ModuleList(members)
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
+        return self.forward_members(x)[0]
+
+    def forward_members(self, x: torch.Tensor) -> tuple[ModelOutput, torch.Tensor]:
+        """The combined output and each member's logits, (batch, members, classes)."""
         outs = [m(x) for m in self.members]
         log_probs = torch.stack([torch.log_softmax(o.logits, 1) for o in outs])
         logits = torch.logsumexp(log_probs, 0) - math.log(len(outs))
-        return ModelOutput(logits, outs[0].feature, outs[0].hidden)
+        return ModelOutput(logits, outs[0].feature, outs[0].hidden), torch.stack([o.logits for o in outs], 1)
 
 
 def load_run_model(run_dir: Path) -> tuple[nn.Module, dict, dict]:
@@ -103,33 +107,41 @@ class Teacher:
               f"{self.path}: the teacher was trained on different data than {data.name} now gives")
 
     def outputs(self, data: Prepared, device: torch.device) -> dict[str, TeacherOutputs]:
-        """Logits, features and hidden sequences on the full series of every split, cached per
-        (checkpoints, data) in the run directory."""
+        """Logits, features, hidden sequences and members' logits on the full series of every split,
+        cached per (checkpoints, data) in the run directory. A single teacher stores no member logits (its
+        logits are its one member's); an ensemble's cache written before they existed gains them."""
         key = f"{self.id.split('-')[-1]}-{data.fingerprint()}"
         cache = self.path / f"teacher_outputs-{key}.safetensors"
-        if cache.is_file():
-            tensors, _ = load_tensors(cache)
-        else:
+        ensemble = bool(self.record.get("members"))
+        tensors = load_tensors(cache)[0] if cache.is_file() else {}
+        if not tensors or (ensemble and "train.member_logits" not in tensors):
             model = self.model()[0].to(device).eval()
-            tensors = {}
+            fields = ("logits", "feature", "hidden") if not tensors else ()
+            fields += ("member_logits",) if ensemble else ()
             with torch.no_grad():
                 for split in SPLITS:
                     x = data.view(split)
-                    outs = [model(x[i:i + 256].to(device)) for i in range(0, len(x), 256)] if len(x) else []
-                    for field in ("logits", "feature", "hidden"):
-                        parts = [getattr(o, field).cpu() for o in outs]
+                    outs = [_forward(model, x[i:i + 256].to(device), ensemble) for i in range(0, len(x), 256)]
+                    for field in fields:
+                        parts = [o[field].cpu() for o in outs]
                         tensors[f"{split}.{field}"] = torch.cat(parts) if parts else torch.zeros(0)
             try:
                 save_tensors(cache, tensors, {"teacher": str(self.path), "data": data.fingerprint()})
             except OSError:
                 pass  # a read-only teacher directory only costs recomputation
-        return {s: TeacherOutputs(tensors[f"{s}.logits"], tensors[f"{s}.feature"], tensors[f"{s}.hidden"])
+        return {s: TeacherOutputs(tensors[f"{s}.logits"], tensors[f"{s}.feature"], tensors[f"{s}.hidden"],
+                                  tensors.get(f"{s}.member_logits", tensors[f"{s}.logits"].unsqueeze(1)))
                 for s in SPLITS}
 
     def info(self, data: Prepared, device: torch.device) -> dict:
         """What a student's record and fidelity metrics need of its teacher."""
         return {"arch": self.arch, "id": self.id, "test_logits": self.outputs(data, device)["test"].logits,
                 "path": str(self.path), "record": self.record}
+
+
+def _forward(model: nn.Module, x: torch.Tensor, ensemble: bool) -> dict[str, torch.Tensor]:
+    out, members = model.forward_members(x) if ensemble else (model(x), None)
+    return {"logits": out.logits, "feature": out.feature, "hidden": out.hidden, "member_logits": members}
 
 
 def teacher_outputs(teacher_dir: Path, data: Prepared, device: torch.device) -> dict[str, TeacherOutputs]:

@@ -18,16 +18,25 @@ class TeacherOutputs:
     logits: torch.Tensor   # (N, classes)
     feature: torch.Tensor  # (N, feature_dim)
     hidden: torch.Tensor   # (N, steps, hidden_dim)
+    member_logits: torch.Tensor | None = None  # (N, members, classes): each ensemble member's own logits
 
     def __getitem__(self, index) -> "TeacherOutputs":
-        return TeacherOutputs(self.logits[index], self.feature[index], self.hidden[index])
+        members = None if self.member_logits is None else self.member_logits[index]
+        return TeacherOutputs(self.logits[index], self.feature[index], self.hidden[index], members)
 
     def to(self, device) -> "TeacherOutputs":
-        return TeacherOutputs(self.logits.to(device), self.feature.to(device), self.hidden.to(device))
+        members = None if self.member_logits is None else self.member_logits.to(device)
+        return TeacherOutputs(self.logits.to(device), self.feature.to(device), self.hidden.to(device), members)
+
+    @property
+    def members(self) -> torch.Tensor:
+        """(N, M, classes): the members' logits, or the logits as one member (M = 1) when none are given."""
+        return self.logits.unsqueeze(1) if self.member_logits is None else self.member_logits
 
     @property
     def dims(self) -> "TeacherDims":
-        return TeacherDims(self.logits.shape[1], self.feature.shape[1], self.hidden.shape[2], self.hidden.shape[1])
+        return TeacherDims(self.logits.shape[1], self.feature.shape[1], self.hidden.shape[2], self.hidden.shape[1],
+                           self.members.shape[1])
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,7 @@ class TeacherDims:
     feature_dim: int
     hidden_dim: int
     steps: int
+    members: int = 1
 
 
 @dataclass
@@ -109,6 +119,10 @@ class Distiller(nn.Module):
 
     def diagnostics(self) -> dict[str, float]:
         """Per-epoch values worth logging that are not losses (joined to the history row, then reset)."""
+        return {}
+
+    def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
+        """Tensors saved beside the student in its checkpoint (named '<method>.*'); none by default."""
         return {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
