@@ -29,10 +29,14 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class Policy:
-    """Subclasses set `name`, `description`, `defaults`, and implement `start`, `step` and `candidates`."""
+    """Subclasses set `name`, `description`, `defaults`, and implement `start`, `step` and `candidates`.
+
+    A policy with `needs_features` also gets the student's feature (cases, feature_dim) at each checkpoint:
+    `step(state, checkpoint, logits, features)`; `features` is None where only logits are at hand."""
     name: ClassVar[str]
     description: ClassVar[str]
     defaults: ClassVar[dict] = {}
+    needs_features: ClassVar[bool] = False
 
     def __init__(self, **params):
         unknown = sorted(set(params) - set(self.defaults))
@@ -58,24 +62,27 @@ class Policy:
         """The settings searched on validation, in order of preference on ties."""
         return [{}]
 
-    def calibrate(self, logits: np.ndarray, y: np.ndarray, earliness: np.ndarray) -> "Policy":
+    def calibrate(self, logits: np.ndarray, y: np.ndarray, earliness: np.ndarray,
+                  features: np.ndarray | None = None) -> "Policy":
         """Choose the candidate with the highest validation HM (ties: higher accuracy, then the first).
 
-        logits: (checkpoints, cases, classes); earliness: the share of the series seen at each checkpoint."""
+        logits: (checkpoints, cases, classes); earliness: the share of the series seen at each checkpoint;
+        features: (checkpoints, cases, feature_dim), for policies that read them."""
         self.fit_extra(logits, y)
         best = None
         for candidate in self.candidates():
             self.params.update(candidate)
-            hm, acc, earl = self.score(logits, y, earliness)
+            hm, acc, earl = self.score(logits, y, earliness, features)
             if best is None or (hm, acc) > best[0]:
                 best = ((hm, acc), dict(candidate), {"hm": hm, "accuracy": acc, "earliness": earl})
         self.params.update(best[1])
         self.validation = best[2]
         return self
 
-    def score(self, logits: np.ndarray, y: np.ndarray, earliness: np.ndarray) -> tuple[float, float, float]:
+    def score(self, logits: np.ndarray, y: np.ndarray, earliness: np.ndarray,
+              features: np.ndarray | None = None) -> tuple[float, float, float]:
         """(HM, accuracy, mean earliness) of the decisions on labelled cases."""
-        stops = first_stops(self, logits)
+        stops = first_stops(self, logits, features)
         predicted = logits[stops, np.arange(len(stops))].argmax(-1)
         acc = float((predicted == y).mean())
         earl = float(np.asarray(earliness)[stops].mean())
@@ -90,19 +97,24 @@ def _plain(value):
     return value.tolist() if isinstance(value, np.ndarray) else value
 
 
-def decide(policy: Policy, state: dict, checkpoint: int, last: int, logits: np.ndarray) -> np.ndarray:
+def decide(policy: Policy, state: dict, checkpoint: int, last: int, logits: np.ndarray,
+           features: np.ndarray | None = None) -> np.ndarray:
     """The policy's stop mask at `checkpoint`; at the last checkpoint every case stops."""
-    stop = policy.step(state, checkpoint, logits)
+    if policy.needs_features:
+        stop = policy.step(state, checkpoint, logits, features)
+    else:
+        stop = policy.step(state, checkpoint, logits)
     return np.ones(len(logits), dtype=bool) if checkpoint == last else stop
 
 
-def first_stops(policy: Policy, logits: np.ndarray) -> np.ndarray:
+def first_stops(policy: Policy, logits: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
     """Checkpoint index at which each case stops, from logits (checkpoints, cases, classes)."""
     checkpoints, cases = logits.shape[:2]
     state = policy.start(cases)
     stops = np.full(cases, -1)
     for c in range(checkpoints):
-        stop = decide(policy, state, c, checkpoints - 1, logits[c]) & (stops < 0)
+        seen = None if features is None else features[c]
+        stop = decide(policy, state, c, checkpoints - 1, logits[c], seen) & (stops < 0)
         stops[stop] = c
     return stops
 

@@ -92,6 +92,21 @@ class LevelSplit:
         """(levels, cases, classes) logits of the model in eval mode."""
         return np.stack([predict_logits(model, x).cpu().numpy() for x in self.views])
 
+    def outputs(self, model) -> tuple[np.ndarray, np.ndarray]:
+        """(levels, cases, classes) logits and (levels, cases, feature_dim) features, in eval mode."""
+        pairs = [predict_outputs(model, x) for x in self.views]
+        return tuple(np.stack([p[i].cpu().numpy() for p in pairs]) for i in (0, 1))
+
+
+@torch.no_grad()
+def predict_outputs(model, x: torch.Tensor, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, feature) of a Classifier in eval mode, in chunks (the logits equal `predict_logits`)."""
+    was_training = model.training
+    model.eval()
+    parts = [model(x[i:i + chunk]) for i in range(0, len(x), chunk)]
+    model.train(was_training)
+    return torch.cat([p.logits for p in parts]), torch.cat([p.feature for p in parts])
+
 
 def train_anytime(data: Prepared, outputs: dict[str, TeacherOutputs] | None, method: str, options: dict,
                   model_cfg: dict, train_cfg: dict, levels: list[float], mode: str, channels: list[int] | None,

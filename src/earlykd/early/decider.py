@@ -17,6 +17,7 @@ from ..errors import check
 from ..models import Classifier
 from ..prefix import observed_samples, student_view
 from ..train import predict_logits
+from .anytime import predict_outputs
 
 
 @dataclass
@@ -51,6 +52,13 @@ class Decider:
                          self.mean, self.std, self.channels)
         return predict_logits(self.student, x).numpy().astype(np.float64)
 
+    def outputs(self, series: list[np.ndarray], checkpoint: int) -> tuple[np.ndarray, np.ndarray]:
+        """(logits, feature) of the student at `checkpoint`, for policies that read the feature too."""
+        x = student_view(series, self.levels[checkpoint], self.mode, self.reference_length, self.length,
+                         self.mean, self.std, self.channels)
+        logits, feature = predict_outputs(self.student, x)
+        return logits.numpy().astype(np.float64), feature.numpy().astype(np.float64)
+
     def start(self, cases: int) -> dict:
         return {"next": 0, "policy": self.policy.start(cases), "stop": np.full(cases, -1),
                 "probs": np.zeros((cases, len(self.classes)))}
@@ -66,9 +74,13 @@ class Decider:
             open_ = np.flatnonzero(state["stop"] < 0)
             if not len(open_):
                 break
-            logits = self.logits([series[i] for i in open_], c)
+            features = None
+            if self.policy.needs_features:
+                logits, features = self.outputs([series[i] for i in open_], c)
+            else:
+                logits = self.logits([series[i] for i in open_], c)
             sub = {k: v[open_] for k, v in state["policy"].items()}
-            stop = decide(self.policy, sub, c, last, logits)
+            stop = decide(self.policy, sub, c, last, logits, features)
             for k, v in sub.items():
                 state["policy"][k][open_] = v
             state["stop"][open_[stop]] = c

@@ -101,7 +101,8 @@ class EarlyClassifier(BaseEarlyClassifier):
         student = distiller.student.cpu().eval()
         decider = Decider(student, policy, levels, self.mode, None, data.reference_length, data.length,
                           data.mean, data.std, list(self.classes_))
-        policy.calibrate(val.logits(student), data.labels["val"].numpy(), decider.earliness)
+        val_logits, val_features = val.outputs(student)
+        policy.calibrate(val_logits, data.labels["val"].numpy(), decider.earliness, val_features)
         self._set_decider(decider)
         return self
 

@@ -40,8 +40,9 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return torch.softmax(torch.from_numpy(logits), -1).numpy()
 
 
-def calibrate(names: list[str], val_logits: np.ndarray, y_val: np.ndarray, earliness: np.ndarray) -> dict[str, Policy]:
-    return {name: build_policy(name).calibrate(val_logits, y_val, earliness) for name in names}
+def calibrate(names: list[str], val_logits: np.ndarray, y_val: np.ndarray, earliness: np.ndarray,
+              val_features: np.ndarray | None = None) -> dict[str, Policy]:
+    return {name: build_policy(name).calibrate(val_logits, y_val, earliness, val_features) for name in names}
 
 
 def train_early(cfg: dict, levels=None, policies: list[str] = ("threshold",), resume: bool = False) -> runs.Run:
@@ -90,10 +91,12 @@ def train_early(cfg: dict, levels=None, policies: list[str] = ("threshold",), re
     save_model(out / runs.MODEL_FILE, student, meta, {"data.mean": data.mean, "data.std": data.std})
     decider = Decider(student, build_policy(policies[0]), levels, prefix["mode"], prefix["channels"],
                       data.reference_length, data.length, data.mean, data.std, data.classes)
-    chosen = calibrate(list(policies), val.logits(student), data.labels["val"].numpy(), decider.earliness)
+    val_logits, val_features = val.outputs(student)
+    chosen = calibrate(list(policies), val_logits, data.labels["val"].numpy(), decider.earliness, val_features)
     test = LevelSplit.of(data, "test", levels, prefix["mode"], prefix["channels"])
-    scores = scores_on_test(test.logits(student), data.labels["test"].numpy(), outputs["test"].logits,
-                         levels, chosen, decider.earliness)
+    test_logits, test_features = test.outputs(student)
+    scores = scores_on_test(test_logits, data.labels["test"].numpy(), outputs["test"].logits,
+                         levels, chosen, decider.earliness, test_features)
     record = {
         "kind": "anytime", "status": "finished", "dataset": data.name, "method": method_cls.name,
         "earliness": levels, "prefix_mode": prefix["mode"], "seed": train_cfg["seed"],
@@ -129,12 +132,12 @@ def teacher_ambiguity(teacher: Teacher, data, levels: list[float], mode: str, fu
 
 
 def scores_on_test(logits: np.ndarray, y: np.ndarray, teacher_logits: torch.Tensor, levels: list[float],
-                policies: dict[str, Policy], earliness: np.ndarray) -> dict:
+                policies: dict[str, Policy], earliness: np.ndarray, features: np.ndarray | None = None) -> dict:
     """Test metrics per level, their mean over levels ("test"), and each policy's (HM, accuracy, earliness)."""
     teacher_probs = torch.softmax(teacher_logits, 1).numpy()
     per_level = {str(e): classification_metrics(_softmax(logits[m]), y, teacher_probs) for m, e in enumerate(levels)}
     mean = {k: float(np.mean([m[k] for m in per_level.values()])) for k in next(iter(per_level.values()))}
-    decided = {name: dict(zip(("hm", "accuracy", "earliness"), p.score(logits, y, earliness)))
+    decided = {name: dict(zip(("hm", "accuracy", "earliness"), p.score(logits, y, earliness, features)))
                for name, p in policies.items()}
     return {"test": mean, "test_levels": per_level, "test_policies": decided}
 
