@@ -58,6 +58,10 @@ class Policy:
     def fit_extra(self, logits: np.ndarray, y: np.ndarray) -> None:
         """Settings learned from validation before the search (e.g. temperatures)."""
 
+    def bind(self, tensors: dict) -> "Policy":
+        """Take what the policy reads from the trained method's checkpoint tensors (e.g. DLF heads); -> self."""
+        return self
+
     def candidates(self) -> list[dict]:
         """The settings searched on validation, in order of preference on ties."""
         return [{}]

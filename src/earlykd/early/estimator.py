@@ -102,7 +102,8 @@ class EarlyClassifier(BaseEarlyClassifier):
         decider = Decider(student, policy, levels, self.mode, None, data.reference_length, data.length,
                           data.mean, data.std, list(self.classes_))
         val_logits, val_features = val.outputs(student)
-        policy.calibrate(val_logits, data.labels["val"].numpy(), decider.earliness, val_features)
+        policy.bind(distiller.checkpoint_tensors()).calibrate(val_logits, data.labels["val"].numpy(), decider.earliness,
+                                                              val_features)
         self._set_decider(decider)
         return self
 

@@ -41,8 +41,9 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def calibrate(names: list[str], val_logits: np.ndarray, y_val: np.ndarray, earliness: np.ndarray,
-              val_features: np.ndarray | None = None) -> dict[str, Policy]:
-    return {name: build_policy(name).calibrate(val_logits, y_val, earliness, val_features) for name in names}
+              val_features: np.ndarray | None = None, tensors: dict | None = None) -> dict[str, Policy]:
+    return {name: build_policy(name).bind(tensors or {}).calibrate(val_logits, y_val, earliness, val_features)
+            for name in names}
 
 
 def train_early(cfg: dict, levels=None, policies: list[str] = ("threshold",), resume: bool = False) -> runs.Run:
@@ -88,11 +89,13 @@ def train_early(cfg: dict, levels=None, policies: list[str] = ("threshold",), re
     student = distiller.student.cpu().eval()
     meta = {"kind": "anytime", "classes": data.classes, "length": data.length, "reference_length": data.reference_length,
             "equal_length": data.equal_length, "prefix": prefix, "data_fingerprint": data.fingerprint()}
-    save_model(out / runs.MODEL_FILE, student, meta, {"data.mean": data.mean, "data.std": data.std})
+    method_tensors = distiller.checkpoint_tensors()  # e.g. DLF's heads, for the uncertainty policy
+    save_model(out / runs.MODEL_FILE, student, meta, {"data.mean": data.mean, "data.std": data.std, **method_tensors})
     decider = Decider(student, build_policy(policies[0]), levels, prefix["mode"], prefix["channels"],
                       data.reference_length, data.length, data.mean, data.std, data.classes)
     val_logits, val_features = val.outputs(student)
-    chosen = calibrate(list(policies), val_logits, data.labels["val"].numpy(), decider.earliness, val_features)
+    chosen = calibrate(list(policies), val_logits, data.labels["val"].numpy(), decider.earliness, val_features,
+                       method_tensors)
     test = LevelSplit.of(data, "test", levels, prefix["mode"], prefix["channels"])
     test_logits, test_features = test.outputs(student)
     scores = scores_on_test(test_logits, data.labels["test"].numpy(), outputs["test"].logits,
