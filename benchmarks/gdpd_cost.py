@@ -1,88 +1,166 @@
-"""Training cost of GDPD against Base-KD, measured in one process with alternating runs.
+"""Training cost of GDPD (and GDPD + KD) against Base-KD per epoch, over whole two-stage runs.
 
-Two settings: the quick suite's (FCN-128 teacher -> FCN-64 student, truncated 40 % prefixes) and
-the paper's (LSTM3-100 -> LSTM3-100, stretched prefixes). Random data of GunPoint's size (40 training
-cases, batch 16, length 100), teacher outputs precomputed as the trainer's cache does; GDPD timed in
-both stages (warm-up: prior losses; distillation: the DDIM chain).
+Two regimes, as the suites run them (batch 16, warm-up = half the epochs, a validation pass per epoch,
+checkpoints every 10 epochs):
+- quick: FCN-128 teacher -> FCN-64 student, truncated prefixes, the quick suite's six datasets, e 0.2-0.8;
+- paper: LSTM3-100 student, stretched prefixes, GunPoint and ArrowHead, e 0.2 / 0.4 (paper-cpu's cells).
+The teacher is an FCN-128 at its random initialisation: its outputs are cached before training, so its
+quality does not change the students' cost. Methods run alternately within each repeat (the order rotates),
+so load drift hits them alike; each run's cost is its own seconds per epoch, the whole run divided by its
+epochs. Reported: the median over cells and repeats of the per-pair ratio to Base-KD, and the ratio of
+summed seconds (as a sweep's totals give it), both in CPU seconds of the training thread (robust on a
+shared machine) and in wall seconds.
 
-Usage: python benchmarks/gdpd_cost.py [--epochs 20] [--repeats 5] [--threads 1]
-Writes benchmarks/results/gdpd_cost/{results.json,summary.md}.
+Usage: python benchmarks/gdpd_cost.py [--regimes quick,paper] [--epochs 20] [--repeats 3] [--datasets A,B]
+                                     [--out DIR] [--summarise]
+Writes DIR/{results.json,summary.md} (default benchmarks/results/gdpd_cost).
 """
 import argparse
 import json
+import os
 import platform
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from earlykd.distill import Batch, TeacherOutputs, build_method
+from earlykd.config import DEFAULTS
+from earlykd.distill import TeacherOutputs, build_method
 from earlykd.models import build_model
-from earlykd.prefix import make_prefix
-from earlykd.train import batch_slices
+from earlykd.rundir import load_prepared
+from earlykd.train import Split, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = {
-    "quick (FCN-128 -> FCN-64, truncate, e=0.4)": (("fcn", 3, 128), ("fcn", 3, 64), "truncate"),
-    "paper (LSTM3-100 -> LSTM3-100, stretch, e=0.4)": (("lstm", 3, 100), ("lstm", 3, 100), "stretch"),
+FCN_128 = ("fcn", 3, 128)
+REGIMES = {
+    "quick": {"student": ("fcn", 3, 64), "mode": "truncate",
+              "datasets": ("GunPoint", "ArrowHead", "ItalyPowerDemand", "OSULeaf", "JapaneseVowels", "ACSF1"),
+              "earliness": (0.2, 0.4, 0.6, 0.8)},
+    "paper": {"student": ("lstm", 3, 100), "mode": "stretch", "datasets": ("GunPoint", "ArrowHead"),
+              "earliness": (0.2, 0.4)},
 }
+METHODS = ("kd", "gdpd", "gdpd_kd")
 
 
-def epoch_seconds(method: str, setting, epochs: int, stage: int) -> float:
-    (t_arch, t_layers, t_hidden), (s_arch, s_layers, s_hidden), mode = setting
+def cell(dataset: str, earliness: float, mode: str) -> tuple:
+    data = load_prepared({**DEFAULTS["data"], "name": dataset})
     torch.manual_seed(0)
-    x, y = torch.randn(40, 1, 100), torch.arange(40) % 2
-    teacher = build_model(t_arch, 1, 2, t_layers, t_hidden).eval()
-    with torch.no_grad():
-        out = teacher(x)
-    cache = TeacherOutputs(out.logits, out.feature, out.hidden)
-    student = build_model(s_arch, 1, 2, s_layers, s_hidden)
-    distiller = build_method(method, student, cache.dims, warmup=1)
-    opt = torch.optim.Adam(distiller.parameters(), 1e-3)
-    xs = make_prefix(x, 0.4, mode)
-    start = time.perf_counter()
-    for _ in range(epochs):
-        for idx in batch_slices(torch.randperm(40).numpy(), 16):
-            _, losses = distiller.forward_train(Batch(xs[idx], y[idx], cache[idx]), stage)
-            opt.zero_grad()
-            sum(losses.values()).backward()
-            opt.step()
-    return (time.perf_counter() - start) / epochs
+    arch, layers, hidden = FCN_128
+    teacher = build_model(arch, data.channels, data.n_classes, layers, hidden).eval()
+    splits = {}
+    for s in ("train", "val"):
+        with torch.no_grad():
+            out = teacher(data.view(s))
+        cache = TeacherOutputs(out.logits, out.feature, out.hidden)
+        splits[s] = Split(data.view(s, earliness, mode), data.labels[s], cache)
+    return data, splits
+
+
+def run(method: str, data, splits, student: tuple, epochs: int) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) per epoch of one training run, checkpoints included."""
+    arch, layers, hidden = student
+    torch.manual_seed(0)
+    model = build_model(arch, splits["train"].x.shape[1], data.n_classes, layers, hidden)
+    distiller = build_method(method, model, splits["train"].teacher.dims, {}, epochs // 2)
+    cfg = {**DEFAULTS["train"], "epochs": epochs, "batch_size": 16, "select": "loss", "min_epochs": 0,
+           "progress": False}
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(distiller, cfg, torch.device("cpu"), Path(tmp) / "state.safetensors")
+        cpu = time.thread_time()
+        fit = trainer.fit(splits["train"], splits["val"])
+        cpu = time.thread_time() - cpu
+    return cpu / fit.epochs_run, fit.seconds_per_epoch
+
+
+def ratios(rows: list[dict], method: str, clock: str) -> dict:
+    pairs = [(r[method][clock], r["kd"][clock]) for r in rows]
+    return {"median": statistics.median(m / k for m, k in pairs),
+            "sum": sum(m for m, _ in pairs) / sum(k for _, k in pairs),
+            "min": min(m / k for m, k in pairs), "max": max(m / k for m, k in pairs)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--regimes", default="quick,paper")
     ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--datasets", default=None, help="comma list: only these of each regime's datasets")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gdpd_cost"))
+    ap.add_argument("--summarise", action="store_true", help="only rewrite summary.md from OUT/results.json")
     a = ap.parse_args()
+    if a.summarise:
+        write_summary(Path(a.out))
+        return
     torch.set_num_threads(a.threads)
-    rows = []
-    for name, setting in SETTINGS.items():
-        kd, warm, chain = [], [], []
-        for _ in range(a.repeats):  # alternate, so drift hits all three alike
-            kd.append(epoch_seconds("kd", setting, a.epochs, 0))
-            warm.append(epoch_seconds("gdpd", setting, a.epochs, 0))
-            chain.append(epoch_seconds("gdpd", setting, a.epochs, 1))
-        row = {"setting": name, "kd": statistics.median(kd), "gdpd_warmup": statistics.median(warm),
-               "gdpd_distill": statistics.median(chain)}
-        row["ratio_warmup"] = statistics.median(w / k for w, k in zip(warm, kd))
-        row["ratio_distill"] = statistics.median(c / k for c, k in zip(chain, kd))
-        row["ratio_two_stage"] = (row["ratio_warmup"] + row["ratio_distill"]) / 2
-        rows.append(row)
-        print(row, flush=True)
-    out = ROOT / "benchmarks" / "results" / "gdpd_cost"
+    load = [os.getloadavg()]
+    started = time.time()
+    results = {}
+    for name in a.regimes.split(","):
+        regime = REGIMES[name]
+        warm = cell(regime["datasets"][0], regime["earliness"][0], regime["mode"])
+        for method in METHODS:  # untimed: first-call costs out of the way
+            run(method, *warm, regime["student"], 2)
+        rows = []
+        for dataset in [d for d in regime["datasets"] if a.datasets is None or d in a.datasets.split(",")]:
+            for e in regime["earliness"]:
+                data, splits = cell(dataset, e, regime["mode"])
+                for rep in range(a.repeats):
+                    order = METHODS[rep % 3:] + METHODS[:rep % 3]
+                    row = {"dataset": dataset, "earliness": e, "repeat": rep}
+                    for method in order:
+                        cpu, wall = run(method, data, splits, regime["student"], a.epochs)
+                        row[method] = {"cpu": cpu, "wall": wall}
+                    rows.append(row)
+                    print(name, dataset, e, rep, {m: round(row[m]["cpu"] / row["kd"]["cpu"], 3) for m in METHODS[1:]},
+                          flush=True)
+                load.append(os.getloadavg())
+        results[name] = {"rows": rows, "ratios": {m: {c: ratios(rows, m, c) for c in ("cpu", "wall")}
+                                                  for m in METHODS[1:]}}
+        print(name, json.dumps(results[name]["ratios"]), flush=True)
+    cpu_model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), platform.processor())
+    meta = {"epochs": a.epochs, "warmup": a.epochs // 2, "repeats": a.repeats, "threads": a.threads,
+            "batch_size": 16, "torch": torch.__version__, "python": platform.python_version(),
+            "cpu": cpu_model, "cores": os.cpu_count(), "minutes": round((time.time() - started) / 60, 1),
+            "load_average_1min": {"min": min(x[0] for x in load), "max": max(x[0] for x in load),
+                                  "median": statistics.median(x[0] for x in load)}}
+    out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"epochs": a.epochs, "repeats": a.repeats, "threads": a.threads, "torch": torch.__version__,
-            "machine": platform.machine()}
-    (out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    lines = [f"# GDPD training cost against Base-KD ({a.repeats} alternating repeats of {a.epochs} epochs, "
-             f"CPU, {a.threads} thread(s), torch {torch.__version__})", "",
-             "| setting | Base-KD s/epoch | GDPD warm-up s/epoch | GDPD distillation s/epoch | ratio warm-up | "
-             "ratio distillation | ratio over a 50/50 two-stage run |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['setting']} | {r['kd']:.4f} | {r['gdpd_warmup']:.4f} | {r['gdpd_distill']:.4f} | "
-              f"{r['ratio_warmup']:.2f} | {r['ratio_distill']:.2f} | {r['ratio_two_stage']:.2f} |" for r in rows]
+    (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
+    write_summary(out)
+
+
+def write_summary(out: Path) -> None:
+    """summary.md from results.json."""
+    saved = json.loads((out / "results.json").read_text())
+    meta, results = saved["meta"], saved["results"]
+    load = meta["load_average_1min"]
+    lines = ["# GDPD training cost against Base-KD, per epoch over whole two-stage runs", "",
+             (f"{meta['cpu']}, {meta['cores']} cores, torch {meta['torch']}, {meta['threads']} torch thread(s); "
+              f"{meta['epochs']} epochs (warm-up {meta['warmup']}), batch 16, {meta['repeats']} alternating repeats "
+              f"per cell; 1-min load average {load['min']:.1f}-{load['max']:.1f} (median {load['median']:.1f}) "
+              f"over {meta['minutes']} min."), "",
+             ("| regime | method | median ratio, CPU s | summed ratio, CPU s | median ratio, wall s "
+              "| summed ratio, wall s | range of pair ratios (CPU) |"),
+             "|---|---|---|---|---|---|---|"]
+    for name, res in results.items():
+        for m in METHODS[1:]:
+            c, w = res["ratios"][m]["cpu"], res["ratios"][m]["wall"]
+            lines.append(f"| {name} | {m} | {c['median']:.2f} | {c['sum']:.2f} | {w['median']:.2f} | {w['sum']:.2f} | "
+                         f"{c['min']:.2f}-{c['max']:.2f} |")
+    lines += ["", "Per cell (medians over repeats; CPU seconds):", "",
+              "| regime | dataset | e | Base-KD s/epoch | gdpd / kd | gdpd_kd / kd |", "|---|---|---|---|---|---|"]
+    for name, res in results.items():
+        cells: dict = {}
+        for r in res["rows"]:
+            cells.setdefault((r["dataset"], r["earliness"]), []).append(r)
+        for (dataset, e), rs in cells.items():
+            kd = statistics.median(r["kd"]["cpu"] for r in rs)
+            g, gk = (statistics.median(r[m]["cpu"] / r["kd"]["cpu"] for r in rs) for m in METHODS[1:])
+            lines.append(f"| {name} | {dataset} | {e:g} | {kd:.4f} | {g:.2f} | {gk:.2f} |")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
 
 

@@ -6,8 +6,8 @@ from diffusers import DDIMScheduler
 from torch import nn
 
 from earlykd.distill import Batch, TeacherDims, TeacherOutputs, build_method
-from earlykd.distill.gdpd import (GDPD, DiffusionPrior, NoiseAdapter, ddim_chain, ddim_sample, ddim_step,
-                                  ddim_timesteps)
+from earlykd.distill.gdpd import (GDPD, DiffusionPrior, NoiseAdapter, ddim_chain, ddim_coefficients, ddim_plan,
+                                  ddim_sample, ddim_step, ddim_timesteps)
 from earlykd.errors import EarlykdError
 from earlykd.models import build_model
 
@@ -90,6 +90,75 @@ def test_zero_steps_is_the_identity_and_gradients_flow_through_the_chain():
     ddim_chain(prior, x).square().sum().backward()
     assert x.grad.abs().sum() > 0
     assert all(p.grad is not None for p in prior.denoiser.parameters())
+
+
+def test_cached_schedule_terms_equal_fresh_ones():
+    prior = DiffusionPrior(8)
+    s = prior.schedule
+    assert torch.equal(s.sqrt_alpha_bar, s.alpha_bar.sqrt())
+    assert torch.equal(s.sqrt_one_minus_alpha_bar, (1 - s.alpha_bar).sqrt())
+    x0, noise, t = torch.randn(64, 8), torch.randn(64, 8), torch.randint(0, 1000, (64,))
+    ab = s.alpha_bar[t].unsqueeze(-1)
+    assert torch.equal(s.add_noise(x0, noise, t), ab.sqrt() * x0 + (1 - ab).sqrt() * noise)
+    for start, steps in ((400, 5), (999, 100), (2, 5)):
+        grid = ddim_timesteps(start, steps)
+        fresh = [ddim_coefficients(s.alpha_bar_values, t, grid[i + 1] if i + 1 < len(grid) else -1)
+                 for i, t in enumerate(grid)]
+        assert ddim_plan(s, grid) == fresh and ddim_plan(s, grid) is ddim_plan(s, grid)
+
+
+@pytest.mark.parametrize("start, steps", [(400, 5), (2, 5), (400, 1)])
+def test_chain_on_running_statistics_is_the_eval_mode_chain_bit_for_bit(start, steps):
+    """The training chain reads batch norms' running statistics without switching modes and gathers the
+    timestep rows once; values and every gradient equal the step-by-step chain of an eval-mode prior."""
+    import copy
+    prior = trained_like_prior().train()
+    with torch.no_grad():
+        for m in prior.modules():
+            if isinstance(m, nn.BatchNorm1d):
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2)
+    reference = copy.deepcopy(prior).eval()
+    stats = {k: v.clone() for k, v in prior.state_dict().items()}
+    x, upstream = torch.randn(16, 8), torch.randn(16, 8)
+    fast_x, ref_x = x.clone().requires_grad_(), x.clone().requires_grad_()
+    fast = ddim_chain(prior, fast_x, start, steps, running_stats=True)
+    grid, ref = ddim_timesteps(start, steps), ref_x
+    for i, t in enumerate(grid):
+        ref = ddim_step(reference, ref, t, grid[i + 1] if i + 1 < len(grid) else -1)
+    (fast * upstream).sum().backward()
+    (ref * upstream).sum().backward()
+    assert torch.equal(fast, ref) and torch.equal(fast_x.grad, ref_x.grad)
+    for (name, p), q in zip(prior.named_parameters(), reference.parameters()):
+        assert (p.grad is None) == (q.grad is None) and (p.grad is None or torch.equal(p.grad, q.grad)), name
+    assert all(m.training for m in prior.modules())
+    assert all(torch.equal(v, prior.state_dict()[k]) for k, v in stats.items())
+
+
+@pytest.mark.parametrize("options", [{}, {"use_autoencoder": 0}, {"use_prior": 0}])
+def test_tracked_means_are_the_per_step_double_sums(options):
+    """alpha and hint_distance, kept as tensors and read in bulk (also past the fold threshold), equal the
+    per-step Python double sums of .item() values."""
+    d = make(options)
+    g = torch.Generator().manual_seed(2)
+    expected, n = {}, 0
+    for step in range(300):
+        cases = 2 + step % 7
+        latent = d.to_latent.out_features
+        z, teacher = torch.randn(cases, latent, generator=g), torch.randn(cases, T_DIM, generator=g)
+        alpha = torch.rand(cases, 1, generator=g) if d.prior is not None else None
+        d._track(z, alpha, teacher)
+        if alpha is not None:
+            expected["alpha"] = expected.get("alpha", 0.0) + alpha.mean().item() * cases
+        encode = d.autoencoder.encoder if d.autoencoder is not None else d.standardise
+        if encode is not None:
+            target = encode.eval()(teacher)
+            encode.train()
+            dist = (z - target).norm(dim=1) / target.norm(dim=1).clamp_min(1e-8)
+            expected["hint_distance"] = expected.get("hint_distance", 0.0) + dist.sum().item()
+        n += cases
+    assert d.diagnostics() == {k: v / n for k, v in expected.items()}
+    assert d.diagnostics() == {}
 
 
 # -- the prior on known Gaussian mixtures -------------------------------------------------------------

@@ -25,7 +25,7 @@ from torch import nn
 from ...errors import EarlykdError
 from ..base import Distiller, register
 from ..kd import soft_kl
-from .prior import Bottleneck, DiffusionPrior, TeacherAutoencoder
+from .prior import Bottleneck, Denoiser, DiffusionPrior, TeacherAutoencoder, run_frozen
 from .sampler import ddim_chain
 
 
@@ -90,6 +90,9 @@ class GDPD(Distiller):
                 self.standardise = nn.BatchNorm1d(latent, affine=False)
             self.prior = DiffusionPrior(latent, int(o["timesteps"]), o["beta_start"], o["beta_end"])
             self.adapter = NoiseAdapter(latent, latent if o["alpha_per_feature"] else 1)
+        self._pending: list[tuple] = []      # per step: (cases, mean alpha, summed distance), as tensors
+        self._sums: dict[str, float] = {}
+        self._prior_frozen = False
 
     @staticmethod
     def _check(o: dict) -> None:
@@ -111,9 +114,10 @@ class GDPD(Distiller):
     def chain(self, z: torch.Tensor) -> torch.Tensor:
         """DDIM from t = start; the denoiser's batch norms use running statistics unless told otherwise."""
         start, steps = int(self.options["start"]), int(self.options["steps"])
-        if self.options["chain_batch_stats"] or not self.prior.training:
-            return ddim_chain(self.prior, z, start, steps)
-        self.prior.eval()
+        running = not self.options["chain_batch_stats"]
+        if isinstance(self.prior.denoiser, Denoiser) or not (running and self.prior.training):
+            return ddim_chain(self.prior, z, start, steps, running_stats=running)
+        self.prior.eval()   # another denoiser: running statistics by its mode
         try:
             return ddim_chain(self.prior, z, start, steps)
         finally:
@@ -143,22 +147,32 @@ class GDPD(Distiller):
     @torch.no_grad()
     def _track(self, z: torch.Tensor, alpha: torch.Tensor | None, teacher_feature: torch.Tensor) -> None:
         """Mean alpha, and the hint's relative L2 distance to the teacher's latent (encoded with running
-        statistics, so nothing in training changes)."""
-        sums = self._sums = getattr(self, "_sums", {})
-        if alpha is not None:
-            sums["alpha"] = sums.get("alpha", 0.0) + alpha.mean().item() * len(z)
+        statistics, so nothing in training changes). Kept as tensors and read in bulk (no sync per step)."""
         encode = self.autoencoder.encoder if self.autoencoder is not None else self.standardise
+        distance = None
         if encode is not None:
-            was = encode.training
-            encode.eval()
-            target = encode(teacher_feature)
-            encode.train(was)
-            dist = (z - target).norm(dim=1) / target.norm(dim=1).clamp_min(1e-8)
-            sums["hint_distance"] = sums.get("hint_distance", 0.0) + dist.sum().item()
-        sums["n"] = sums.get("n", 0) + len(z)
+            target = run_frozen(encode, teacher_feature)
+            distance = ((z - target).norm(dim=1) / target.norm(dim=1).clamp_min(1e-8)).sum()
+        self._pending.append((len(z), alpha.mean() if alpha is not None else None, distance))
+        if len(self._pending) >= 256:
+            self._fold()
+
+    def _fold(self) -> None:
+        """Add the pending values to the epoch's sums, in double and in step order."""
+        pending, self._pending = self._pending, []
+        values = [v for _, alpha, distance in pending for v in (alpha, distance) if v is not None]
+        read = iter(torch.stack(values).tolist() if values else [])
+        sums = self._sums
+        for cases, alpha, distance in pending:
+            if alpha is not None:
+                sums["alpha"] = sums.get("alpha", 0.0) + next(read) * cases
+            if distance is not None:
+                sums["hint_distance"] = sums.get("hint_distance", 0.0) + next(read)
+            sums["n"] = sums.get("n", 0) + cases
 
     def diagnostics(self) -> dict[str, float]:
-        sums, self._sums = getattr(self, "_sums", {}), {}
+        self._fold()
+        sums, self._sums = self._sums, {}
         n = sums.pop("n", 0)
         return {k: v / n for k, v in sums.items()} if n else {}
 
@@ -174,25 +188,32 @@ class GDPD(Distiller):
         for module in (self.prior, self.adapter, self.autoencoder):
             if module is not None:
                 module.requires_grad_(False)
+        self._prior_frozen = True
+
+    def _weighted(self, value: torch.Tensor) -> torch.Tensor:
+        """weight * value; a weight of 1 changes no bit, so its multiply is skipped."""
+        w = self.options["weight"]
+        return value if w == 1 else w * value
 
     def distill_losses(self, out, batch, epoch):
-        o, w, y = self.options, self.options["weight"], batch.y
+        o, y = self.options, batch.y
         stage2 = self.joint or epoch >= self.warmup
         losses = {}
-        if stage2 and o["freeze_prior"] and not self.joint:
+        if stage2 and o["freeze_prior"] and not self.joint and not self._prior_frozen:
             self._freeze_prior()
         prior_on = self.joint or epoch < self.warmup or (o["keep_diffusion"] and not o["freeze_prior"])
         if self.prior is not None and prior_on:
-            losses.update({k: w * v for k, v in self.prior_losses(batch.teacher.feature).items()})
+            losses.update({k: self._weighted(v) for k, v in self.prior_losses(batch.teacher.feature).items()})
         if stage2:
             hints = [self.latent_hint(out.feature) for _ in range(int(o["samples"]))]
             logits = [self.scoring_head(self.project(z)) for z, _ in hints]
             if o["average_probs"]:
                 log_probs = torch.stack([F.log_softmax(lg, 1) for lg in logits])
-                losses["hint"] = w * F.nll_loss(torch.logsumexp(log_probs, 0) - math.log(len(logits)), y)
+                losses["hint"] = self._weighted(F.nll_loss(torch.logsumexp(log_probs, 0) - math.log(len(logits)), y))
             else:
-                losses["hint"] = w * sum(F.cross_entropy(lg, y) for lg in logits) / len(logits)
+                hint = self._weighted(sum(F.cross_entropy(lg, y) for lg in logits))
+                losses["hint"] = hint / len(logits) if len(logits) > 1 else hint   # x / 1 is x
             self._track(*hints[0], batch.teacher.feature)
-        if self.options["hinton"]:
-            losses["kd"] = w * soft_kl(out.logits, batch.teacher.logits, self.options["temperature"])
+        if o["hinton"]:
+            losses["kd"] = self._weighted(soft_kl(out.logits, batch.teacher.logits, o["temperature"]))
         return losses

@@ -36,6 +36,44 @@ class Bottleneck(nn.Module):
         return x + self.body(x)
 
 
+def frozen_program(module: nn.Module) -> list[tuple]:
+    """module as a flat list of functional steps with every batch norm on its running statistics (as in eval
+    mode, whatever the module's mode). Read once, run many times (the DDIM chain's steps share one).
+    Sequential, Linear, BatchNorm1d, ReLU and Bottleneck."""
+    kind = type(module)
+    if kind is nn.Sequential:
+        return [step for layer in module for step in frozen_program(layer)]
+    if kind is nn.Linear:
+        return [("linear", module.weight, module.bias)]
+    if kind is nn.BatchNorm1d:
+        return [("norm", module.running_mean, module.running_var, module.weight, module.bias, module.eps)]
+    if kind is nn.ReLU:
+        return [("relu", module.inplace)]
+    if kind is Bottleneck:
+        return [("residual", frozen_program(module.body))]
+    raise TypeError(f"frozen_program: unsupported module {kind.__name__}")
+
+
+def run_program(program: list[tuple], x: torch.Tensor) -> torch.Tensor:
+    """The same ops as the modules' own forward in eval mode, so the same numbers."""
+    for step in program:
+        op = step[0]
+        if op == "linear":
+            x = F.linear(x, step[1], step[2])
+        elif op == "norm":
+            x = F.batch_norm(x, step[1], step[2], step[3], step[4], False, 0.0, step[5])
+        elif op == "relu":
+            x = F.relu(x, inplace=step[1])
+        else:
+            x = x + run_program(step[1], x)
+    return x
+
+
+def run_frozen(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """module(x) with batch norms on running statistics, without switching any module's mode."""
+    return run_program(frozen_program(module), x)
+
+
 class Denoiser(nn.Module):
     """eps(x_t, t), as released: a learned timestep embedding added to the input, two residual bottleneck
     blocks, then a linear (1x1) projection and batch norm."""
@@ -45,10 +83,23 @@ class Denoiser(nn.Module):
         self.time = nn.Embedding(timesteps, width)
         self.blocks = nn.Sequential(Bottleneck(width), Bottleneck(width), nn.Linear(width, width),
                                     nn.BatchNorm1d(width))
+        self._index: dict[tuple, torch.Tensor] = {}   # chain timesteps as an index tensor, per device
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
         """t: one timestep per sample, or one int shared by the batch (the DDIM chain)."""
         return self.blocks(x + (self.time.weight[t] if isinstance(t, int) else self.time(t)))
+
+    def embeddings(self, timesteps: list[int]) -> list[torch.Tensor]:
+        """The embedding rows of a chain's timesteps. Distinct timesteps are read in one gather, so the
+        backward writes one dense gradient instead of one per step (each row's gradient is unchanged)."""
+        if len(timesteps) > 1 and len(set(timesteps)) == len(timesteps):
+            weight = self.time.weight
+            key = (tuple(timesteps), weight.device)
+            index = self._index.get(key)
+            if index is None:
+                index = self._index[key] = torch.tensor(timesteps, device=weight.device)
+            return list(weight[index].unbind(0))
+        return [self.time.weight[int(t)] for t in timesteps]
 
 
 class NoiseSchedule(nn.Module):
@@ -59,7 +110,11 @@ class NoiseSchedule(nn.Module):
         betas = torch.linspace(beta_start, beta_end, timesteps, dtype=torch.float64)
         alpha_bar = torch.cumprod(1 - betas, 0)
         self.register_buffer("alpha_bar", alpha_bar.float(), persistent=False)
+        # q(x_t | x_0)'s coefficients, computed once in float32 exactly as add_noise used to per batch
+        self.register_buffer("sqrt_alpha_bar", self.alpha_bar.sqrt(), persistent=False)
+        self.register_buffer("sqrt_one_minus_alpha_bar", (1 - self.alpha_bar).sqrt(), persistent=False)
         self.alpha_bar_values = alpha_bar.tolist()  # Python floats: chain coefficients cost no tensor ops
+        self.plans: dict[tuple[int, ...], list[tuple[float, float]]] = {}  # DDIM coefficients per grid
 
     @property
     def timesteps(self) -> int:
@@ -67,8 +122,7 @@ class NoiseSchedule(nn.Module):
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I)."""
-        ab = self.alpha_bar[t].unsqueeze(-1)
-        return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+        return self.sqrt_alpha_bar[t].unsqueeze(-1) * x0 + self.sqrt_one_minus_alpha_bar[t].unsqueeze(-1) * noise
 
 
 class DiffusionPrior(nn.Module):
