@@ -481,3 +481,59 @@ def test_stage_two_variants():
     mean = (torch.softmax(logits[0], 1) + torch.softmax(logits[1], 1)) / 2
     by_hand = -mean[torch.arange(n), batch.y].log().mean()
     assert torch.allclose(losses["hint"], by_hand, atol=1e-5)
+
+
+@pytest.mark.parametrize("autoencoder", [1, 0])
+def test_teacher_head_scores_the_decoded_hint_and_stays_frozen(autoencoder):
+    """teacher_head = 1: hint logits are the teacher's head on the hint mapped back to the teacher's width
+    (AE decoder, or the standardisation undone); gradients reach the student and the chain but neither the
+    teacher's head nor the decoder."""
+    d = make({"teacher_head": 1, "use_autoencoder": autoencoder}, warmup=0)
+    b = batch()
+    with pytest.raises(EarlykdError, match="needs the teacher's head"):
+        d.forward_train(b, 0)
+    with pytest.raises(EarlykdError, match="teacher head has shape"):
+        d.attach_teacher_head(torch.randn(N_CLASSES, T_DIM + 1), torch.randn(N_CLASSES))
+    weight, bias = torch.randn(N_CLASSES, T_DIM, requires_grad=True), torch.randn(N_CLASSES, requires_grad=True)
+    d.attach_teacher_head(weight, bias)
+    if not autoencoder:  # non-trivial running statistics to undo
+        d.standardise.running_mean.uniform_(-1, 1)
+        d.standardise.running_var.uniform_(0.5, 2)
+    out = d.student(b.x)
+    torch.manual_seed(3)
+    z = d.latent_hint(out.feature)[0]
+    if autoencoder:
+        teacher_feature = d.autoencoder.decoder(z)
+    else:
+        bn = d.standardise
+        teacher_feature = z * (bn.running_var + bn.eps).sqrt() + bn.running_mean
+    torch.manual_seed(3)
+    got = d.hint_logits(out.feature)
+    torch.testing.assert_close(got, teacher_feature @ weight.T + bias)
+    F.cross_entropy(got, b.y).backward()
+    assert weight.grad is None and bias.grad is None
+    assert d.student.head.weight.grad is None  # the student's head does not score the hint
+    assert d.student.lstm.weight_ih_l0.grad.abs().sum() > 0 and d.to_latent.weight.grad.abs().sum() > 0
+    if autoencoder:
+        assert d.autoencoder.decoder.weight.grad is None
+    assert set(d.forward_train(b, 0)[1]) == {"ce", "hint"}
+    with pytest.raises(EarlykdError, match="needs use_prior"):
+        make({"teacher_head": 1, "use_prior": 0})
+
+
+def test_teacher_head_through_distill(tmp_path):
+    """earlykd's distill hands the stored teacher's own head to teacher_head = 1."""
+    from earlykd import runs
+    from earlykd.config import resolve
+    from earlykd.teacher import Teacher
+    base = {"data.name": "UnitTest", "model.arch": "fcn", "model.layers": 1, "model.hidden": 8,
+            "train.batch_size": 8, "train.progress": False, "train.threads": 1}
+    t = runs.train_teacher(resolve(overrides={**base, "train.epochs": 2, "train.select": "acc_loss",
+                                              "out": str(tmp_path / "t")}))
+    weight, bias = Teacher.load(t.path).head()
+    assert weight.shape == (2, 8) and bias.shape == (2,)
+    cfg = resolve(overrides={**base, "train.epochs": 2, "train.warmup": 1, "method.name": "gdpd",
+                             "method.options": {"teacher_head": 1}, "prefix.earliness": 0.5,
+                             "teacher": str(t.path), "out": str(tmp_path / "s")})
+    run = runs.distill(cfg)
+    assert run.record["history"][-1]["hint"] > 0

@@ -101,6 +101,12 @@ class Teacher:
     def model(self) -> tuple[nn.Module, dict, dict]:
         return load_run_model(self.path)
 
+    def head(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weight and bias of the (lead member's) linear head: what the teacher's feature is scored by."""
+        model = load_model(self.model_files[0])[0]
+        check(isinstance(getattr(model, "head", None), nn.Linear), f"{self.path}: the teacher has no linear head")
+        return model.head.weight.detach(), model.head.bias.detach()
+
     def check_data(self, data: Prepared) -> None:
         _, meta, _ = load_model(self.model_files[0])
         check(meta.get("data_fingerprint") == data.fingerprint(),

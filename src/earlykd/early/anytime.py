@@ -125,6 +125,8 @@ def train_anytime(data: Prepared, outputs: dict[str, TeacherOutputs] | None, met
                           model_cfg["hidden"])
     dims = outputs["train"].dims if outputs else None
     distiller = build_method(method, student, dims, options, train_cfg["warmup"])
+    check(not getattr(distiller, "needs_teacher_head", False),
+          f"method option teacher_head = 1 is not supported for the anytime student ({method})")
     source = train
     if aria is not None:
         source = _aria_sampler(aria, data, train, val, levels, distiller, train_cfg, state_path)

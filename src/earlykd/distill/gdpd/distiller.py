@@ -13,6 +13,9 @@ Choices gdpd.md leaves open (see the module's options):
   all samples of a chain step share one t, so batch statistics would subtract the timestep embedding
   and erase the time conditioning learnt in stage 1. chain_batch_stats = 1 uses batch statistics.
 - joint = 1: every loss from epoch 0 and no warm-up (checkpoint selection also starts at epoch 0).
+- teacher_head = 1 (the paper's prose: the hint is classified by the teacher's frozen head): the latent hint
+  is mapped back to the teacher's width by the AE's decoder (or the standardisation undone), both frozen,
+  and scored by the teacher's (an ensemble's lead member's) head; the student's head is then not used.
 """
 from __future__ import annotations
 
@@ -67,6 +70,7 @@ class GDPD(Distiller):
         "keep_diffusion": 0,       # 1: stage 2 keeps the diffusion (+ AE) loss on, tying the prior to the teacher
         "freeze_prior": 0,         # 1: the prior, adapter and AE stop learning after the warm-up
         "average_probs": 0,        # 1: the J hints' probabilities are averaged before the log (else their CEs)
+        "teacher_head": 0,         # 1: the hint, decoded to the teacher's width, is scored by the teacher's frozen head
     }
     two_stage = True
 
@@ -105,10 +109,13 @@ class GDPD(Distiller):
         whole("start", 0, int(o["timesteps"]) - 1)
         whole("samples", 1)
         for key in ("alpha_per_feature", "use_autoencoder", "use_prior", "hint_head_own", "hinton", "joint",
-                    "chain_batch_stats", "keep_diffusion", "freeze_prior", "average_probs"):
+                    "chain_batch_stats", "keep_diffusion", "freeze_prior", "average_probs", "teacher_head"):
             whole(key, 0, 1)
         if not 0 < o["beta_start"] <= o["beta_end"] < 1:
             raise EarlykdError("gdpd options need 0 < beta_start <= beta_end < 1")
+        if o["teacher_head"] and not o["use_prior"]:
+            raise EarlykdError("gdpd option teacher_head = 1 needs use_prior = 1 (the hint is decoded by the prior's "
+                               "autoencoder or standardisation)")
 
     # -- the hint -------------------------------------------------------------------------------
     def chain(self, z: torch.Tensor) -> torch.Tensor:
@@ -141,7 +148,40 @@ class GDPD(Distiller):
         return self.student.head if self.hint_head is None else self.hint_head
 
     def hint_logits(self, feature: torch.Tensor) -> torch.Tensor:
-        return self.scoring_head(self.hint(feature))
+        return self.score_hint(self.latent_hint(feature)[0])
+
+    # -- the teacher's head (teacher_head = 1) ------------------------------------------------------
+    @property
+    def needs_teacher_head(self) -> bool:
+        return bool(self.options["teacher_head"])
+
+    def attach_teacher_head(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """The teacher's (lead member's) linear head, kept frozen and outside the trained parameters."""
+        if weight.shape != (self.teacher_dims.n_classes, self.teacher_dims.feature_dim):
+            raise EarlykdError(f"teacher head has shape {tuple(weight.shape)}, expected "
+                               f"{(self.teacher_dims.n_classes, self.teacher_dims.feature_dim)}")
+        self.__dict__["_teacher_head"] = (weight.detach().clone(), bias.detach().clone())
+
+    def to_teacher_width(self, z: torch.Tensor) -> torch.Tensor:
+        """A latent hint in the teacher's feature space: the AE's decoder, or the standardisation undone, both
+        frozen (gradients reach z, not the decoder)."""
+        if self.autoencoder is not None:
+            dec = self.autoencoder.decoder
+            return F.linear(z, dec.weight.detach(), dec.bias.detach())
+        bn = self.standardise
+        return z * (bn.running_var.detach() + bn.eps).sqrt() + bn.running_mean.detach()
+
+    def score_hint(self, z: torch.Tensor) -> torch.Tensor:
+        """Logits of a latent hint: the student's (or a separate) head on the projected hint, or with
+        teacher_head = 1 the teacher's frozen head on the hint decoded to the teacher's width."""
+        if not self.options["teacher_head"]:
+            return self.scoring_head(self.project(z))
+        head = self.__dict__.get("_teacher_head")
+        if head is None:
+            raise EarlykdError("gdpd option teacher_head = 1 needs the teacher's head, which this entry point "
+                               "does not provide (earlykd distill and bench do)")
+        weight, bias = (t.to(z.device) for t in head)
+        return F.linear(self.to_teacher_width(z), weight, bias)
 
     # -- what the chain does (history rows: alpha, hint_distance) ----------------------------------
     @torch.no_grad()
@@ -206,7 +246,7 @@ class GDPD(Distiller):
             losses.update({k: self._weighted(v) for k, v in self.prior_losses(batch.teacher.feature).items()})
         if stage2:
             hints = [self.latent_hint(out.feature) for _ in range(int(o["samples"]))]
-            logits = [self.scoring_head(self.project(z)) for z, _ in hints]
+            logits = [self.score_hint(z) for z, _ in hints]
             if o["average_probs"]:
                 log_probs = torch.stack([F.log_softmax(lg, 1) for lg in logits])
                 losses["hint"] = self._weighted(F.nll_loss(torch.logsumexp(log_probs, 0) - math.log(len(logits)), y))
