@@ -110,7 +110,8 @@ class Distiller(nn.Module):
 
     def forward_train(self, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         out = self.student(batch.x)
-        losses = {"ce": F.cross_entropy(out.logits, batch.y)}
+        ce, w = F.cross_entropy(out.logits, batch.y), self.options.get("ce_weight", 1)
+        losses = {"ce": ce if w == 1 else w * ce}   # a method may weight CE with a ce_weight option
         losses.update(self.distill_losses(out, batch, epoch))
         return out.logits, losses
 
@@ -128,6 +129,15 @@ class Distiller(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Inference: the student alone."""
         return self.student(x).logits
+
+
+def member_targets(batch: Batch, expected: int, method: str) -> torch.Tensor:
+    """The teacher members' logits (B, M, classes), detached; one clear line if M differs from `expected`."""
+    targets = batch.teacher.members.detach()
+    if targets.shape[1] != expected:
+        raise EarlykdError(f"{method}: the teacher gives {targets.shape[1]} member(s), the method was built for "
+                           f"{expected}")
+    return targets
 
 
 METHODS: dict[str, type[Distiller]] = {}

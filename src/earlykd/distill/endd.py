@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import check
 from .base import Distiller, register
@@ -88,12 +87,6 @@ class EnDD(Distiller):
             check(o[key] in (0, 1), f"endd option {key} must be 0 or 1, got {o[key]!r}")
         check(o["max_precision"] > 0, f"endd option max_precision must be positive, got {o['max_precision']!r}")
         return o
-
-    def forward_train(self, batch, epoch):
-        out = self.student(batch.x)
-        losses = {"ce": self.options["ce_weight"] * F.cross_entropy(out.logits, batch.y)}
-        losses.update(self.distill_losses(out, batch, epoch))
-        return out.logits, losses
 
     def distill_losses(self, out, batch, epoch):
         o = self.options

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import EarlykdError, check
-from .base import Distiller, register
+from ..errors import check
+from .base import Distiller, member_targets, register
 from .dlf.gaussian import predictive_stats
 from .dlf.method import Predictive
 from .kd import soft_kl
@@ -90,10 +90,7 @@ class Hydra(Distiller):
         return HydraStudent(self.student, self.heads)
 
     def distill_losses(self, out, batch, epoch):
-        targets = batch.teacher.members.detach()                     # (B, M, c)
-        if targets.shape[1] != self.members:
-            raise EarlykdError(f"hydra: the teacher gives {targets.shape[1]} member(s), the method was built for "
-                               f"{self.members}")
+        targets = member_targets(batch, self.members, "hydra")
         tau, w = self.options["temperature"], self.options["weight"]
         per_head = torch.stack([soft_kl(h(out.feature), targets[:, m], tau) for m, h in enumerate(self.heads)])
         return {"kd": w * soft_kl(out.logits, batch.teacher.logits, tau), "hydra": w * per_head.mean()}

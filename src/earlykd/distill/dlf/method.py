@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...errors import EarlykdError, check
-from ..base import Distiller, register
+from ...errors import check
+from ..base import Distiller, member_targets, register
 from .gaussian import e_step, neg_joint, neg_q, predictive_stats, prior_mmd
 
 PREFIX = "dlf."
@@ -147,17 +147,8 @@ class DLF(Distiller):
     def predictor(self) -> DLFStudent:
         return DLFStudent(self.student, self.heads)
 
-    def forward_train(self, batch, epoch):
-        out = self.student(batch.x)
-        losses = {"ce": self.options["ce_weight"] * F.cross_entropy(out.logits, batch.y)}
-        losses.update(self.distill_losses(out, batch, epoch))
-        return out.logits, losses
-
     def distill_losses(self, out, batch, epoch):
-        targets = batch.teacher.members.detach()
-        if targets.shape[1] != self.members:
-            raise EarlykdError(f"dlf: the teacher gives {targets.shape[1]} member(s), the method was built for "
-                               f"{self.members}")
+        targets = member_targets(batch, self.members, "dlf")
         if self.options["center"]:
             targets = targets - targets.mean(2, keepdim=True)
         R = targets.transpose(0, 1) - out.logits                      # (n, B, c)
