@@ -48,7 +48,7 @@ def fit_and_save(cfg: dict, kind: str, data: Prepared, splits: dict[str, Split],
     cfg = {**cfg, "model": m}
     dims = splits["train"].teacher.dims if splits["train"].teacher is not None else None
     distiller = build_method(method_cls.name, student, dims, cfg["method"]["options"], train_cfg["warmup"])
-    if getattr(distiller, "needs_teacher_head", False):
+    if distiller.needs_teacher_head:
         from .teacher import Teacher
         distiller.attach_teacher_head(*Teacher.load(teacher_info["path"]).head())
     (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))

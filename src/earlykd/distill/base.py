@@ -86,6 +86,7 @@ class Distiller(nn.Module):
     defaults: ClassVar[dict] = {}
     needs_teacher: ClassVar[bool] = True
     two_stage: ClassVar[bool] = False   # checkpoint selection starts after the warm-up
+    needs_teacher_head: bool = False    # True: give it the teacher's head with attach_teacher_head(weight, bias)
 
     def __init__(self, student: Classifier, teacher: TeacherDims | None, options: dict | None = None,
                  warmup: int = 0):

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import check
+from ..models import eval_mode
 from .base import Distiller, register
 from .dlf.method import Predictive
 
@@ -66,10 +67,8 @@ def predictive(model, x: torch.Tensor) -> Predictive:
     elif isinstance(model, EnDD):
         model = model.student
     check(hasattr(model, "encode"), f"endd predictive needs a student, got {type(model).__name__}")
-    was_training = model.training
-    model.eval()
-    logits = model(x).logits
-    model.train(was_training)
+    with eval_mode(model):
+        logits = model(x).logits
     return dirichlet_stats(concentrations(logits.double()))
 
 

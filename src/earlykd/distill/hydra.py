@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import check
+from ..models import eval_mode
 from .base import Distiller, member_targets, register
 from .dlf.gaussian import predictive_stats
 from .dlf.method import Predictive
@@ -66,10 +67,8 @@ def predictive(model, x: torch.Tensor) -> Predictive:
     elif isinstance(model, Hydra):
         model = model.predictor
     check(isinstance(model, HydraStudent), f"hydra predictive needs a hydra model, got {type(model).__name__}")
-    was_training = model.training
-    model.eval()
-    logits = model.head_logits(x)
-    model.train(was_training)
+    with eval_mode(model):
+        logits = model.head_logits(x)
     return Predictive(*predictive_stats(logits))
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..data import Prepared
 from ..distill import Batch, TeacherOutputs, build_method
 from ..errors import check
-from ..models import build_model
+from ..models import build_model, eval_mode
 from ..prefix import observed_samples, prefix_steps
 from ..train import FitResult, Trainer, batch_slices, predict_logits
 
@@ -101,10 +101,8 @@ class LevelSplit:
 @torch.no_grad()
 def predict_outputs(model, x: torch.Tensor, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, feature) of a Classifier in eval mode, in chunks (the logits equal `predict_logits`)."""
-    was_training = model.training
-    model.eval()
-    parts = [model(x[i:i + chunk]) for i in range(0, len(x), chunk)]
-    model.train(was_training)
+    with eval_mode(model):
+        parts = [model(x[i:i + chunk]) for i in range(0, len(x), chunk)]
     return torch.cat([p.logits for p in parts]), torch.cat([p.feature for p in parts])
 
 
@@ -125,7 +123,7 @@ def train_anytime(data: Prepared, outputs: dict[str, TeacherOutputs] | None, met
                           model_cfg["hidden"])
     dims = outputs["train"].dims if outputs else None
     distiller = build_method(method, student, dims, options, train_cfg["warmup"])
-    check(not getattr(distiller, "needs_teacher_head", False),
+    check(not distiller.needs_teacher_head,
           f"method option teacher_head = 1 is not supported for the anytime student ({method})")
     source = train
     if aria is not None:

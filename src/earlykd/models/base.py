@@ -1,12 +1,24 @@
 """The model interface and the architecture registry."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
 from ..errors import EarlykdError, lookup
+
+
+@contextmanager
+def eval_mode(model: nn.Module):
+    """Run a block with `model` in eval mode, then restore its training flag (also on error)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 class ModelOutput(NamedTuple):

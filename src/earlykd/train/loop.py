@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from ..distill import Batch, Distiller, TeacherOutputs
 from ..errors import EarlykdError
+from ..models import eval_mode
 from ..progress import progress
 from .checkpoint import load_tensors, save_tensors
 
@@ -69,11 +70,8 @@ def _logits(out) -> torch.Tensor:
 @torch.no_grad()
 def predict_logits(model, x: torch.Tensor, chunk: int = 512) -> torch.Tensor:
     """Logits in eval mode, in chunks; works for a Classifier and for a Distiller."""
-    was_training = model.training
-    model.eval()
-    out = torch.cat([_logits(model(x[i:i + chunk])) for i in range(0, len(x), chunk)])
-    model.train(was_training)
-    return out
+    with eval_mode(model):
+        return torch.cat([_logits(model(x[i:i + chunk])) for i in range(0, len(x), chunk)])
 
 
 def _scheduler(opt, kind: str, epochs: int):

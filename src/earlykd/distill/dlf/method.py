@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import check
+from ...models import eval_mode
 from ..base import Distiller, member_targets, register
 from .gaussian import e_step, neg_joint, neg_q, predictive_stats, prior_mmd
 
@@ -110,10 +111,8 @@ def predictive(model, x: torch.Tensor, samples: int = 32, noise: bool = False,
     elif isinstance(model, DLF):
         model = model.predictor
     check(isinstance(model, DLFStudent), f"predictive needs a dlf model, got {type(model).__name__}")
-    was_training = model.training
-    model.eval()
-    draws = model.sample(x, samples, noise, generator)
-    model.train(was_training)
+    with eval_mode(model):
+        draws = model.sample(x, samples, noise, generator)
     return Predictive(*predictive_stats(draws))
 
 
