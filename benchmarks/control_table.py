@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-from scipy.stats import wilcoxon
 
 from earlykd.report.tables import split, teacher_scores
+from paired_gains import paired_cells  # a sibling script: benchmarks/ is on sys.path when run as a script
 
 
 def stats(students: pd.DataFrame) -> pd.DataFrame:
@@ -29,10 +29,8 @@ def paired(real: pd.DataFrame, control: pd.DataFrame) -> list[str]:
     lines = ["| method | e | pairs | real − know-nothing (mean) | real ahead | Wilcoxon p |", "|---|---|---|---|---|---|"]
     groups = list(both.groupby(["method", "earliness"])) + [((m, "all"), g) for m, g in both.groupby("method")]
     for (method, e), g in sorted(groups, key=lambda item: (item[0][0], str(item[0][1]))):
-        p = wilcoxon(g["diff"]).pvalue if (g["diff"] != 0).any() else float("nan")
         e_label = e if isinstance(e, str) else f"{e:g}"
-        lines.append(f"| {method} | {e_label} | {len(g)} | {g['diff'].mean():+.4f} | {(g['diff'] > 0).sum()}/{len(g)} "
-                     f"| {p:.3g} |")
+        lines.append(f"| {method} | {e_label} | {paired_cells(g['diff'])} |")
     return lines
 
 

@@ -14,6 +14,12 @@ from scipy.stats import wilcoxon
 from earlykd.report.tables import split
 
 
+def paired_cells(diff: pd.Series) -> str:
+    """'pairs | mean difference | ahead | Wilcoxon p' of paired differences, as markdown cells."""
+    p = wilcoxon(diff).pvalue if (diff != 0).any() else float("nan")
+    return f"{len(diff)} | {diff.mean():+.4f} | {(diff > 0).sum()}/{len(diff)} | {p:.3g}"
+
+
 def main() -> None:
     root, references = Path(sys.argv[1]), sys.argv[2:] or ["base", "kd"]
     students, _ = split(pd.read_csv(root / "runs.csv"))
@@ -24,10 +30,7 @@ def main() -> None:
     for ref in references:
         for method in (m for m in wide.columns if m != ref):
             for e, part in wide[[ref, method]].dropna().groupby(level="earliness"):
-                diff = part[method] - part[ref]
-                p = wilcoxon(diff).pvalue if (diff != 0).any() else float("nan")
-                lines.append(f"| {ref} | {method} | {e:g} | {len(diff)} | {diff.mean():+.4f} | "
-                             f"{(diff > 0).sum()}/{len(diff)} | {p:.3g} |")
+                lines.append(f"| {ref} | {method} | {e:g} | {paired_cells(part[method] - part[ref])} |")
     (root / "paired_gains.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
