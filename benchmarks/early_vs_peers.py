@@ -388,15 +388,22 @@ def chosen_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
+def method_of(contender: str) -> str:
+    """The protocol's `method` column: earlykd's distillation method, or the peer's name."""
+    return contender.split(":")[1] if contender.startswith("earlykd:") else contender
+
+
 def export_csv(store: Store, path: Path) -> int:
+    """runs.csv: the issue's eight columns first, then `method` (docs/protocol.md) and the rest."""
     import csv
     rows = store.rows()
     rows += chosen_rows(rows)
     rows.sort(key=lambda r: (r["dataset"], r["contender"], r["seed"]))
     with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS[:8] + ("method",) + COLUMNS[8:])
         writer.writeheader()
         for r in rows:
+            r = {**r, "method": method_of(r["contender"])}
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
     return len(rows)
 

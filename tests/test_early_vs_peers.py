@@ -66,6 +66,7 @@ def test_export_adds_the_policy_chosen_on_validation_only(tmp_path):
     assert float(chosen["hm"]) == pytest.approx(0.64)   # threshold: best on validation, though worse on test
     assert '"chosen_policy": "threshold"' in chosen["settings"]
     assert rows["broken"]["status"] == "failed"
+    assert rows["broken"]["method"] == "broken" and chosen["method"] == "kd"
 
 
 def test_jobs_in_parallel_processes_store_their_rows_and_failures(tmp_path):
