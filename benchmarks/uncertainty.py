@@ -10,6 +10,11 @@ the protocol's columns plus brier, auroc_entropy, auroc_mi (misclassification de
 ms_per_prediction (one series at a time, one thread; the ensemble's rows give the reference). The ensemble
 is a row per dataset at earliness 1.0 (it sees whole series). kd has no second-order uncertainty: its
 auroc_mi is empty. Summaries: benchmarks/uncertainty_report.py.
+
+DLF runs in two variants (DLF_VARIANTS): as specified (`spec`, the suite's dlf) and the shared-suffix model
+(`contrast`, its own sweep in DIR/variants/contrast). Per dataset, earliness and seed the `dlf` row is the
+variant of lower validation NLL of its predictive (column `variant`); DIR/variants.csv keeps every variant's
+row. Test scores play no part in the choice.
 """
 from __future__ import annotations
 
@@ -27,8 +32,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK_TEACHERS = ROOT / "benchmarks" / "results" / "quick" / "runs"
-EXTRA = ["brier", "auroc_entropy", "auroc_mi", "ms_per_prediction", "run_dir"]
+EXTRA = ["brier", "auroc_entropy", "auroc_mi", "ms_per_prediction", "val_nll", "variant", "run_dir"]
 DLF_SAMPLES = 32
+DLF_VARIANTS = {"spec": None, "contrast": ROOT / "benchmarks" / "suites" / "uncertainty-dlf-contrast.yaml"}
 
 
 def link_teachers(out: Path, names: list[str]) -> None:
@@ -106,6 +112,8 @@ def score_student(job, root: Path) -> dict | None:
     y = data.labels["test"].numpy()
     teacher = Teacher.load(cfg["teacher"]).outputs(data, torch.device("cpu"))["test"]
     probs, entropy, mi = predictive(job.method, run_dir, x)
+    val_probs = predictive(job.method, run_dir, data.view("val", **cfg["prefix"]))[0].double()
+    val_nll = torch.nn.functional.nll_loss(val_probs.clamp_min(1e-12).log(), data.labels["val"]).item()
     metrics = uncertainty_metrics(probs.double().numpy(), entropy.double().numpy(),
                                   None if mi is None else mi.double().numpy(), y,
                                   torch.softmax(teacher.logits.double(), 1).numpy())
@@ -126,7 +134,7 @@ def score_student(job, root: Path) -> dict | None:
         metrics["ms_per_prediction"] = ms_per_prediction(fn, x)
     row = {"dataset": job.dataset, "method": job.method, "earliness": job.earliness, "prefix_mode": job.prefix_mode,
            "seed": job.seed, "teacher_arch": record["teacher_arch"], "student_arch": record["student_arch"],
-           **metrics, "run_dir": str(run_dir.relative_to(root))}
+           **metrics, "val_nll": val_nll, "run_dir": str(run_dir.relative_to(root))}
     for key in ("epochs", "train_seconds", "seconds_per_epoch", "peak_memory_mb", "config_hash", "version"):
         row[key] = record.get(key)
     return row
@@ -164,6 +172,49 @@ def cached(path: Path, make):
     return row
 
 
+def sweep_and_score(suite_path: str, out: Path, a, only: str | None = None) -> tuple[list[dict], int]:
+    """Run one suite's sweep (unless --score-only) and score its finished runs; only: that method's jobs."""
+    from earlykd.bench.grid import expand
+    from earlykd.bench.suites import get_suite
+    jobs = expand(get_suite(suite_path), a.datasets, None, a.earliness, a.seeds)
+    link_teachers(out, [j.name for j in jobs if j.kind == "teacher"])
+    if not a.score_only:
+        cmd = [sys.executable, "-m", "earlykd.cli", "bench", "--suite", suite_path, "--out", str(out), "--workers",
+               str(a.workers), "--threads", "1", "--no-progress"]
+        for flag in ("datasets", "seeds", "earliness"):
+            if getattr(a, flag):
+                cmd += [f"--{flag}", *getattr(a, flag)]
+        code = subprocess.call(cmd, cwd=ROOT)
+        if code:
+            print(f"uncertainty: the sweep of {suite_path} exited with {code}; scoring what finished", file=sys.stderr)
+    rows, missing = [], 0
+    for job in jobs:
+        if only is not None and (job.kind == "teacher" or job.method != only):
+            continue
+        make = (lambda j=job: score_ensemble(j, out)) if job.kind == "teacher" else (lambda j=job: score_student(j, out))
+        row = cached(out / "scores" / f"{job.name}.json", make)
+        missing += row is None
+        rows += [row] if row is not None else []
+    return rows, missing
+
+
+def choose_dlf(variants: dict[str, list[dict]]) -> list[dict]:
+    """Per (dataset, earliness, seed), the DLF variant of lowest validation NLL (ties: DLF_VARIANTS order)."""
+    cells: dict[tuple, list[tuple[int, dict]]] = {}
+    for rank, (name, rows) in enumerate(variants.items()):
+        for r in rows:
+            cells.setdefault((r["dataset"], r["earliness"], r["seed"]), []).append((rank, {**r, "variant": name}))
+    return [min(found, key=lambda rr: (rr[1]["val_nll"], rr[0]))[1] for _, found in sorted(cells.items())]
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    from earlykd.schema import PROTOCOL
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, PROTOCOL + EXTRA, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--suite", default=str(ROOT / "benchmarks" / "suites" / "uncertainty.yaml"))
@@ -175,32 +226,18 @@ def main(argv=None) -> None:
     p.add_argument("--score-only", action="store_true", help="score the finished runs without training")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    from earlykd.bench.grid import expand
-    from earlykd.bench.suites import get_suite
-    from earlykd.schema import PROTOCOL
-    suite, out = get_suite(a.suite), Path(a.out).resolve()
-    jobs = expand(suite, a.datasets, None, a.earliness, a.seeds)
-    link_teachers(out, [j.name for j in jobs if j.kind == "teacher"])
-    if not a.score_only:
-        cmd = [sys.executable, "-m", "earlykd.cli", "bench", "--suite", a.suite, "--out", str(out), "--workers",
-               str(a.workers), "--threads", "1", "--no-progress"]
-        for flag in ("datasets", "seeds", "earliness"):
-            if getattr(a, flag):
-                cmd += [f"--{flag}", *getattr(a, flag)]
-        code = subprocess.call(cmd, cwd=ROOT)
-        if code:
-            print(f"uncertainty: the sweep exited with {code}; scoring what finished", file=sys.stderr)
-    rows, missing = [], 0
-    for job in jobs:
-        make = (lambda j=job: score_ensemble(j, out)) if job.kind == "teacher" else (lambda j=job: score_student(j, out))
-        row = cached(out / "scores" / f"{job.name}.json", make)
-        missing += row is None
-        rows += [row] if row is not None else []
-    columns = PROTOCOL + EXTRA
-    with open(out / "runs.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    out = Path(a.out).resolve()
+    rows, missing = sweep_and_score(a.suite, out, a)
+    variants = {"spec": [r for r in rows if r["method"] == "dlf"]}
+    for name, suite in DLF_VARIANTS.items():
+        if suite is not None and variants["spec"]:
+            found, lost = sweep_and_score(str(suite), out / "variants" / name, a, only="dlf")
+            variants[name] = [{**r, "run_dir": f"variants/{name}/{r['run_dir']}"} for r in found]
+            missing += lost
+    if variants["spec"]:
+        write_csv(out / "variants.csv", [{**r, "variant": n} for n, found in variants.items() for r in found])
+        rows = [r for r in rows if r["method"] != "dlf"] + choose_dlf(variants)
+    write_csv(out / "runs.csv", rows)
     print(f"{len(rows)} rows -> {out / 'runs.csv'}" + (f" ({missing} runs not finished)" if missing else ""))
 
 

@@ -273,3 +273,114 @@ def test_dlf_from_an_ensemble_teacher_end_to_end(tmp_path):
     out = predictive(student.path, x, 16)
     assert out.probs.shape == (len(x), data.n_classes) and torch.isfinite(out.entropy).all()
     assert runs.evaluate_run(student.path) == pytest.approx(student.metrics, abs=1e-6)
+
+
+# ---- contrast models (prefixes) and the closed-form noise ----
+
+def test_helmert_is_an_orthonormal_rotation_into_contrasts_and_the_mean():
+    from earlykd.distill.dlf.gaussian import helmert
+    for n in (2, 3, 5):
+        H = helmert(n, f64)
+        assert torch.allclose(H @ H.T, torch.eye(n, dtype=f64), atol=1e-12)
+        assert torch.allclose(H[:-1].sum(1), torch.zeros(n - 1, dtype=f64), atol=1e-12)
+        assert torch.allclose(H[-1], torch.full((n,), n ** -0.5, dtype=f64))
+
+
+def contrast_problem(seed, options, n=4, B=7, c=3):
+    torch.manual_seed(seed)
+    student = build_model("lstm", 2, c, layers=1, hidden=6).double()
+    shared = torch.randn(B, 1, c, dtype=f64) * 2          # what the unseen suffix does, common to all members
+    members = shared + torch.randn(B, n, c, dtype=f64) * torch.tensor([1.5, 0.3, 0.8], dtype=f64)
+    teacher = TeacherOutputs(members.mean(1), torch.zeros(B, 1), torch.zeros(B, 1, 1), members)
+    method = build_method("dlf", student, teacher.dims, {"ce_weight": 0.0, "rank": 2, **options}).double()
+    with torch.no_grad():
+        method.heads.shared_raw.fill_(0.3) if method.heads.shared_raw is not None else None
+    return method, Batch(torch.randn(B, 2, 10, dtype=f64), torch.arange(B) % c, teacher), members
+
+
+def brute_shared_loglik(method, batch, members):
+    """log p(all members) with f_i = mu + delta + P W_i L^T + noise, delta ~ N(0, tau^2 I) shared by the
+    members at a point: one Gaussian over every member, point and class (column-major per member)."""
+    out = method.student(batch.x)
+    P, L, var, tau = (method.heads.phi(out.feature), method.heads.L(), method.heads.variance(out.feature),
+                      method.heads.shared_variance())
+    n, (B, c) = members.shape[1], out.logits.shape
+    A = torch.kron(L, P)
+    K = A @ A.T + torch.diag(var.repeat(c))
+    cov = torch.kron(torch.eye(n, dtype=f64), K) + torch.kron(torch.ones(n, n, dtype=f64), tau * torch.eye(B * c, dtype=f64))
+    resid = (members.transpose(0, 1) - out.logits).transpose(1, 2).reshape(-1)   # member, then class, then point
+    return torch.distributions.MultivariateNormal(torch.zeros_like(resid), cov).log_prob(resid)
+
+
+def test_contrast_model_em_gradient_is_the_shared_suffix_likelihoods():
+    """Fisher's identity for the rotated model: the EM loss's gradient (every parameter, tau^2 included)
+    equals that of the brute-force likelihood of the members with a shared N(0, tau^2) term."""
+    method, batch, members = contrast_problem(0, {"contrast": 1})
+    names, params = zip(*[(name, p) for name, p in method.named_parameters() if name != "factors"])
+    names = list(names)
+    _, losses = method.forward_train(batch, epoch=0)
+    ours = torch.autograd.grad(losses["dlf"], params)
+    theirs = torch.autograd.grad(-brute_shared_loglik(method, batch, members) / (members.shape[1] * len(members)),
+                                 params)
+    for mine, ref, name in zip(ours, theirs, names):
+        assert torch.allclose(mine, ref, rtol=1e-6, atol=1e-10), (name, (mine - ref).abs().max())
+    assert ours[names.index("heads.shared_raw")].abs() > 1e-4   # tau^2 does get a gradient
+
+
+def test_contrast_factor_part_ignores_what_all_members_share():
+    """A shift common to every member moves only the mean's residual: the factor model of the contrasts
+    (and so Phi's and L's fit to the members' disagreement) is unchanged."""
+    method, batch, members = contrast_problem(1, {"contrast": 1})
+    shifted = Batch(batch.x, batch.y, TeacherOutputs(batch.teacher.logits, batch.teacher.feature, batch.teacher.hidden,
+                                                     members + torch.randn(len(members), 1, 3, dtype=f64) * 5))
+    with torch.no_grad():
+        out = method.student(batch.x)
+        var = method.heads.variance(out.feature)
+        a, b = (method._parts(member_targets, out.logits, var) for member_targets in (members, shifted.teacher.members))
+    assert torch.allclose(a[0][0], b[0][0], atol=1e-10) and not torch.allclose(a[1][0], b[1][0])
+
+
+def test_em_noise_takes_the_closed_form_m_step():
+    """noise_variance minimises -Q in a scalar sigma^2 (the posterior held), and em_noise moves sigma^2
+    (and tau^2) towards it by NOISE_RATE without a gradient."""
+    from earlykd.distill.dlf.gaussian import noise_variance
+    from earlykd.distill.dlf.method import NOISE_RATE
+    R, P, L, _ = problem(5, hetero=False)
+    post = e_step(R, P, L, torch.full((5,), 0.7, dtype=f64))
+    best = noise_variance(R, P, L, post)
+    s = best.clone().requires_grad_(True)
+    grad, = torch.autograd.grad(neg_q(R, P, L, s.expand(5), post), s)
+    assert abs(grad.item()) < 1e-9 * R.numel()
+    for other in (best * 0.8, best * 1.25):
+        assert neg_q(R, P, L, other.expand(5), post) > neg_q(R, P, L, best.expand(5), post)
+    method, batch, _ = contrast_problem(2, {"contrast": 1, "em_noise": 1})
+    before = method.heads.variance(torch.zeros(1, method.heads.phi.in_features, dtype=f64))[0].item()
+    _, losses = method.forward_train(batch, epoch=0)
+    losses["dlf"].backward()
+    assert method.heads.var_raw.grad is None and method.heads.shared_raw.grad is None
+    after = method.heads.variance(torch.zeros(1, method.heads.phi.in_features, dtype=f64))[0].item()
+    assert after != pytest.approx(before) and 0 < NOISE_RATE < 1
+
+
+def test_contrast_and_em_noise_refusals_are_one_line():
+    student = build_model("lstm", 1, 2, layers=1, hidden=4)
+    with pytest.raises(EarlykdError, match="2 or more members"):
+        build_method("dlf", student, TeacherDims(2, 4, 4, 6, members=1), {"contrast": 1})
+    with pytest.raises(EarlykdError, match="exclude each other"):
+        build_method("dlf", student, TeacherDims(2, 4, 4, 6, members=3), {"hetero": 1, "em_noise": 1})
+    with pytest.raises(EarlykdError, match="contrast must be 0 or 1"):
+        build_method("dlf", student, TeacherDims(2, 4, 4, 6, members=3), {"contrast": 2})
+
+
+def test_contrast_predictive_noise_is_the_shared_variance(tmp_path):
+    heads = DLFHeads(4, 3, rank=2, hetero=False, shared=True)
+    with torch.no_grad():
+        heads.phi.weight.zero_()
+        heads.phi.bias.zero_()
+        heads.shared_raw.fill_(math.log(math.expm1(2.0 - 1e-4)))   # tau^2 = 2, sigma^2 stays 1
+    student = build_model("fcn", 1, 3, layers=1, hidden=4)
+    draws = DLFStudent(student, heads).sample(torch.randn(6, 1, 9), 20000, noise=True,
+                                              generator=torch.Generator().manual_seed(0))
+    assert draws.var(0).mean().item() == pytest.approx(2.0, rel=0.03)
+    state = {f"dlf.{k}": v for k, v in heads.state_dict().items()}
+    assert DLFHeads.from_tensors(state, "x").shared_variance().item() == pytest.approx(2.0)

@@ -62,6 +62,31 @@ def neg_joint(R: torch.Tensor, P: torch.Tensor, L: torch.Tensor, var: torch.Tens
     return 0.5 * fit + 0.5 * n * c * var.log().sum()
 
 
+def noise_variance(R: torch.Tensor, P: torch.Tensor, L: torch.Tensor, post: Posterior | None,
+                   W: torch.Tensor | None = None) -> torch.Tensor:
+    """The closed-form M-step for a scalar noise variance (no gradient): the mean squared residual
+    E|R_i - P W_i L^T|^2 / (n B c) under `post` (or with fixed factors W), which maximises Q (or the
+    joint likelihood) in sigma^2 with everything else held."""
+    with torch.no_grad():
+        n, B, c = R.shape
+        if post is None:
+            return ((R - P @ W @ L.T) ** 2).sum() / (n * B * c)
+        # -Q at unit variance is (fit + n trace) / 2 with the posterior of the current sigma^2
+        return 2 * neg_q(R, P, L, torch.ones(B, dtype=P.dtype, device=P.device), post) / (n * B * c)
+
+
+def helmert(n: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """(n, n) orthonormal rotation of n members: n - 1 contrasts (rows orthogonal to the all-ones vector),
+    then the scaled mean (all 1 / sqrt(n))."""
+    H = torch.zeros(n, n, dtype=dtype, device=device)
+    for k in range(1, n):
+        H[k - 1, :k] = 1.0
+        H[k - 1, k] = -float(k)
+        H[k - 1] /= (k * (k + 1)) ** 0.5
+    H[n - 1] = n ** -0.5
+    return H
+
+
 def mmd(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Biased squared MMD between samples x (a, d) and y (b, d), RBF kernel of bandwidth^2 = d."""
     def k(a, b):
