@@ -1,87 +1,78 @@
-"""One contract, every registered method: finite losses, gradients only where they belong,
-frozen teacher, uni- and multivariate, both prefix modes, several earliness values, seeded."""
+"""One contract per registry, run over every entry with the importable checks of `earlykd.checks`
+(methods: finite losses, gradients only where they belong, frozen teacher, uni- and multivariate, both
+prefix modes, several earliness values, seeded; architectures; stopping policies), and each check shown
+to fail on an entry that breaks its contract."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
-import torch
 
-from earlykd.distill import METHODS, Batch, TeacherOutputs, build_method
-from earlykd.models import build_model
-from earlykd.prefix import make_prefix
-
-STEPS, CLASSES, BATCH = 20, 3, 6
-CASES = [(channels, e, mode) for channels in (1, 3) for e in (0.2, 0.5, 1.0) for mode in ("stretch", "truncate")]
-
-
-def setup(name: str, channels: int, earliness: float, mode: str, seed: int = 0):
-    torch.manual_seed(seed)
-    x = torch.randn(BATCH, channels, STEPS)
-    y = torch.arange(BATCH) % CLASSES
-    teacher = build_model("fcn", channels, CLASSES, layers=2, hidden=6).eval()
-    with torch.no_grad():
-        out = teacher(x)
-    cached = TeacherOutputs(out.logits, out.feature, out.hidden)
-    student = build_model("lstm", channels, CLASSES, layers=1, hidden=5)
-    distiller = build_method(name, student, cached.dims, warmup=2)
-    batch = Batch(make_prefix(x, earliness, mode), y, cached if distiller.needs_teacher else None)
-    return teacher, distiller, batch
-
-
-def epochs_to_check(distiller) -> list[int]:
-    return [0, distiller.warmup] if distiller.two_stage else [0]
+from earlykd.checks import check_architecture, check_method, check_policy
+from earlykd.decide import POLICIES
+from earlykd.decide.threshold import ThresholdPolicy
+from earlykd.distill import METHODS
+from earlykd.distill.kd import KD
+from earlykd.models import ARCHITECTURES
+from earlykd.models.conv import FCN
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
-def test_registry_entry(name):
-    cls = METHODS[name]
-    assert cls.name == name and cls.description.strip()
-    assert all(isinstance(v, (int, float)) for v in cls.defaults.values())
+def test_method_contract(name):
+    check_method(name)
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
-@pytest.mark.parametrize("channels,earliness,mode", CASES)
-def test_losses_finite_and_gradients_confined(name, channels, earliness, mode):
-    teacher, distiller, batch = setup(name, channels, earliness, mode)
-    teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
-    opt = torch.optim.SGD(list(distiller.parameters()) + list(teacher.parameters()), lr=0.1)
-    for epoch in epochs_to_check(distiller):
-        distiller.train()
-        opt.zero_grad()
-        logits, losses = distiller.forward_train(batch, epoch)
-        assert logits.shape == (BATCH, CLASSES)
-        hint_only_warmup = distiller.name == "fitnets" and epoch < distiller.warmup   # the release's FitNets
-        assert ("ce" in losses) != hint_only_warmup and all(v.dim() == 0 for v in losses.values())
-        total = sum(losses.values())
-        assert torch.isfinite(total), (epoch, {k: v.item() for k, v in losses.items()})
-        total.backward()
-        assert all(p.grad is None for p in teacher.parameters()), "gradient reached the teacher"
-        student_grads = [p.grad for p in distiller.student.parameters() if p.grad is not None]
-        assert student_grads and any(g.abs().sum() > 0 for g in student_grads), "student got no gradient"
-        assert all(torch.isfinite(g).all() for g in student_grads)
-        opt.step()
-    assert all(torch.equal(teacher_before[k], v) for k, v in teacher.state_dict().items()), "teacher changed"
-    if batch.teacher is not None:
-        assert not any(t.requires_grad for t in (batch.teacher.logits, batch.teacher.feature, batch.teacher.hidden))
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_architecture_contract(name):
+    check_architecture(name)
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
-def test_inference_is_the_student_alone(name):
-    _, distiller, batch = setup(name, 2, 0.5, "truncate")
-    distiller.eval()
-    with torch.no_grad():
-        assert torch.equal(distiller(batch.x), distiller.student(batch.x).logits)
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_policy_contract(name):
+    check_policy(name)
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
-def test_same_seed_same_loss(name):
-    def losses(seed):
-        torch.manual_seed(123)
-        _, distiller, batch = setup(name, 2, 0.4, "stretch", seed)
-        torch.manual_seed(7)
-        out = []
-        for epoch in epochs_to_check(distiller):
-            _, terms = distiller.forward_train(batch, epoch)
-            out.append({k: v.item() for k, v in terms.items()})
-        return out
+def unregistered(cls, **attrs):
+    """A subclass of `cls` with `attrs`, registered for the check and removed afterwards."""
+    return type(f"Broken{cls.__name__}", (cls,), attrs)
 
-    assert losses(0) == losses(0)
+
+@pytest.fixture
+def registry():
+    added = []
+
+    def add(table, key, cls):
+        table[key] = cls
+        added.append((table, key))
+        return cls
+    yield add
+    for table, key in added:
+        del table[key]
+
+
+def test_check_method_fails_on_a_broken_method(registry):
+    def leaky(self, out, batch, epoch):          # a loss that is not finite
+        return {"kd": out.logits.sum() * float("nan")}
+    registry(METHODS, "broken_kd", unregistered(KD, name="broken_kd", distill_losses=leaky))
+    with pytest.raises(AssertionError, match="method 'broken_kd'.*not finite"):
+        check_method("broken_kd")
+    with pytest.raises(AssertionError, match="not registered"):
+        check_method(unregistered(KD, name="elsewhere"))
+
+
+def test_check_architecture_fails_when_a_case_depends_on_its_batch(registry):
+    def encode(self, x):                           # subtracts the batch mean, in eval mode too
+        feature, hidden = FCN.encode(self, x)
+        return feature - feature.mean(0, keepdim=True), hidden
+    registry(ARCHITECTURES, "batchy", unregistered(FCN, arch="batchy", encode=encode))
+    with pytest.raises(AssertionError, match="architecture 'batchy'.*rest of its batch"):
+        check_architecture("batchy")
+
+
+def test_check_policy_fails_when_a_case_depends_on_its_batch(registry):
+    def crowd(self, state, checkpoint, logits):  # stops everyone once the batch's mean confidence is high
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        return np.full(len(logits), (p / p.sum(1, keepdims=True)).max(1).mean() > 0.7)
+    registry(POLICIES, "crowd", unregistered(ThresholdPolicy, name="crowd", step=crowd))
+    with pytest.raises(AssertionError, match="policy 'crowd'.*other cases"):
+        check_policy("crowd")
+
