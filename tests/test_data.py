@@ -123,3 +123,29 @@ def test_user_files_end_to_end(tmp_path):
     raw = load_raw({"name": str(tmp_path / "train.npz"), "test_path": str(tmp_path / "test.npz")})
     data = prepare(raw, length=20, val_fraction=0.2)
     assert data.classes == ["down", "up"] and data.X_train.shape == (24, 1, 20) and data.X_test.shape == (12, 1, 20)
+
+
+def test_a_registered_data_source_is_asked_first_and_feeds_the_pipeline():
+    """A new source (here: series made in memory) plugs in with register_source; the built-in ones still
+    answer what it does not claim, and a duplicate name is one clear line."""
+    import numpy as np
+
+    from earlykd.data import SOURCES, RawData, load_raw, prepare, register_source
+    from earlykd.errors import EarlykdError
+
+    def make(cfg):
+        rng = np.random.default_rng(0)
+        X = [rng.normal(size=(1, 12)) for _ in range(20)]
+        y = np.array(["a", "b"] * 10)
+        return RawData(cfg["name"], X, y, X[:6], y[:6], "memory:" + cfg["name"])
+
+    register_source("memory", lambda cfg: str(cfg["name"]).startswith("mem:"), first=True)(make)
+    try:
+        assert load_raw({"name": "mem:toy"}).source == "memory:mem:toy"
+        assert load_raw({"name": "GunPoint"}).source == "aeon:GunPoint"
+        data = prepare(load_raw({"name": "mem:toy"}), length=12)
+        assert data.n_classes == 2 and data.view("test").shape[0] == 6
+        with pytest.raises(EarlykdError, match="already registered"):
+            register_source("memory", lambda cfg: False)(make)
+    finally:
+        SOURCES[:] = [s for s in SOURCES if s.name != "memory"]

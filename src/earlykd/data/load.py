@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -210,16 +211,49 @@ def is_file_source(name: str) -> bool:
     return Path(name).suffix.lower() in (".npy", ".npz", ".csv") or os.sep in name
 
 
-def load_raw(data_cfg: dict) -> RawData:
-    name = str(data_cfg["name"])
-    if is_file_source(name):
-        return _load_files(name, data_cfg.get("test_path"), data_cfg.get("label_column", 0))
-    if data_cfg.get("archive"):
-        return _load_archive(name, data_cfg["archive"])
+@dataclass(frozen=True)
+class Source:
+    """Where series come from: `claims(data_cfg)` says whether this source reads the config's data,
+    `load(data_cfg)` reads it."""
+    name: str
+    claims: Callable[[dict], bool]
+    load: Callable[[dict], RawData]
+
+
+SOURCES: list[Source] = []   # asked in order; the first that claims a config loads it
+
+
+def register_source(name: str, claims: Callable[[dict], bool], first: bool = False):
+    """Decorator: register `load(data_cfg) -> RawData` as a data source (`first`: before the built-in ones)."""
+    def add(load: Callable[[dict], RawData]) -> Callable[[dict], RawData]:
+        check(name not in {s.name for s in SOURCES}, f"a data source named '{name}' is already registered")
+        SOURCES.insert(0 if first else len(SOURCES), Source(name, claims, load))
+        return load
+    return add
+
+
+@register_source("files", lambda cfg: is_file_source(str(cfg["name"])))
+def _files_source(cfg: dict) -> RawData:
+    return _load_files(str(cfg["name"]), cfg.get("test_path"), cfg.get("label_column", 0))
+
+
+@register_source("archive", lambda cfg: bool(cfg.get("archive")))
+def _archive_source(cfg: dict) -> RawData:
+    return _load_archive(str(cfg["name"]), cfg["archive"])
+
+
+@register_source("bundled", lambda cfg: True)
+def _bundled_source(cfg: dict) -> RawData:
+    name = str(cfg["name"])
     if name not in bundled_datasets():
         hint = did_you_mean(name, bundled_datasets(), f"bundled: {', '.join(bundled_datasets())}; or pass --archive PATH")
         raise EarlykdError(f"unknown dataset '{name}' ({hint})")
     return _load_bundled(name)
+
+
+def load_raw(data_cfg: dict) -> RawData:
+    """The series of a data config, from the first registered source that claims it."""
+    return next(s for s in SOURCES if s.claims(data_cfg)).load(data_cfg)
 
 
 def describe(raw: RawData) -> dict:
