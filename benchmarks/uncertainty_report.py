@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/uncertainty_report.py [DIR]   # default benchmarks/results/uncertainty
 
 Writes DIR/table.md: per earliness, each method's mean over datasets of its per-dataset mean over seeds, with
-cost per prediction against the ensemble's; per dataset at e = 0.4, accuracy / NLL / ECE; and the issue's
-checks (DLF's NLL and ECE at or below kd's with accuracy within 1 point; DLF's AUROC against Hydra's).
+cost per prediction against the ensemble's; per dataset at e = 0.4, accuracy / NLL / ECE; the issue's
+checks (DLF's NLL and ECE at or below kd's with accuracy within 1 point; DLF's AUROC against Hydra's); and,
+from DIR/variants.csv, each DLF variant beside the validation-chosen one.
 """
 from __future__ import annotations
 
@@ -63,11 +64,28 @@ def checks(at: pd.DataFrame) -> list[str]:
     return lines
 
 
+def variant_table(variants: pd.DataFrame, chosen: pd.DataFrame) -> str:
+    """Each DLF variant and the validation-chosen `dlf`, mean over datasets of the mean over seeds."""
+    keys = ["accuracy", "nll", "ece", "auroc_entropy", "auroc_mi", "val_nll"]
+    rows = pd.concat([variants, chosen.assign(variant="chosen")])
+    out = ["### DLF variants (chosen per dataset, earliness and seed by validation NLL)", "",
+           "| e | variant | " + " | ".join(keys) + " | cells chosen |", "|---" * (len(keys) + 3) + "|"]
+    picks = chosen.groupby(["earliness", "variant"]).size()
+    for (e, name), block in rows.groupby(["earliness", "variant"], sort=True):
+        means = block.groupby("dataset")[keys].mean().mean()
+        count = "" if name == "chosen" else str(picks.get((e, name), 0))
+        out.append(f"| {e:g} | {name} | " + " | ".join(_fmt(means[k]) for k in keys) + f" | {count} |")
+    return "\n".join(out) + "\n"
+
+
 def main(argv=None) -> None:
     args = sys.argv[1:] if argv is None else argv
     root = Path(args[0]) if args else ROOT / "benchmarks" / "results" / "uncertainty"
     runs = pd.read_csv(root / "runs.csv")
-    (root / "table.md").write_text(tables(runs))
+    text = tables(runs)
+    if (root / "variants.csv").is_file():
+        text += "\n" + variant_table(pd.read_csv(root / "variants.csv"), runs[runs.method == "dlf"])
+    (root / "table.md").write_text(text)
     print(f"written {root / 'table.md'}")
 
 
