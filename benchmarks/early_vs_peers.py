@@ -7,7 +7,7 @@ the whole training split with their documented defaults. Each job runs in its ow
 wall-clock limit); its rows land in a SQLite database the moment it ends, and a re-run skips stored rows.
 
     python benchmarks/early_vs_peers.py                      # the full suite into benchmarks/results/early
-    python benchmarks/early_vs_peers.py --datasets GunPoint --seeds 0 --epochs 20,20 --out DIR
+    python benchmarks/early_vs_peers.py --datasets GunPoint --seeds 0 --epochs 20 --out DIR
     python benchmarks/early_vs_peers_report.py [DIR]            # summary.md, hm_cd.png, curves.png
 """
 from __future__ import annotations
@@ -28,13 +28,16 @@ import numpy as np
 DATASETS = ("GunPoint", "ArrowHead", "ItalyPowerDemand", "OSULeaf", "JapaneseVowels", "ACSF1")
 SEEDS = (0, 1, 2)
 PEERS = ("teaser", "probability_threshold", "nonmyopic")
-METHODS = ("base", "kd")
+METHODS = ("base", "kd", "dlf")
 # Peers whose defaults do not fit 2 cores on the long datasets run fewer seeds there (see summary.md).
 CUTS = {("probability_threshold", "OSULeaf"): (0,), ("probability_threshold", "ACSF1"): (0,),
         ("teaser", "OSULeaf"): (0,), ("teaser", "ACSF1"): (0,)}
-TEACHER = {"arch": "fcn", "layers": 3, "hidden": 128, "select": "cv"}
+# earlykd's teacher is the quick suite's: per dataset the mean of 5 FCN-128 (3 layers), each with its epochs chosen by
+# 5-fold CV within 150 and refit, one teacher for every seed (benchmarks/results/quick/teachers.md).
+TEACHER = {"quick_suite_ensemble": {"arch": "fcn", "layers": 3, "hidden": 128, "members": 5, "select": "cv",
+                                    "budget": 150}}
 STUDENT = {"arch": "fcn", "layers": 3, "hidden": 64, "mode": "truncate"}
-EPOCHS = (150, 300)                 # teacher budget (CV picks the epochs), anytime student
+EPOCHS = 300                        # the anytime student's
 NONMYOPIC = {"n_clusters": 2, "base_classifier": None, "min_t": 1, "lamb": 1.0, "cost_time_parameter": 1.0}
 LATENCY_SERIES = 10
 TIMEOUT = 4 * 3600
@@ -54,20 +57,6 @@ def arrays(name: str):
     def pad(xs):
         return np.stack([np.concatenate([x, np.repeat(x[:, -1:], T - x.shape[-1], 1)], 1) for x in xs]).astype(float)
     return pad(raw.X_train), np.asarray(raw.y_train), pad(raw.X_test), np.asarray(raw.y_test)
-
-
-def data_files(name: str, root: Path) -> tuple[str, str]:
-    """The arrays as .npz files for earlykd's run directories (train, test)."""
-    paths = [root / "data" / part / f"{name}.npz" for part in ("train", "test")]
-    if not all(p.is_file() for p in paths):
-        X, y, Xt, yt = arrays(name)
-        for path, (a, b) in zip(paths, ((X, y), (Xt, yt))):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            with open(tmp, "wb") as fh:
-                np.savez(fh, X=a, y=b.astype(str))
-            os.replace(tmp, path)  # whole or absent, whatever runs beside it
-    return str(paths[0]), str(paths[1])
 
 
 def harmonic_mean(accuracy: float, earliness: float) -> float:
@@ -147,27 +136,20 @@ def _latency(measure, model, X) -> tuple:
 
 
 # -- earlykd ---------------------------------------------------------------------------------------
-def _teacher(dataset: str, seed: int, root: Path, epochs: int):
-    out = root / "runs" / dataset / f"s{seed}" / "teacher"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.parent / ".teacher.lock", "w") as lock:  # jobs in parallel share one teacher
+def _teacher(dataset: str, root: Path):
+    """(the quick suite's ensemble teacher of `dataset`, its recorded wall seconds); the same for every seed. Its
+    files are linked into root/runs so its output caches are written here, not into the quick sweep."""
+    from earlykd import runs
+    from uncertainty import QUICK_TEACHERS, link_teachers
+    found = sorted(p.name for p in QUICK_TEACHERS.glob(f"teacher-{dataset}-*"))
+    if not found:
+        raise RuntimeError(f"no quick-suite teacher for {dataset} in {QUICK_TEACHERS} (run `earlykd bench --suite quick`)")
+    (root / "runs").mkdir(parents=True, exist_ok=True)
+    with open(root / "runs" / ".teacher.lock", "w") as lock:  # jobs in parallel link one teacher
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _teacher_locked(out, dataset, seed, root, epochs)
-
-
-def _teacher_locked(out: Path, dataset: str, seed: int, root: Path, epochs: int):
-    from earlykd import api, runs
-    if (out / runs.RUN_FILE).is_file():
-        record = runs.read_run(out)[1]
-        wall = out / "wall.json"
-        return runs.Run(out, record), json.loads(wall.read_text())["seconds"] if wall.is_file() else record["wall_seconds"]
-    train, test = data_files(dataset, root)
-    started = time.perf_counter()
-    run = api.train_teacher(data=train, test_path=test, out=str(out), epochs=epochs, seed=seed, threads=1,
-                            progress=False, batch_size=16, device="cpu", resume=runs.unfinished(out), **TEACHER)
-    seconds = time.perf_counter() - started  # cross-validation and refit (a resumed run: this part only)
-    (out / "wall.json").write_text(json.dumps({"seconds": seconds}))
-    return run, seconds
+        link_teachers(root, found[:1])
+    run = runs.Run(root / "runs" / found[0], runs.read_run(root / "runs" / found[0])[1])
+    return run, float(run.record["wall_seconds"])
 
 
 def _student_latency(run_dir: Path, policy: str, X) -> tuple[float, float]:
@@ -187,16 +169,16 @@ def _student_latency(run_dir: Path, policy: str, X) -> tuple[float, float]:
     return float(np.mean(times)), float(np.max(times))
 
 
-def run_earlykd(method: str, dataset: str, seed: int, root: Path, epochs: tuple[int, int],
+def run_earlykd(method: str, dataset: str, seed: int, root: Path, epochs: int,
                 latency_series: int) -> list[dict]:
     from earlykd import api, runs
     from earlykd.decide import POLICIES
     from earlykd.early.run import train_early
-    teacher, teacher_s = _teacher(dataset, seed, root, epochs[0])
+    teacher, teacher_s = _teacher(dataset, root)
     out = root / "runs" / dataset / f"s{seed}" / f"anytime-{method}"
     policies = list(POLICIES)
     if not (out / runs.RUN_FILE).is_file():
-        cfg = api.make_config(teacher=str(teacher.path), method=method, out=str(out), epochs=epochs[1], seed=seed,
+        cfg = api.make_config(teacher=str(teacher.path), method=method, out=str(out), epochs=epochs, seed=seed,
                               threads=1, progress=False, batch_size=16, device="cpu", arch=STUDENT["arch"],
                               layers=STUDENT["layers"], hidden=STUDENT["hidden"], mode=STUDENT["mode"])
         train_early(cfg, None, policies, resume=runs.unfinished(out))
@@ -213,7 +195,7 @@ def run_earlykd(method: str, dataset: str, seed: int, root: Path, epochs: tuple[
                      "earliness": test["earliness"], "hm": test["hm"], "fit_seconds": fit, "decision_ms": ms[0],
                      "decision_ms_max": ms[1], "val_hm": val["hm"], "val_accuracy": val["accuracy"],
                      "val_earliness": val["earliness"], "teacher_seconds": teacher_s, "curve": curve,
-                     "settings": {"teacher": TEACHER, "student": STUDENT, "epochs": list(epochs), "levels": "0.05..1.0",
+                     "settings": {"teacher": TEACHER, "student": STUDENT, "epochs": epochs, "levels": "0.05..1.0",
                                   "run_dir": str(out.relative_to(root)), "T": T,
                                   "policy": json.loads((out / "decide.json").read_text())["policies"][policy]}})
     return rows
@@ -290,21 +272,38 @@ def run_isolated(fn, args, timeout: float) -> tuple:
     return ("failed", f"the job's process died (exit code {proc.exitcode})", "")
 
 
+def settings_parts(settings: dict) -> dict:
+    """Settings as {"peers": ..., "earlykd": ...}: what each kind of row depends on (a flat dict from before the
+    split is read as both parts)."""
+    if set(settings) == {"peers", "earlykd"}:
+        return settings
+    shared = {k: v for k, v in settings.items() if k == "latency_series"}
+    return {"peers": {**shared, **{k: v for k, v in settings.items() if k == "nonmyopic"}},
+            "earlykd": {**shared, **{k: v for k, v in settings.items() if k not in ("nonmyopic", "latency_series")}}}
+
+
 class Store:
-    def __init__(self, path: Path, settings: dict):
+    def __init__(self, path: Path, settings: dict, replace_earlykd: bool = False):
+        """Rows and the settings they were made with. Other settings are refused, except that with
+        `replace_earlykd` new earlykd settings replace the old and delete the earlykd rows (peers' rows stay)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(path, timeout=60)
+        settings = settings_parts(settings)
         with self.conn:
             self.conn.execute(f"CREATE TABLE IF NOT EXISTS rows (id INTEGER PRIMARY KEY, job TEXT, "
                               f"{', '.join(COLUMNS)}, UNIQUE (dataset, contender, seed))")
             self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             stored = self.conn.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
-            text = json.dumps(settings, sort_keys=True)
-            if stored is None:
-                self.conn.execute("INSERT INTO meta VALUES ('settings', ?)", (text,))
-            elif stored[0] != text:
-                sys.exit(f"error: {path} holds results made with other settings ({stored[0]}); "
-                         "use another --out or the same settings")
+            old = None if stored is None else settings_parts(json.loads(stored[0]))
+            changed = [] if old is None else [k for k in settings if old[k] != settings[k]]
+            if changed == ["earlykd"] and replace_earlykd:
+                self.conn.execute("DELETE FROM rows WHERE contender LIKE 'earlykd:%'")
+            elif changed:
+                hint = " (--replace-earlykd drops its earlykd rows and keeps the peers')" if changed == ["earlykd"] else ""
+                sys.exit(f"error: {path} holds {' and '.join(changed)} results made with other settings "
+                         f"({json.dumps({k: old[k] for k in changed}, sort_keys=True)}); use another --out or the "
+                         f"same settings{hint}")
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('settings', ?)", (json.dumps(settings, sort_keys=True),))
 
     def done(self, retry_failed: bool) -> set[str]:
         query = "SELECT job FROM rows" + (" WHERE status = 'ok'" if retry_failed else "")
@@ -414,25 +413,26 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     p.add_argument("--contenders", default=",".join(PEERS + tuple(f"earlykd:{m}" for m in METHODS)),
                    help="peers and earlykd:<method> groups (every registered policy)")
-    p.add_argument("--epochs", default=",".join(map(str, EPOCHS)), help="teacher budget, anytime student")
+    p.add_argument("--epochs", type=int, default=EPOCHS, help="the anytime student's epochs")
     p.add_argument("--out", default="benchmarks/results/early")
     p.add_argument("--timeout", type=float, default=TIMEOUT, help="seconds per job")
     p.add_argument("--latency-series", type=int, default=LATENCY_SERIES)
     p.add_argument("--workers", type=int, default=1, help="jobs at a time, each one process of 1 thread")
     p.add_argument("--retry-failed", action="store_true", help="run failed and timed-out jobs again")
+    p.add_argument("--replace-earlykd", action="store_true",
+                   help="earlykd settings changed: drop the stored earlykd rows, keep the peers'")
     a = p.parse_args(argv)
-    epochs = tuple(int(v) for v in a.epochs.split(","))
-    if len(epochs) != 2:
-        p.error("--epochs takes two numbers: teacher budget, anytime student")
+    epochs = a.epochs
     contenders = a.contenders.split(",")
     bad = [c for c in contenders if c not in PEERS and not c.startswith("earlykd:")]
     if bad:
         p.error(f"unknown contender {bad[0]!r} (peers: {', '.join(PEERS)}; or earlykd:<method>)")
     root = Path(a.out).resolve()
     from earlykd.decide import POLICIES
-    settings = {"epochs": list(epochs), "teacher": TEACHER, "student": STUDENT, "nonmyopic": NONMYOPIC,
-                "latency_series": a.latency_series, "policies": sorted(POLICIES)}  # a new policy: a new database
-    store = Store(root / "results.db", settings)
+    settings = {"peers": {"nonmyopic": NONMYOPIC, "latency_series": a.latency_series},
+                "earlykd": {"epochs": epochs, "teacher": TEACHER, "student": STUDENT, "latency_series": a.latency_series,
+                            "policies": sorted(POLICIES)}}   # a new policy: new earlykd rows
+    store = Store(root / "results.db", settings, a.replace_earlykd)
     todo = jobs(a.datasets.split(","), [int(s) for s in a.seeds.split(",")], contenders)
     counts = sweep(todo, store, root, epochs, a.latency_series, a.timeout, a.retry_failed, workers=a.workers)
     n = export_csv(store, root / "runs.csv")

@@ -132,8 +132,19 @@ def curves(rows, datasets, contenders, path: Path) -> None:
     plt.close(fig)
 
 
+def teacher_text(t: dict, budget) -> str:
+    if "quick_suite_ensemble" in t:
+        e = t["quick_suite_ensemble"]
+        return (f"the quick suite's teacher of the dataset, the same for every seed (the mean of {e['members']} "
+                f"{e['arch'].upper()}s, {e['layers']} layers, width {e['hidden']}, each with its epochs chosen by "
+                f"5-fold CV within a {e['budget']}-epoch budget, then refit)")
+    return (f"a teacher ({t['arch'].upper()}, {t['layers']} layers, width {t['hidden']}, epochs chosen by 5-fold CV "
+            f"within a {budget}-epoch budget, then refit)")
+
+
 def given(settings: dict) -> list[str]:
-    t, s, (te, se) = settings["teacher"], settings["student"], settings["epochs"]
+    t, s, epochs = settings["teacher"], settings["student"], settings["epochs"]
+    te, se = epochs if isinstance(epochs, list) else (None, epochs)
     cuts = ", ".join(f"{p} on {d}: seed {'/'.join(map(str, v))}" for (p, d), v in bench.CUTS.items())
     nm = ", ".join(f"{k}={v}" for k, v in settings["nonmyopic"].items())
     return [
@@ -142,15 +153,15 @@ def given(settings: dict) -> list[str]:
         "JapaneseVowels (7–29 samples) is brought to 29 samples by holding each series' last value (earlykd's "
         "prefix contract does the same for a series that ended). Earliness = share of the T raw samples seen "
         "when the decision is made; HM = 2·acc·(1 − e)/(acc + 1 − e).",
-        f"- **earlykd:<method>:<policy>:** a teacher ({t['arch'].upper()}, {t['layers']} layers, width {t['hidden']}, "
-        f"epochs chosen by 5-fold CV within a {te}-epoch budget, then refit) and one anytime student "
+        f"- **earlykd:<method>:<policy>:** {teacher_text(t, te)} and one anytime student "
         f"({s['arch'].upper()}, width {s['hidden']}, {se} epochs, 20 earliness levels 0.05 … 1.0, {s['mode']} "
         "prefixes) per method, trained with `earlykd.early.run.train_early`; every registered policy calibrated "
         "on the validation split (20 % of the training split, stratified, split seed 0), so earlykd trains on "
         "80 % of what the peers train on. `earlykd:<method>:chosen` is the policy of highest validation HM "
         "(ties: validation accuracy) for that dataset, seed and method; test scores play no part. fit_seconds: "
-        "the anytime student's run (training, calibration, test evaluation), plus the teacher's (CV and refit) "
-        "for methods that distil; Base does not use the teacher.",
+        "the anytime student's run (training, calibration, test evaluation), plus the teacher's (CV and refit; for "
+        "an ensemble, all its members) for methods that distil; Base does not use the teacher. `uncertainty` waits "
+        "on DLF's mutual information for dlf students and on the entropy of the probabilities otherwise.",
         "- **teaser:** aeon `TEASER()` with its defaults (random_state = seed), fit on the whole training split.",
         "- **probability_threshold:** aeon `ProbabilityThresholdEarlyClassifier()` with its defaults (DrCIF, "
         "probability 0.85, 1 consecutive prediction, random_state = seed), fit on the whole training split.",
@@ -176,12 +187,15 @@ def given(settings: dict) -> list[str]:
 def settings_of(out: Path) -> dict:
     """The settings the runner stored with the rows (the runner's defaults when there are none yet)."""
     import sqlite3
-    default = {"epochs": list(bench.EPOCHS), "teacher": bench.TEACHER, "student": bench.STUDENT,
+    default = {"epochs": bench.EPOCHS, "teacher": bench.TEACHER, "student": bench.STUDENT,
                "nonmyopic": bench.NONMYOPIC, "latency_series": bench.LATENCY_SERIES}
     if not (out / "results.db").is_file():
         return default
     found = sqlite3.connect(out / "results.db").execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
-    return json.loads(found[0]) if found else default
+    if not found:
+        return default
+    parts = bench.settings_parts(json.loads(found[0]))
+    return {**parts["peers"], **parts["earlykd"]}
 
 
 def summary(rows, label: str, out: Path) -> str:

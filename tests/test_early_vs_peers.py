@@ -89,6 +89,26 @@ def test_other_settings_in_the_same_database_are_refused(tmp_path):
         bench.Store(tmp_path / "results.db", {"epochs": [2, 2]})
 
 
+def test_new_earlykd_settings_replace_only_earlykd_rows_when_asked(tmp_path):
+    path = tmp_path / "results.db"
+    before = {"peers": {"nonmyopic": {"n_clusters": 2}}, "earlykd": {"epochs": 300}}
+    store = bench.Store(path, before)
+    store.put("GunPoint|teaser|0", [{"dataset": "GunPoint", "contender": "teaser", "seed": 0, "status": "ok"}])
+    store.put("GunPoint|earlykd:kd|0", [{"dataset": "GunPoint", "contender": "earlykd:kd:threshold", "seed": 0,
+                                         "status": "ok"}])
+    after = {**before, "earlykd": {"epochs": 200}}
+    with pytest.raises(SystemExit, match="earlykd results made with other settings.*--replace-earlykd"):
+        bench.Store(path, after)
+    with pytest.raises(SystemExit, match="holds peers and earlykd results"):
+        bench.Store(path, {**after, "peers": {"nonmyopic": {"n_clusters": 3}}}, replace_earlykd=True)
+    kept = bench.Store(path, after, replace_earlykd=True)
+    assert [r["contender"] for r in kept.rows()] == ["teaser"]
+    bench.Store(path, after)   # the new settings are now the stored ones
+    flat = {"epochs": [150, 300], "nonmyopic": {"n_clusters": 2}, "latency_series": 10}
+    assert bench.settings_parts(flat) == {"peers": {"latency_series": 10, "nonmyopic": {"n_clusters": 2}},
+                                          "earlykd": {"latency_series": 10, "epochs": [150, 300]}}
+
+
 def test_cuts_give_fewer_seeds_only_where_stated():
     todo = bench.jobs(["GunPoint", "ACSF1"], [0, 1, 2], ["teaser", "nonmyopic"])
     assert sum(1 for d, g, _ in todo if (d, g) == ("ACSF1", "teaser")) == len(bench.CUTS[("teaser", "ACSF1")])
