@@ -196,16 +196,20 @@ class DLF(Distiller):
             posts = [e_step(R, P, L, v) for R, v, _ in parts]
             loss = {"dlf": scale * sum(neg_q(R, P, L, v, post) for (R, v, _), post in zip(parts, posts))}
         if closed and self.training:
-            R, _, W = parts[0]
-            self.heads.set_variance(self.heads.var_raw, noise_variance(R, P, L, posts[0], W))
-            if len(parts) > 1:  # the mean's closed-form variance is sigma^2 + n tau^2
-                R, _, W = parts[1]
-                excess = (noise_variance(R, P, L, posts[1], W) - self.heads.variance(out.feature)[0]) / self.members
-                self.heads.set_variance(self.heads.shared_raw, excess)
+            self._closed_form_noise(parts, posts, P, L)
         tau = self.heads.shared_variance()
         self._note(var=var.mean().item(), spread=(P.pow(2).sum(1).mean() * L.pow(2).sum() / L.shape[0]).item(),
                    **({} if tau is None else {"shared": tau.item()}))
         return loss
+
+    def _closed_form_noise(self, parts: list[tuple], posts: list, P: torch.Tensor, L: torch.Tensor) -> None:
+        """em_noise: move sigma^2 (and, for contrast models, tau^2) towards their closed-form M-steps."""
+        R, _, W = parts[0]
+        self.heads.set_variance(self.heads.var_raw, noise_variance(R, P, L, posts[0], W))
+        if len(parts) > 1:  # the mean's closed-form variance is sigma^2 + n tau^2
+            R, _, W = parts[1]
+            sigma2 = F.softplus(self.heads.var_raw) + VAR_FLOOR
+            self.heads.set_variance(self.heads.shared_raw, (noise_variance(R, P, L, posts[1], W) - sigma2) / self.members)
 
     def _parts(self, targets: torch.Tensor, mu: torch.Tensor, var: torch.Tensor) -> list[tuple]:
         """The members' residuals as groups sharing one noise variance: all n members minus mu; or, for
