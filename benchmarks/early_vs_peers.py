@@ -369,21 +369,31 @@ def sweep(todo, store: Store, root: Path, epochs, latency_series: int, timeout: 
 
 # -- export ----------------------------------------------------------------------------------------
 def chosen_rows(rows: list[dict]) -> list[dict]:
-    """earlykd:<method>:chosen: per dataset, seed and method, the policy of highest validation HM (ties:
-    validation accuracy, then registry order). Test scores play no part."""
+    """earlykd:<method>:chosen: per dataset, seed and method, the policy of highest validation HM; and
+    earlykd:chosen: per dataset and seed, the method and policy of highest validation HM (ties: validation
+    accuracy, then the order of METHODS and of the policy registry). Test scores play no part."""
     from earlykd.decide import POLICIES
     order = {p: i for i, p in enumerate(POLICIES)}
-    groups: dict[tuple, list[dict]] = {}
+    rank = {m: i for i, m in enumerate(METHODS)}
+    groups: dict[tuple, list[tuple]] = {}
     for r in rows:
         if r["contender"].startswith("earlykd:") and r["status"] == "ok":
             _, method, policy = r["contender"].split(":")
-            groups.setdefault((r["dataset"], r["seed"], method), []).append((policy, r))
-    out = []
+            groups.setdefault((r["dataset"], r["seed"], method), []).append((method, policy, r))
+
+    def best(found):
+        return min(found, key=lambda mpr: (-mpr[2]["val_hm"], -mpr[2]["val_accuracy"], rank.get(mpr[0], 99),
+                                           order.get(mpr[1], 99)))
+
+    def row(contender, method, policy, r):
+        settings = json.loads(r["settings"]) if isinstance(r["settings"], str) else r["settings"]
+        return {**r, "contender": contender, "method": method,
+                "settings": json.dumps({**settings, "chosen_method": method, "chosen_policy": policy})}
+    out, overall = [], {}
     for (dataset, seed, method), found in sorted(groups.items()):
-        policy, best = min(found, key=lambda pr: (-pr[1]["val_hm"], -pr[1]["val_accuracy"], order.get(pr[0], 99)))
-        settings = json.loads(best["settings"]) if isinstance(best["settings"], str) else best["settings"]
-        out.append({**best, "contender": f"earlykd:{method}:chosen",
-                    "settings": json.dumps({**settings, "chosen_policy": policy})})
+        out.append(row(f"earlykd:{method}:chosen", *best(found)))
+        overall.setdefault((dataset, seed), []).extend(found)
+    out += [row("earlykd:chosen", *best(found)) for _, found in sorted(overall.items())]
     return out
 
 
@@ -402,7 +412,7 @@ def export_csv(store: Store, path: Path) -> int:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS[:8] + ("method",) + COLUMNS[8:])
         writer.writeheader()
         for r in rows:
-            r = {**r, "method": method_of(r["contender"])}
+            r = {**r, "method": r.get("method") or method_of(r["contender"])}
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
     return len(rows)
 

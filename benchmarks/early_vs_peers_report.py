@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import early_vs_peers as bench  # noqa: E402
 
 MIN_CD_DATASETS = 4
+OVERALL = "earlykd:chosen"   # per dataset and seed, earlykd's method and policy of highest validation HM
 FLOATS = ("accuracy", "earliness", "hm", "fit_seconds", "decision_ms", "decision_ms_max", "val_hm")
 
 
@@ -82,7 +83,9 @@ def dataset_table(rows, d, contenders) -> list[str]:
     chosen = [r for r in rows if r["dataset"] == d and r["contender"].endswith(":chosen")]
     if chosen:
         picks = sorted({f"{r['contender'].split(':')[1]} s{r['seed']}: "
-                        f"{json.loads(r['settings'])['chosen_policy']}" for r in chosen})
+                        f"{json.loads(r['settings'])['chosen_policy']}" for r in chosen if r["contender"].count(":") == 2})
+        picks += sorted(f"overall s{r['seed']}: {json.loads(r['settings'])['chosen_method']}/"
+                        f"{json.loads(r['settings'])['chosen_policy']}" for r in chosen if r["contender"] == OVERALL)
         lines += ["", "Chosen on validation: " + ", ".join(picks) + "."]
     return lines + [""]
 
@@ -117,7 +120,7 @@ def curves(rows, datasets, contenders, path: Path) -> None:
             if not ok:
                 continue
             color = plt.cm.tab10(i % 10)
-            if c.endswith(":chosen"):  # the anytime student at every fixed earliness, mean over seeds
+            if c.endswith(":chosen") and c != OVERALL:  # the anytime student at every fixed earliness, mean over seeds
                 pts = np.mean([json.loads(r["curve"]) for r in ok], 0)
                 ax.plot(pts[:, 0], pts[:, 1], lw=1, color=color, label=f"{c.rsplit(':', 1)[0]} at fixed e")
             ax.scatter(np.mean([r["earliness"] for r in ok]), np.mean([r["accuracy"] for r in ok]), s=22,
@@ -205,22 +208,27 @@ def summary(rows, label: str, out: Path) -> str:
     if not rows:
         lines += ["No rows yet: the suite has not been run here.", ""]
     else:
-        head = [c for c in contenders if c in bench.PEERS or c.endswith(":chosen")]
-        avg, used, left = ranks(rows, head, datasets)
+        head = [c for c in contenders if c in bench.PEERS or c == OVERALL]
+        per_method = [c for c in contenders if c in bench.PEERS or (c.endswith(":chosen") and c != OVERALL)]
+        lines += ["## Average HM rank", ""]
+        for title, group in ((f"The peers and `{OVERALL}` (earlykd's method and policy of highest validation HM, per "
+                              "dataset and seed)", head),
+                             ("The peers and each earlykd method with its policy chosen on validation", per_method)):
+            avg, used, left = ranks(rows, group, datasets)
+            lines += [f"{title}, over {len(used)} dataset(s) where all have a result"
+                      + (f" (left out: {', '.join(left)})" if left else "") + ":", "",
+                      "| contender | average HM rank |", "|---|---|"]
+            lines += [f"| {c} | {avg[c]:.2f} |" for c in sorted(avg, key=avg.get)] + [""]
         avg_all, used_all, _ = ranks(rows, contenders, datasets)
-        lines += ["## Average HM rank", "",
-                  f"Peers and the policy chosen on validation, over {len(used)} dataset(s) where all have a result"
-                  + (f" (left out: {', '.join(left)})" if left else "") + ":", "",
-                  "| contender | average HM rank |", "|---|---|"]
-        lines += [f"| {c} | {avg[c]:.2f} |" for c in sorted(avg, key=avg.get)]
-        lines += ["", f"Every contender, over {len(used_all)} dataset(s): " +
+        lines += [f"Every contender, over {len(used_all)} dataset(s): " +
                   ", ".join(f"{c} {avg_all[c]:.2f}" for c in sorted(avg_all, key=avg_all.get)) + ".", ""]
-        for c in [c for c in head if c.endswith(":chosen")]:
+        for c in [c for c in contenders if c.endswith(":chosen")]:
             wins = [d for d in datasets if mean_hm(rows, d, c) is not None and
                     any(mean_hm(rows, d, p) is not None for p in bench.PEERS) and
                     mean_hm(rows, d, c) >= max(h for p in bench.PEERS if (h := mean_hm(rows, d, p)) is not None)]
             lines.append(f"- {c} is at or above the best peer that ran on {len(wins)} of {len(datasets)} "
                          f"dataset(s){': ' + ', '.join(wins) if wins else ''}.")
+        _, used, _ = ranks(rows, head, datasets)
         lines += ["", "## Critical difference on HM", "", cd_diagram(rows, head, used, out / "hm_cd.png"), "",
                   "## Per dataset (test split; mean ± std over the seeds that ran)", ""]
         for d in datasets:

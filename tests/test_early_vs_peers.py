@@ -24,8 +24,9 @@ def fake_job(job, root, epochs, latency_series):
     if group == "slow":
         time.sleep(30)
     if group.startswith("earlykd:"):
-        return [{"contender": f"{group}:{p}", "accuracy": acc, "earliness": 0.5, "hm": hm, "fit_seconds": 1.0,
-                 "decision_ms": 0.1, "val_hm": val, "val_accuracy": 0.9, "settings": {}, "curve": [[1.0, acc]]}
+        lift = 0.05 if group == "earlykd:dlf" else 0.0   # dlf's students look better on validation
+        return [{"contender": f"{group}:{p}", "accuracy": acc, "earliness": 0.5, "hm": hm - lift, "fit_seconds": 1.0,
+                 "decision_ms": 0.1, "val_hm": val + lift, "val_accuracy": 0.9, "settings": {}, "curve": [[1.0, acc]]}
                 for p, acc, hm, val in (("threshold", 0.9, 0.64, 0.7), ("calibrated", 1.0, 0.67, 0.6))]
     return [{"contender": group, "accuracy": 0.8, "earliness": 0.4, "hm": 0.69, "fit_seconds": 2.0, "decision_ms": 0.2}]
 
@@ -56,8 +57,8 @@ def test_a_peer_that_raises_is_a_failure_row_and_resume_skips_stored_rows(tmp_pa
 
 
 def test_export_adds_the_policy_chosen_on_validation_only(tmp_path):
-    store, _ = sweep(tmp_path, ["broken", "earlykd:kd"])
-    assert bench.export_csv(store, tmp_path / "runs.csv") == 4
+    store, _ = sweep(tmp_path, ["broken", "earlykd:kd", "earlykd:dlf"])
+    assert bench.export_csv(store, tmp_path / "runs.csv") == 8   # 5 stored, 3 chosen
     with open(tmp_path / "runs.csv", newline="") as fh:
         rows = {r["contender"]: r for r in csv.DictReader(fh)}
     assert list(next(iter(rows.values())))[:8] == ["dataset", "contender", "seed", "accuracy", "earliness", "hm",
@@ -67,6 +68,9 @@ def test_export_adds_the_policy_chosen_on_validation_only(tmp_path):
     assert '"chosen_policy": "threshold"' in chosen["settings"]
     assert rows["broken"]["status"] == "failed"
     assert rows["broken"]["method"] == "broken" and chosen["method"] == "kd"
+    overall = rows["earlykd:chosen"]   # method and policy by validation HM: dlf's threshold, the worst on test
+    assert overall["method"] == "dlf" and float(overall["hm"]) == pytest.approx(0.59)
+    assert '"chosen_method": "dlf"' in overall["settings"] and '"chosen_policy": "threshold"' in overall["settings"]
 
 
 def test_jobs_in_parallel_processes_store_their_rows_and_failures(tmp_path):
