@@ -29,9 +29,9 @@ DATASETS = ("GunPoint", "ArrowHead", "ItalyPowerDemand", "OSULeaf", "JapaneseVow
 SEEDS = (0, 1, 2)
 PEERS = ("teaser", "probability_threshold", "nonmyopic")
 METHODS = ("base", "kd", "dlf")
-# Peers whose defaults do not fit 2 cores on the long datasets run fewer seeds there (see summary.md). OSULeaf's
-# were cut too until its seed-0 jobs measured 8-9 min each (2026-11-27): they fit, so it runs all seeds.
-CUTS = {("probability_threshold", "ACSF1"): (0,), ("teaser", "ACSF1"): (0,)}
+# Peers whose defaults do not fit 2 cores on a dataset run fewer seeds there: {(peer, dataset): seeds}. OSULeaf and
+# ACSF1 were cut to seed 0 until their seed-0 jobs measured 8-27 min each (2026-11-27): they fit, so none is cut.
+CUTS: dict[tuple[str, str], tuple[int, ...]] = {}
 # earlykd's teacher is the quick suite's: per dataset the mean of 5 FCN-128 (3 layers), each with its epochs chosen by
 # 5-fold CV within 150 and refit, one teacher for every seed (benchmarks/results/quick/teachers.md).
 TEACHER = {"quick_suite_ensemble": {"arch": "fcn", "layers": 3, "hidden": 128, "members": 5, "select": "cv",

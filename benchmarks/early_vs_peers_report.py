@@ -172,9 +172,10 @@ def given(settings: dict) -> list[str]:
         "(n_clusters 2, a 1-NN Euclidean classifier per time step), fit on the whole training split. With a time "
         "cost of 1 per step and misclassification costs below 1, waiting never pays: it decides at or near "
         "min_t (see the earliness column).",
-        f"- **Cuts** (defaults too slow for 2 cores on the long datasets): {cuts}; every other pair runs seeds "
-        f"{'/'.join(map(str, bench.SEEDS))}. Each job has a {bench.TIMEOUT // 3600} h limit; a job past it is a "
-        "`timeout` row.",
+        (f"- **Cuts** (defaults too slow for 2 cores on the long datasets): {cuts}; every other pair runs seeds "
+         f"{'/'.join(map(str, bench.SEEDS))}." if cuts else
+         f"- **Seeds:** every contender runs seeds {'/'.join(map(str, bench.SEEDS))} on every dataset (no cuts).")
+        + f" Each job has a {bench.TIMEOUT // 3600} h limit; a job past it is a `timeout` row.",
         "- **Failures** are rows with status `failed` or `timeout` and their one-line error; they score nothing and "
         "win nothing: a dataset where a ranked contender has no result is left out of that ranking.",
         "- **decision_ms:** wall ms of decision work per new time step, averaged over the steps a stream takes "
