@@ -402,17 +402,26 @@ def method_of(contender: str) -> str:
     return contender.split(":")[1] if contender.startswith("earlykd:") else contender
 
 
+def prefix_mode_of(row: dict) -> str:
+    """An earlykd row's student prefix mode (from its stored settings); `raw` for a peer."""
+    if not row["contender"].startswith("earlykd:"):
+        return "raw"
+    settings = json.loads(row["settings"] or "{}") if isinstance(row["settings"], (str, type(None))) else row["settings"]
+    return settings.get("student", {}).get("mode", "")
+
+
 def export_csv(store: Store, path: Path) -> int:
-    """runs.csv: the issue's eight columns first, then `method` (docs/protocol.md) and the rest."""
+    """runs.csv: the issue's eight columns first, then the protocol's `method` and `prefix_mode` (docs/protocol.md;
+    earlykd's students: their prefix mode; the peers read raw samples: `raw`) and the rest."""
     import csv
     rows = store.rows()
     rows += chosen_rows(rows)
     rows.sort(key=lambda r: (r["dataset"], r["contender"], r["seed"]))
     with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS[:8] + ("method",) + COLUMNS[8:])
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS[:8] + ("method", "prefix_mode") + COLUMNS[8:])
         writer.writeheader()
         for r in rows:
-            r = {**r, "method": r.get("method") or method_of(r["contender"])}
+            r = {**r, "method": r.get("method") or method_of(r["contender"]), "prefix_mode": prefix_mode_of(r)}
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
     return len(rows)
 

@@ -68,6 +68,7 @@ def test_export_adds_the_policy_chosen_on_validation_only(tmp_path):
     assert '"chosen_policy": "threshold"' in chosen["settings"]
     assert rows["broken"]["status"] == "failed"
     assert rows["broken"]["method"] == "broken" and chosen["method"] == "kd"
+    assert rows["broken"]["prefix_mode"] == "raw"
     overall = rows["earlykd:chosen"]   # method and policy by validation HM: dlf's threshold, the worst on test
     assert overall["method"] == "dlf" and float(overall["hm"]) == pytest.approx(0.59)
     assert '"chosen_method": "dlf"' in overall["settings"] and '"chosen_policy": "threshold"' in overall["settings"]
