@@ -406,8 +406,7 @@ def prefix_mode_of(row: dict) -> str:
     """An earlykd row's student prefix mode (from its stored settings); `raw` for a peer."""
     if not row["contender"].startswith("earlykd:"):
         return "raw"
-    settings = json.loads(row["settings"] or "{}") if isinstance(row["settings"], (str, type(None))) else row["settings"]
-    return settings.get("student", {}).get("mode", "")
+    return json.loads(row.get("settings") or "{}").get("student", {}).get("mode", "")   # stored rows keep JSON text
 
 
 def export_csv(store: Store, path: Path) -> int:
