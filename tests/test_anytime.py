@@ -156,3 +156,22 @@ def test_early_from_an_ensemble_teacher(tmp_path):
     teacher = Teacher.load(ens.path)
     assert record["teacher_id"] == teacher.id and record["teacher_arch"] == "fcn+lstm"
     assert record["student_arch"] == teacher.model_cfg["arch"]
+
+
+def test_the_student_may_use_another_grid_than_the_teacher(capsys, teacher_dir, tmp_path):
+    """early.length: the student's grid (here 48 steps over the teacher's 32); the teacher's outputs are per case."""
+    import yaml
+
+    from earlykd import runs
+    from earlykd.early.run import load_decider
+    base = ["early", "--teacher", teacher_dir, "--method", "kd", "--levels", "0.5", "--mode", "truncate", "--arch",
+            "fcn", "--layers", "1", "--hidden", "4", "--epochs", "1", "--batch-size", "8", "--no-progress"]
+    code, _, err = run_cli(capsys, *base, "--set", "early.length=48", "--out", tmp_path / "g")
+    assert code == 0, err
+    decider = load_decider(tmp_path / "g")
+    assert decider.length == 48 and runs.read_run(teacher_dir)[0]["data"]["length"] == 32
+    cfg = yaml.safe_load((tmp_path / "g" / "config.yaml").read_text())
+    data = runs.load_prepared(cfg["data"])
+    assert data.length == 48 and tuple(data.view("test", 1.0, "truncate").shape[1:]) == (1, 48)
+    code, _, err = run_cli(capsys, *base, "--set", "early.length=0", "--out", tmp_path / "bad")
+    assert_clean_error(code, err, "early.length")

@@ -191,9 +191,10 @@ MODEL = {"arch": "fcn", "layers": 1, "hidden": 8}
 
 
 def test_default_path_is_the_uniform_level_split(data):
-    """train_anytime without aria trains exactly what a Trainer on a LevelSplit trains (no wrapper, no sampler)."""
+    """train_anytime without aria trains exactly what a Trainer on a LevelSplit trains (no wrapper, no sampler),
+    with the student's batch-norm statistics kept per level and refitted at the end."""
     from earlykd.distill import build_method
-    from earlykd.models import build_model
+    from earlykd.models import build_model, fit_level_stats, set_level, use_level_norm
     from earlykd.train import Trainer
     outputs = {"train": teacher(len(data.labels["train"]))}
     distiller, _, _ = train_anytime(data, outputs, "kd", {}, MODEL, TRAIN, LEVELS, "truncate", None,
@@ -201,9 +202,11 @@ def test_default_path_is_the_uniform_level_split(data):
     assert "forward_train" not in vars(distiller)
     torch.manual_seed(0)
     train = LevelSplit.of(data, "train", LEVELS, "truncate", None, outputs["train"])
-    student = build_model("fcn", 1, 2, 1, 8)
+    student = use_level_norm(build_model("fcn", 1, 2, 1, 8), len(LEVELS))
+    train.on_level = lambda k: set_level(student, k)
     ref = build_method("kd", student, outputs["train"].dims, {}, 0)
     Trainer(ref, TRAIN, torch.device("cpu")).fit(train, LevelSplit.of(data, "val", LEVELS, "truncate", None))
+    fit_level_stats(student, train.views)
     assert all(torch.equal(a, b) for a, b in zip(distiller.student.state_dict().values(),
                                                    ref.student.state_dict().values()))
     # and the uniform draws are the original ones: a permutation, then one level per batch

@@ -141,8 +141,9 @@ def test_estimator_stops_early_only_when_the_series_allow(kind):
     stops = est.decision_checkpoints().copy()
     assert acc >= 0.85
     # the class shows at the first checkpoint (4 samples) or only at the second (8); with both kinds in one
-    # problem the head has to tell them apart case by case (a constant halting rate could not)
-    at_once, wait = (0.85, 0.95) if kind != "mixed" else (0.7, 0.85)
+    # problem the head has to tell them apart case by case (a constant halting rate could not: it gives 0 on one
+    # of the two kinds)
+    at_once, wait = (0.85, 0.95) if kind != "mixed" else (0.7, 0.8)
     if kind != "late":
         assert (stops[start == 0] == 0).mean() >= at_once
     if kind != "early":

@@ -10,7 +10,7 @@ import torch
 from conftest import assert_clean_error, run_cli
 
 from earlykd import cli
-from earlykd.models import ARCHITECTURES, build_model
+from earlykd.models import ARCHITECTURES, build_model, set_level
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'earlykd[export]')")
 onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install 'earlykd[export]')")
@@ -18,19 +18,22 @@ onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install 'e
 TOLERANCE = 1e-5
 
 
-def torch_outputs(model, x: torch.Tensor) -> list[np.ndarray]:
+def torch_outputs(model, x: torch.Tensor, checkpoint: int | None = None) -> list[np.ndarray]:
+    if checkpoint is not None:
+        set_level(model, checkpoint)
     with torch.no_grad():
         logits = model.eval()(x).logits
     return [logits.numpy(), torch.softmax(logits, -1).numpy()]
 
 
-def onnx_outputs(path, x: torch.Tensor) -> list[np.ndarray]:
+def onnx_outputs(path, x: torch.Tensor, checkpoint: int | None = None) -> list[np.ndarray]:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(["logits", "probabilities"], {"series": x.numpy()})
+    feed = {"series": x.numpy()} | ({} if checkpoint is None else {"checkpoint": np.array(checkpoint)})
+    return session.run(["logits", "probabilities"], feed)
 
 
-def assert_parity(model, path, x):
-    for want, got in zip(torch_outputs(model, x), onnx_outputs(path, x)):
+def assert_parity(model, path, x, checkpoint: int | None = None):
+    for want, got in zip(torch_outputs(model, x, checkpoint), onnx_outputs(path, x, checkpoint)):
         assert np.abs(want - got).max() <= TOLERANCE
 
 
@@ -109,9 +112,14 @@ def test_anytime_student_exports_with_a_dynamic_time_axis(teacher_dir, tmp_path,
     decider = load_decider(run)
     cfg, _ = runs.read_run(run)
     data = runs.load_prepared(cfg["data"])
-    for e in decider.levels:  # every checkpoint's prefix length through one graph
-        assert_parity(decider.student, path, data.view("test", e, "truncate"))
+    assert decider.student.norm_levels == 3   # batch-norm statistics per checkpoint, picked by a graph input
+    outputs = []
+    for k, e in enumerate(decider.levels):  # every checkpoint's prefix length through one graph
+        assert_parity(decider.student, path, data.view("test", e, "truncate"), k)
+        outputs.append(onnx_outputs(path, data.view("test", 1.0, "truncate"), k)[0])
+    assert np.abs(outputs[0] - outputs[-1]).max() > 1e-4   # the checkpoint input reaches the statistics
     sidecar = json.loads((run / "model.json").read_text())
+    assert sidecar["checkpoint_input"]["name"] == "checkpoint"
     assert sidecar["kind"] == "anytime" and sidecar["earliness"] == [0.25, 0.5, 1.0]
     assert sidecar["steps"] == {"0.25": 8, "0.5": 16, "1.0": 32}
     assert sidecar["policies"]["default"] == "threshold"

@@ -5,7 +5,6 @@ import io
 import json
 import math
 import queue
-import shutil
 import subprocess
 import sys
 import threading

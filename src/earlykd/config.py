@@ -44,6 +44,8 @@ DEFAULTS: dict[str, Any] = {
     "ensemble": {"size": 1, "combine": "mean"},  # teachers: seeds per architecture; mean of members or the best
     "early": {                    # `earlykd early`: how the anytime student draws (series, earliness) pairs
         "sampling": "uniform",    # uniform (one level per batch, every series once) | aria (docs/early.md)
+        "level_norm": True,       # batch-norm statistics per checkpoint (docs/early.md); false: one running average
+        "length": None,           # the student's grid (model steps); None: the teacher's data.length
         "aria": {"bins": 10, "groups": "auto", "clusters": 4, "eps": 0.2, "beta": 0.1, "temperature": 1.0,
                  "warmup_share": 0.1, "weights": False, "clip": 5.0, "normalise": False},
     },
@@ -210,6 +212,11 @@ def validate(cfg: dict) -> None:
           f"train.device must be auto, cpu, cuda or cuda:N, got {t['device']!r}")
     check(cfg["early"]["sampling"] in ("uniform", "aria"),
           f"early.sampling must be uniform or aria, got {cfg['early']['sampling']!r}")
+    length = cfg["early"]["length"]
+    check(length is None or (isinstance(length, int) and not isinstance(length, bool) and length >= 1),
+          f"early.length must be a positive integer or null, got {length!r}")
+    check(isinstance(cfg["early"]["level_norm"], bool),
+          f"early.level_norm must be true or false, got {cfg['early']['level_norm']!r}")
     for key in ("warmup", "patience", "min_epochs"):
         value = t[key]
         check(value is None or (isinstance(value, int) and value >= 0),

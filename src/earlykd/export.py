@@ -4,7 +4,9 @@ The graph maps the model input (batch, channels, steps), float32, to logits and 
 Preprocessing stays outside it and is written into the ONNX metadata (key "earlykd") and a
 sidecar JSON: `earlykd.prefix.student_view` (cut, fill, resample, standardise) with the stored
 reference length T, model length L, mode, earliness and per-channel mean/std. Batch is a dynamic
-axis; so is time for truncate-mode students, whose inputs grow with the prefix.
+axis; so is time for truncate-mode students, whose inputs grow with the prefix. An anytime student with
+batch-norm statistics per checkpoint takes a second input, `checkpoint` (int64 scalar, the index of the
+checkpoint in the stored earliness levels).
 """
 from __future__ import annotations
 
@@ -20,11 +22,12 @@ from torch import nn
 
 from . import __version__
 from .errors import EarlykdError, check, did_you_mean
+from .models import set_level
 from .prefix import observed_samples, prefix_steps
 
 FORMATS = ("onnx",)
 OPSET = 17
-INPUT, OUTPUTS = "series", ("logits", "probabilities")
+INPUT, CHECKPOINT, OUTPUTS = "series", "checkpoint", ("logits", "probabilities")
 PARITY_LIMIT = 1e-4  # beyond this the export is wrong, not rounded
 PREPROCESSING = (
     "Outside the graph, as earlykd.prefix.student_view: (1) cut each raw series to its first ceil(e*T) samples; "
@@ -36,13 +39,23 @@ PREPROCESSING = (
 
 
 class _Graph(nn.Module):
+    """The model's logits and probabilities; an anytime student with batch-norm statistics per checkpoint
+    (models.levelnorm) also takes the checkpoint's index, an int64 scalar."""
+
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x):
+    def forward(self, x, checkpoint=None):
+        if checkpoint is not None:
+            set_level(self.model, checkpoint)
         logits = self.model(x).logits
         return logits, torch.softmax(logits, -1)
+
+
+def _inputs(model: nn.Module, x: torch.Tensor, checkpoint: int = 0) -> tuple:
+    """The graph's example inputs: the series, and the checkpoint where the model has one norm row per level."""
+    return (x, torch.tensor(checkpoint)) if getattr(model, "norm_levels", None) else (x,)
 
 
 def _need(package: str) -> None:
@@ -58,14 +71,15 @@ def export_model(model: nn.Module, path: Path, channels: int, steps: int, dynami
     graph = _Graph(model.cpu().eval()).eval()
     axes = {INPUT: {0: "batch", **({2: "steps"} if dynamic_steps else {})}, **{o: {0: "batch"} for o in OUTPUTS}}
     kwargs = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
-    example = torch.zeros(2, channels, steps)
+    example = _inputs(model, torch.zeros(2, channels, steps))
+    names = [INPUT, CHECKPOINT][:len(example)]
     path = Path(path)
     check(path.parent.is_dir(), f"cannot write {path}: folder {path.parent} does not exist")
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(graph, (example,), str(tmp), input_names=[INPUT], output_names=list(OUTPUTS),
+            torch.onnx.export(graph, example, str(tmp), input_names=names, output_names=list(OUTPUTS),
                               dynamic_axes=axes, opset_version=opset, do_constant_folding=True, **kwargs)
         proto = onnx.load(str(tmp))
         onnx.checker.check_model(proto)
@@ -96,11 +110,12 @@ def parity(model: nn.Module, path: Path, shapes: list[tuple[int, int, int]], see
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     g = torch.Generator().manual_seed(seed)
     worst, graph = 0.0, _Graph(model.cpu().eval()).eval()
-    for shape in shapes:
-        x = torch.randn(*shape, generator=g)
+    levels = getattr(model, "norm_levels", None) or 1
+    for i, shape in enumerate(shapes):
+        inputs = _inputs(model, torch.randn(*shape, generator=g), (i * 7) % levels)   # several checkpoints
         with torch.no_grad():
-            want = [t.numpy() for t in graph(x)]
-        got = session.run(list(OUTPUTS), {INPUT: x.numpy()})
+            want = [t.numpy() for t in graph(*inputs)]
+        got = session.run(list(OUTPUTS), {name: t.numpy() for name, t in zip((INPUT, CHECKPOINT), inputs)})
         worst = max(worst, *(float(np.abs(a - b).max()) for a, b in zip(want, got)))
     return worst
 
@@ -126,6 +141,10 @@ def run_metadata(run_dir: Path, meta: dict, tensors: dict, record: dict) -> dict
         "mean": [float(v) for v in mean], "std": [float(v) for v in std],
         "steps": steps, "samples": {str(e): observed_samples(e, meta["reference_length"]) for e in levels},
     }
+    if meta["model"].get("norm_levels"):
+        out["checkpoint_input"] = {"name": CHECKPOINT, "dtype": "int64", "shape": [],
+                                   "meaning": "index in `earliness` of the checkpoint the input was cut at (the "
+                                              "student keeps batch-norm statistics per checkpoint)"}
     if meta["kind"] == "anytime":
         decide = Path(run_dir) / "decide.json"
         out["policies"] = json.loads(decide.read_text()) if decide.is_file() else None

@@ -3,7 +3,9 @@
 Every input is a student view from `Prepared.view` (the prefix contract), precomputed once per
 level. Each batch pairs the prefixes of one level with the cached full-series teacher outputs,
 so any registered distillation method gives its loss. Selection uses the validation loss
-averaged over the levels.
+averaged over the levels. With `level_norm` (the default) every batch norm keeps its statistics per
+level (models.levelnorm): a batch updates its level's row, evaluation at a level reads that row, and
+the rows are recomputed from the training views once the weights are chosen.
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ import torch.nn.functional as F
 from ..data import Prepared
 from ..distill import Batch, TeacherOutputs, build_method
 from ..errors import check
-from ..models import build_model, eval_mode
+from ..models import at_level, build_model, eval_mode, fit_level_stats, set_level, use_level_norm
+from ..models.levelnorm import batch_statistics
 from ..prefix import observed_samples, prefix_steps
 from ..train import FitResult, Trainer, batch_slices, predict_logits
 
@@ -57,6 +60,7 @@ class LevelSplit:
 
     def __init__(self, views: list[torch.Tensor], y: torch.Tensor, teacher: TeacherOutputs | None = None):
         self.views, self.y, self.teacher = views, y, teacher
+        self.on_level = None   # called with a batch's level before it is yielded (the student's norm row)
 
     @classmethod
     def of(cls, data: Prepared, split: str, levels: list[float], mode: str, channels: list[int] | None,
@@ -68,7 +72,9 @@ class LevelSplit:
 
     def to(self, device) -> "LevelSplit":
         teacher = self.teacher.to(device) if self.teacher is not None else None
-        return LevelSplit([v.to(device) for v in self.views], self.y.to(device), teacher)
+        moved = LevelSplit([v.to(device) for v in self.views], self.y.to(device), teacher)
+        moved.on_level = self.on_level
+        return moved
 
     def batches(self, rng: np.random.Generator, size: int):
         """Shuffled mini-batches; each draws one level (seeded by the trainer's generator)."""
@@ -77,24 +83,33 @@ class LevelSplit:
         for idx, level in zip(slices, drawn):
             index = torch.from_numpy(idx).to(self.y.device)
             teacher = self.teacher[index] if self.teacher is not None else None
+            if self.on_level is not None:
+                self.on_level(int(level))
             yield Batch(self.views[level][index], self.y[index], teacher), len(idx)
 
     def score(self, model) -> tuple[float, float]:
-        """Cross-entropy and accuracy averaged over the levels."""
+        """Cross-entropy and accuracy averaged over the levels: the trainer's selection score. A student with
+        norms per level is scored with each level's batch statistics (see models.levelnorm)."""
         losses, accs = [], []
-        for x in self.views:
-            logits = predict_logits(model, x)
-            losses.append(F.cross_entropy(logits, self.y).item())
-            accs.append((logits.argmax(1) == self.y).float().mean().item())
+        with batch_statistics(model):
+            for k in range(len(self.views)):
+                logits = self._at(model, k, predict_logits)
+                losses.append(F.cross_entropy(logits, self.y).item())
+                accs.append((logits.argmax(1) == self.y).float().mean().item())
         return float(np.mean(losses)), float(np.mean(accs))
+
+    def _at(self, model, level: int, predict):
+        """predict(model, the view at `level`) with the model's batch norms at that level (models.levelnorm)."""
+        with at_level(model, level):
+            return predict(model, self.views[level])
 
     def logits(self, model) -> np.ndarray:
         """(levels, cases, classes) logits of the model in eval mode."""
-        return np.stack([predict_logits(model, x).cpu().numpy() for x in self.views])
+        return np.stack([self._at(model, k, predict_logits).cpu().numpy() for k in range(len(self.views))])
 
     def outputs(self, model) -> tuple[np.ndarray, np.ndarray]:
         """(levels, cases, classes) logits and (levels, cases, feature_dim) features, in eval mode."""
-        pairs = [predict_outputs(model, x) for x in self.views]
+        pairs = [self._at(model, k, predict_outputs) for k in range(len(self.views))]
         return tuple(np.stack([p[i].cpu().numpy() for p in pairs]) for i in (0, 1))
 
 
@@ -109,7 +124,7 @@ def predict_outputs(model, x: torch.Tensor, chunk: int = 512) -> tuple[torch.Ten
 def train_anytime(data: Prepared, outputs: dict[str, TeacherOutputs] | None, method: str, options: dict,
                   model_cfg: dict, train_cfg: dict, levels: list[float], mode: str, channels: list[int] | None,
                   device: torch.device, state_path=None, resume: bool = False, desc: str = "",
-                  aria: dict | None = None):
+                  aria: dict | None = None, level_norm: bool = True):
     """-> (distiller with the selected student, FitResult, validation LevelSplit[, AriaSampler]).
 
     `aria` (None: one uniformly drawn level per batch, every series once per epoch) switches to
@@ -121,6 +136,9 @@ def train_anytime(data: Prepared, outputs: dict[str, TeacherOutputs] | None, met
     val = LevelSplit.of(data, "val", levels, mode, channels)
     student = build_model(model_cfg["arch"], train.views[0].shape[1], data.n_classes, model_cfg["layers"],
                           model_cfg["hidden"])
+    if level_norm:
+        use_level_norm(student, len(levels))
+        train.on_level = lambda k: set_level(student, k)
     dims = outputs["train"].dims if outputs else None
     distiller = build_method(method, student, dims, options, train_cfg["warmup"])
     check(not distiller.needs_teacher_head,
@@ -134,6 +152,7 @@ def train_anytime(data: Prepared, outputs: dict[str, TeacherOutputs] | None, met
         if aria is not None:
             source.resume(trainer.epoch)
     fit: FitResult = trainer.fit(source, val)
+    fit_level_stats(distiller.student, [v.to(device) for v in train.views])
     return (distiller, fit, val) if aria is None else (distiller, fit, val, source)
 
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from ..config import DEFAULTS
 from ..distill import Batch
 from ..errors import check
+from ..models import at_level
 from ..train import batch_slices, predict_logits
 
 GROUPS = ("auto", "features", "classes", "none")
@@ -213,6 +214,8 @@ class AriaSampler:
             rows = torch.from_numpy(idx).to(y.device)
             teacher = self.split.teacher[rows] if self.split.teacher is not None else None
             self._seen = None
+            if self.split.on_level is not None:
+                self.split.on_level(level)
             yield Batch(self.split.views[level][rows], y[rows], teacher), len(idx)
             if self._seen is not None:
                 kl = kl_per_sample(self.guide[rows], self._seen).cpu().numpy()
@@ -228,8 +231,12 @@ class AriaSampler:
                "p": [round(float(v), 6) for v in self.probabilities()]}
         if self.held_out is not None and (model or self.held_out.get("model")) is not None:
             h = self.held_out
-            kl = np.stack([kl_per_sample(h["teacher"], predict_logits(model or h["model"], x)).cpu().numpy()
-                           for x in h["views"]])
+            model = model or h["model"]
+            kl = []
+            for k, x in enumerate(h["views"]):
+                with at_level(model, k):
+                    kl.append(kl_per_sample(h["teacher"], predict_logits(model, x)).cpu().numpy())
+            kl = np.stack(kl)
             r = h["regions"]
             sums = np.bincount(r[r >= 0], kl[r >= 0], len(self.regions))
             counts = np.bincount(r[r >= 0], minlength=len(self.regions))

@@ -14,7 +14,7 @@ import torch
 
 from ..decide import Policy, decide
 from ..errors import check
-from ..models import Classifier
+from ..models import Classifier, at_level
 from ..prefix import observed_samples, student_view
 from ..train import predict_logits
 from .anytime import predict_outputs
@@ -50,13 +50,15 @@ class Decider:
     def logits(self, series: list[np.ndarray], checkpoint: int) -> np.ndarray:
         x = student_view(series, self.levels[checkpoint], self.mode, self.reference_length, self.length,
                          self.mean, self.std, self.channels)
-        return predict_logits(self.student, x).numpy().astype(np.float64)
+        with at_level(self.student, checkpoint):
+            return predict_logits(self.student, x).numpy().astype(np.float64)
 
     def outputs(self, series: list[np.ndarray], checkpoint: int) -> tuple[np.ndarray, np.ndarray]:
         """(logits, feature) of the student at `checkpoint`, for policies that read the feature too."""
         x = student_view(series, self.levels[checkpoint], self.mode, self.reference_length, self.length,
                          self.mean, self.std, self.channels)
-        logits, feature = predict_outputs(self.student, x)
+        with at_level(self.student, checkpoint):
+            logits, feature = predict_outputs(self.student, x)
         return logits.numpy().astype(np.float64), feature.numpy().astype(np.float64)
 
     def start(self, cases: int) -> dict:

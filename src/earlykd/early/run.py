@@ -62,29 +62,33 @@ def train_early(cfg: dict, levels=None, policies: list[str] = ("threshold",), re
     early = cfg.get("early") or DEFAULTS["early"]
     if early["sampling"] == "aria":
         AriaConfig.of(early.get("aria"))  # fail fast
-    data = runs.load_prepared(teacher.cfg["data"])
-    check(len(data.labels["val"]) > 0, "stopping policies are calibrated on validation: the validation split is empty")
-    teacher.check_data(data)
+    teacher_data = runs.load_prepared(teacher.cfg["data"])
+    check(len(teacher_data.labels["val"]) > 0,
+          "stopping policies are calibrated on validation: the validation split is empty")
+    teacher.check_data(teacher_data)
+    data_cfg, data = student_data(teacher.cfg["data"], teacher_data, early.get("length"))
     levels = checkpoints(parse_levels(levels), data.reference_length, data.length)
     prefix = {"earliness": levels, "mode": cfg["prefix"]["mode"], "channels": cfg["prefix"]["channels"]}
-    cfg = {**cfg, "data": teacher.cfg["data"], "model": model, "prefix": prefix}
+    cfg = {**cfg, "data": data_cfg, "model": model, "prefix": prefix}
     out = runs.open_run_dir(cfg["out"] or _default_out(cfg, method_cls.name), resume)
     device = runs.resolve_device(cfg["train"]["device"])
     threads.apply(cfg["train"].get("threads"))
     train_cfg = student_train_cfg(cfg["train"], method_cls.two_stage)
     cfg = {**cfg, "train": train_cfg, "out": str(out), "teacher": str(teacher.path)}
     (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    outputs = teacher.outputs(data, device)
+    outputs = teacher.outputs(teacher_data, device)
     started = time.perf_counter()
     aria = None
     if early["sampling"] == "aria":
         aria = {"config": early["aria"], "guide": outputs}
         if AriaConfig.of(early["aria"]).normalise:
-            aria["ambiguity"] = teacher_ambiguity(teacher, data, levels, prefix["mode"], outputs["train"], device)
+            aria["ambiguity"] = teacher_ambiguity(teacher, teacher_data, levels, prefix["mode"], outputs["train"],
+                                                  device)
     fitted = train_anytime(data, outputs if method_cls.needs_teacher else None, method_cls.name,
                            cfg["method"]["options"], model, train_cfg, levels, prefix["mode"], prefix["channels"],
                            device, out / runs.STATE_FILE, resume,
-                           desc=f"anytime {data.name} {model['arch']} {method_cls.name}", aria=aria)
+                           desc=f"anytime {data.name} {model['arch']} {method_cls.name}", aria=aria,
+                           level_norm=bool(early.get("level_norm", True)))
     distiller, fit, val = fitted[:3]
     student = distiller.student.cpu().eval()
     meta = {"kind": "anytime", "classes": data.classes, "length": data.length, "reference_length": data.reference_length,
@@ -122,6 +126,19 @@ def train_early(cfg: dict, levels=None, policies: list[str] = ("threshold",), re
     (out / runs.STATE_FILE).unlink(missing_ok=True)
     (out / "aria_state.json").unlink(missing_ok=True)
     return runs.Run(out, record)
+
+
+def student_data(teacher_cfg: dict, teacher_data, length: int | None):
+    """(data config, Prepared) of the student: the teacher's, or the same cases on a grid of `length` steps
+    (early.length; the teacher keeps its own grid, its outputs are per case)."""
+    if length is None or length == teacher_data.length:
+        return teacher_cfg, teacher_data
+    cfg = {**teacher_cfg, "length": length}
+    data = runs.load_prepared(cfg)
+    for split in ("train", "val", "test"):
+        check(torch.equal(data.labels[split], teacher_data.labels[split]),
+              f"early.length = {length} changed the {split} split's cases; the teacher's outputs would not fit")
+    return cfg, data
 
 
 def teacher_ambiguity(teacher: Teacher, data, levels: list[float], mode: str, full, device) -> np.ndarray:

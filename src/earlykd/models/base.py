@@ -48,8 +48,9 @@ class Classifier(nn.Module):
         return ModelOutput(self.head(feature), feature, hidden)
 
     def spec(self) -> dict:
+        levels = getattr(self, "norm_levels", None)   # batch-norm statistics per checkpoint (models.levelnorm)
         return {"arch": self.arch, "in_channels": self.in_channels, "n_classes": self.n_classes,
-                "layers": self.layers, "hidden": self.width}
+                "layers": self.layers, "hidden": self.width, **({"norm_levels": levels} if levels else {})}
 
 
 ARCHITECTURES: dict[str, type[Classifier]] = {}

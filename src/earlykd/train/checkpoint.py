@@ -11,7 +11,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import EarlykdError
-from ..models import Classifier, build_model
+from ..models import Classifier, build_model, use_level_norm
 
 FORMAT = "earlykd-checkpoint/1"
 
@@ -89,6 +89,8 @@ def model_from_tensors(tensors: dict, spec: dict, where: str, expect_arch: str |
     if expect_arch is not None and spec["arch"] != expect_arch:
         raise EarlykdError(f"{where}: checkpoint holds a '{spec['arch']}' model, expected '{expect_arch}'")
     model = build_model(spec["arch"], spec["in_channels"], spec["n_classes"], spec["layers"], spec["hidden"])
+    if spec.get("norm_levels"):
+        use_level_norm(model, int(spec["norm_levels"]))
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(state, strict=True)
