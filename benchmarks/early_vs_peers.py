@@ -36,7 +36,8 @@ CUTS: dict[tuple[str, str], tuple[int, ...]] = {}
 # 5-fold CV within 150 and refit, one teacher for every seed (benchmarks/results/quick/teachers.md).
 TEACHER = {"quick_suite_ensemble": {"arch": "fcn", "layers": 3, "hidden": 128, "members": 5, "select": "cv",
                                     "budget": 150}}
-STUDENT = {"arch": "fcn", "layers": 3, "hidden": 64, "mode": "truncate"}
+STUDENT = {"arch": "fcn", "layers": 3, "hidden": 64, "mode": "truncate", "level_norm": True}   # norms per checkpoint
+TEACHER_GRID = 100                  # the quick teachers' data.length; `earlykd:<method>/native` students use T steps
 EPOCHS = 300                        # the anytime student's
 NONMYOPIC = {"n_clusters": 2, "base_classifier": None, "min_t": 1, "lamb": 1.0, "cost_time_parameter": 1.0}
 LATENCY_SERIES = 10
@@ -169,18 +170,30 @@ def _student_latency(run_dir: Path, policy: str, X) -> tuple[float, float]:
     return float(np.mean(times)), float(np.max(times))
 
 
-def run_earlykd(method: str, dataset: str, seed: int, root: Path, epochs: int,
+def native_length(dataset: str) -> int | None:
+    """The series length T when it exceeds the teacher's grid (the `/native` variant's grid), else None."""
+    T = arrays(dataset)[0].shape[-1]
+    return T if T > TEACHER_GRID else None
+
+
+def run_earlykd(group: str, dataset: str, seed: int, root: Path, epochs: int,
                 latency_series: int) -> list[dict]:
+    """An `earlykd:<method>[/native]` job: one anytime student, every policy. `/native`: the student's grid is the
+    series' own T samples (early.length = T) instead of the teacher's 100 steps."""
     from earlykd import api, runs
     from earlykd.decide import POLICIES
     from earlykd.early.run import train_early
+    variant = group.split(":")[1]
+    method, native = variant.split("/")[0], variant.endswith("/native")
+    length = native_length(dataset) if native else None
     teacher, teacher_s = _teacher(dataset, root)
-    out = root / "runs" / dataset / f"s{seed}" / f"anytime-{method}"
+    out = root / "runs" / dataset / f"s{seed}" / f"anytime-{variant.replace('/', '-')}"
     policies = list(POLICIES)
     if not (out / runs.RUN_FILE).is_file():
         cfg = api.make_config(teacher=str(teacher.path), method=method, out=str(out), epochs=epochs, seed=seed,
                               threads=1, progress=False, batch_size=16, device="cpu", arch=STUDENT["arch"],
                               layers=STUDENT["layers"], hidden=STUDENT["hidden"], mode=STUDENT["mode"])
+        cfg["early"] = {**cfg["early"], "level_norm": STUDENT["level_norm"], "length": length}
         train_early(cfg, None, policies, resume=runs.unfinished(out))
     record = runs.read_run(out)[1]
     Xt = arrays(dataset)[2][:latency_series]
@@ -191,12 +204,12 @@ def run_earlykd(method: str, dataset: str, seed: int, root: Path, epochs: int,
     for policy in policies:
         test, val = record["test_policies"][policy], record["policies_val"][policy]
         ms = _student_latency(out, policy, Xt)
-        rows.append({"contender": f"earlykd:{method}:{policy}", "accuracy": test["accuracy"],
+        rows.append({"contender": f"earlykd:{variant}:{policy}", "accuracy": test["accuracy"],
                      "earliness": test["earliness"], "hm": test["hm"], "fit_seconds": fit, "decision_ms": ms[0],
                      "decision_ms_max": ms[1], "val_hm": val["hm"], "val_accuracy": val["accuracy"],
                      "val_earliness": val["earliness"], "teacher_seconds": teacher_s, "curve": curve,
                      "settings": {"teacher": TEACHER, "student": STUDENT, "epochs": epochs, "levels": "0.05..1.0",
-                                  "run_dir": str(out.relative_to(root)), "T": T,
+                                  "run_dir": str(out.relative_to(root)), "T": T, "grid": record["data"]["length"],
                                   "policy": json.loads((out / "decide.json").read_text())["policies"][policy]}})
     return rows
 
@@ -211,10 +224,13 @@ def _curve(record: dict, out: Path) -> list:
 
 # -- jobs, processes, the store ---------------------------------------------------------------------
 def jobs(datasets, seeds, contenders) -> list[tuple[str, str, int]]:
-    """(dataset, group, seed): a group is a peer or 'earlykd:<method>' (one row per policy)."""
+    """(dataset, group, seed): a group is a peer or 'earlykd:<method>[/native]' (one row per policy); a
+    `/native` group runs only where T exceeds the teacher's grid (elsewhere it would repeat the default)."""
     out = []
     for d in datasets:
         for group in contenders:
+            if group.endswith("/native") and native_length(d) is None:
+                continue
             for s in seeds:
                 if s in CUTS.get((group, d), seeds):
                     out.append((d, group, s))
@@ -224,7 +240,7 @@ def jobs(datasets, seeds, contenders) -> list[tuple[str, str, int]]:
 def run_job(job, root: str, epochs, latency_series: int) -> list[dict]:
     dataset, group, seed = job
     if group.startswith("earlykd:"):
-        return run_earlykd(group.split(":")[1], dataset, seed, Path(root), epochs, latency_series)
+        return run_earlykd(group, dataset, seed, Path(root), epochs, latency_series)
     return run_peer(group, dataset, seed, latency_series)
 
 
@@ -369,26 +385,29 @@ def sweep(todo, store: Store, root: Path, epochs, latency_series: int, timeout: 
 
 # -- export ----------------------------------------------------------------------------------------
 def chosen_rows(rows: list[dict]) -> list[dict]:
-    """earlykd:<method>:chosen: per dataset, seed and method, the policy of highest validation HM; and
-    earlykd:chosen: per dataset and seed, the method and policy of highest validation HM (ties: validation
-    accuracy, then the order of METHODS and of the policy registry). Test scores play no part."""
+    """earlykd:<method>:chosen: per dataset, seed and method, the grid (the teacher's or `/native`) and policy of
+    highest validation HM; and earlykd:chosen: per dataset and seed, the method, grid and policy of highest
+    validation HM (ties: validation accuracy, then the order of METHODS, the teacher's grid before the native one,
+    then the policy registry's order). Test scores play no part."""
     from earlykd.decide import POLICIES
     order = {p: i for i, p in enumerate(POLICIES)}
     rank = {m: i for i, m in enumerate(METHODS)}
     groups: dict[tuple, list[tuple]] = {}
     for r in rows:
         if r["contender"].startswith("earlykd:") and r["status"] == "ok":
-            _, method, policy = r["contender"].split(":")
-            groups.setdefault((r["dataset"], r["seed"], method), []).append((method, policy, r))
+            _, variant, policy = r["contender"].split(":")
+            groups.setdefault((r["dataset"], r["seed"], method_of(r["contender"])), []).append((variant, policy, r))
 
     def best(found):
-        return min(found, key=lambda mpr: (-mpr[2]["val_hm"], -mpr[2]["val_accuracy"], rank.get(mpr[0], 99),
-                                           order.get(mpr[1], 99)))
+        return min(found, key=lambda vpr: (-vpr[2]["val_hm"], -vpr[2]["val_accuracy"],
+                                           rank.get(vpr[0].split("/")[0], 99), "/" in vpr[0], order.get(vpr[1], 99)))
 
-    def row(contender, method, policy, r):
+    def row(contender, variant, policy, r):
         settings = json.loads(r["settings"]) if isinstance(r["settings"], str) else r["settings"]
+        method = variant.split("/")[0]
         return {**r, "contender": contender, "method": method,
-                "settings": json.dumps({**settings, "chosen_method": method, "chosen_policy": policy})}
+                "settings": json.dumps({**settings, "chosen_method": method, "chosen_variant": variant,
+                                        "chosen_policy": policy})}
     out, overall = [], {}
     for (dataset, seed, method), found in sorted(groups.items()):
         out.append(row(f"earlykd:{method}:chosen", *best(found)))
@@ -399,7 +418,7 @@ def chosen_rows(rows: list[dict]) -> list[dict]:
 
 def method_of(contender: str) -> str:
     """The protocol's `method` column: earlykd's distillation method, or the peer's name."""
-    return contender.split(":")[1] if contender.startswith("earlykd:") else contender
+    return contender.split(":")[1].split("/")[0] if contender.startswith("earlykd:") else contender
 
 
 def prefix_mode_of(row: dict) -> str:
@@ -429,8 +448,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", default=",".join(DATASETS))
     p.add_argument("--seeds", default=",".join(map(str, SEEDS)))
-    p.add_argument("--contenders", default=",".join(PEERS + tuple(f"earlykd:{m}" for m in METHODS)),
-                   help="peers and earlykd:<method> groups (every registered policy)")
+    p.add_argument("--contenders", default=",".join(PEERS + tuple(f"earlykd:{m}{v}" for m in METHODS
+                                                                   for v in ("", "/native"))),
+                   help="peers and earlykd:<method>[/native] groups (every registered policy; /native: the "
+                        "student's grid is the series' T samples, run where T exceeds the teacher's grid)")
     p.add_argument("--epochs", type=int, default=EPOCHS, help="the anytime student's epochs")
     p.add_argument("--out", default="benchmarks/results/early")
     p.add_argument("--timeout", type=float, default=TIMEOUT, help="seconds per job")
@@ -442,9 +463,10 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     epochs = a.epochs
     contenders = a.contenders.split(",")
-    bad = [c for c in contenders if c not in PEERS and not c.startswith("earlykd:")]
+    bad = [c for c in contenders if c not in PEERS and not (c.startswith("earlykd:") and c.count(":") == 1
+                                                              and c.split("/")[1:] in ([], ["native"]))]
     if bad:
-        p.error(f"unknown contender {bad[0]!r} (peers: {', '.join(PEERS)}; or earlykd:<method>)")
+        p.error(f"unknown contender {bad[0]!r} (peers: {', '.join(PEERS)}; or earlykd:<method>[/native])")
     root = Path(a.out).resolve()
     from earlykd.decide import POLICIES
     settings = {"peers": {"nonmyopic": NONMYOPIC, "latency_series": a.latency_series},

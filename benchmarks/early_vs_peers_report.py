@@ -158,7 +158,7 @@ def given(settings: dict) -> list[str]:
         "when the decision is made; HM = 2·acc·(1 − e)/(acc + 1 − e).",
         f"- **earlykd:<method>:<policy>:** {teacher_text(t, te)} and one anytime student "
         f"({s['arch'].upper()}, width {s['hidden']}, {se} epochs, 20 earliness levels 0.05 … 1.0, {s['mode']} "
-        "prefixes) per method, trained with `earlykd.early.run.train_early`; every registered policy calibrated "
+        f"prefixes{', batch-norm statistics per checkpoint' if s.get('level_norm') else ''}) per method, trained with `earlykd.early.run.train_early`; every registered policy calibrated "
         "on the validation split (20 % of the training split, stratified, split seed 0), so earlykd trains on "
         "80 % of what the peers train on. `earlykd:<method>:chosen` is the policy of highest validation HM "
         "(ties: validation accuracy) for that dataset, seed and method; test scores play no part. fit_seconds: "

@@ -132,3 +132,20 @@ def test_unequal_lengths_are_held_at_the_last_value(monkeypatch):
                                                                       series[1:], np.array(["b"]), "test"))
     X, y, Xt, yt = bench.arrays("u")
     assert X.tolist() == [[[1, 2, 3]], [[4, 5, 5]]] and Xt.tolist() == [[[4, 5, 5]]] and list(yt) == ["b"]
+
+
+def test_the_native_grid_is_a_variant_chosen_on_validation_where_the_series_are_long(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "native_length", lambda d: 150 if d == "Long" else None)
+    todo = bench.jobs(["Long", "Short"], [0], ["earlykd:kd", "earlykd:kd/native"])
+    assert [(d, g) for d, g, _ in todo] == [("Long", "earlykd:kd"), ("Long", "earlykd:kd/native"), ("Short", "earlykd:kd")]
+    store = bench.Store(tmp_path / "results.db", {"test": 1})
+    bench.sweep(todo, store, tmp_path, 1, 1, 60.0, job_fn=fake_job, isolate=False, log=lambda _: None)
+    rows = store.rows()
+    lift = {"earlykd:kd/native:threshold": 0.1}   # the native grid looks better on validation on Long
+    for r in rows:
+        r["val_hm"] += lift.get(r["contender"], 0.0) if r["dataset"] == "Long" else 0.0
+    chosen = {(r["dataset"], r["contender"]): r for r in bench.chosen_rows(rows)}
+    long = chosen[("Long", "earlykd:kd:chosen")]
+    assert long["method"] == "kd" and '"chosen_variant": "kd/native"' in long["settings"]
+    assert '"chosen_variant": "kd"' in chosen[("Short", "earlykd:chosen")]["settings"]
+    assert bench.method_of("earlykd:kd/native:threshold") == "kd"
