@@ -79,13 +79,17 @@ def dataset_table(rows, d, contenders) -> list[str]:
         lines.append(f"| {c} | {cell([r['hm'] for r in ok])} | {cell([r['accuracy'] for r in ok])} | "
                      f"{cell([r['earliness'] for r in ok])} | {len(ok)}/{len(mine)} | "
                      f"{cell([r['fit_seconds'] for r in ok], 1)} | "
-                     f"{(f'{np.mean(lat):.3f} ({np.max(worst):.1f})' if lat else '–')} | {note or ''} |")
+                     f"{(f'{np.mean(lat):.3f}' + (f' ({np.max(worst):.1f})' if worst else '') if lat else '–')} | "
+                     f"{note or ''} |")
     chosen = [r for r in rows if r["dataset"] == d and r["contender"].endswith(":chosen")]
     if chosen:
-        picks = sorted({f"{r['contender'].split(':')[1]} s{r['seed']}: "
-                        f"{json.loads(r['settings'])['chosen_policy']}" for r in chosen if r["contender"].count(":") == 2})
-        picks += sorted(f"overall s{r['seed']}: {json.loads(r['settings'])['chosen_method']}/"
-                        f"{json.loads(r['settings'])['chosen_policy']}" for r in chosen if r["contender"] == OVERALL)
+        def pick(r):   # the method (with /native where that grid won) and the policy
+            s = json.loads(r["settings"])
+            return f"{s.get('chosen_variant', s['chosen_method'])}:{s['chosen_policy']}"
+        picks = sorted({f"{r['contender'].split(':')[1]} s{r['seed']}: {pick(r).split(':', 1)[-1]}"
+                        + (" (native grid)" if "/native" in pick(r) else "")
+                        for r in chosen if r["contender"].count(":") == 2})
+        picks += sorted(f"overall s{r['seed']}: {pick(r)}" for r in chosen if r["contender"] == OVERALL)
         lines += ["", "Chosen on validation: " + ", ".join(picks) + "."]
     return lines + [""]
 
@@ -145,7 +149,7 @@ def teacher_text(t: dict, budget) -> str:
             f"within a {budget}-epoch budget, then refit)")
 
 
-def given(settings: dict) -> list[str]:
+def given(settings: dict, native: list[str] = ()) -> list[str]:
     t, s, epochs = settings["teacher"], settings["student"], settings["epochs"]
     te, se = epochs if isinstance(epochs, list) else (None, epochs)
     cuts = ", ".join(f"{p} on {d}: seed {'/'.join(map(str, v))}" for (p, d), v in bench.CUTS.items())
@@ -165,6 +169,10 @@ def given(settings: dict) -> list[str]:
         "the anytime student's run (training, calibration, test evaluation), plus the teacher's (CV and refit; for "
         "an ensemble, all its members) for methods that distil; Base does not use the teacher. `uncertainty` waits "
         "on DLF's mutual information for dlf students and on the entropy of the probabilities otherwise.",
+        *([f"- **earlykd:<method>/native:<policy>** (on {', '.join(native)}, where T exceeds the teacher's "
+           f"{bench.TEACHER_GRID} steps): the same student on a grid of the series' own T samples "
+           "(`early.length = T`; the teacher keeps its grid). The chosen rows choose between the two grids on "
+           "validation HM, with the policy."] if native else []),
         "- **teaser:** aeon `TEASER()` with its defaults (random_state = seed), fit on the whole training split.",
         "- **probability_threshold:** aeon `ProbabilityThresholdEarlyClassifier()` with its defaults (DrCIF, "
         "probability 0.85, 1 consecutive prediction, random_state = seed), fit on the whole training split.",
@@ -238,7 +246,7 @@ def summary(rows, label: str, out: Path) -> str:
         lines += ["## Accuracy against earliness", "", "![accuracy against earliness](curves.png)", "",
                   "Points: each contender's decisions (mean over seeds). Lines: the anytime student's test accuracy "
                   "at every fixed earliness level; grey: iso-HM lines 0.5 … 0.9.", ""]
-    lines += given(settings_of(out))
+    lines += given(settings_of(out), sorted({r["dataset"] for r in rows if "/native" in r["contender"]}))
     notes = out / "notes.md"
     if notes.is_file():
         lines += [notes.read_text().rstrip(), ""]

@@ -26,7 +26,7 @@ def fake_job(job, root, epochs, latency_series):
     if group.startswith("earlykd:"):
         lift = 0.05 if group == "earlykd:dlf" else 0.0   # dlf's students look better on validation
         return [{"contender": f"{group}:{p}", "accuracy": acc, "earliness": 0.5, "hm": hm - lift, "fit_seconds": 1.0,
-                 "decision_ms": 0.1, "val_hm": val + lift, "val_accuracy": 0.9, "settings": {}, "curve": [[1.0, acc]]}
+                 "decision_ms": 0.1, "decision_ms_max": 0.2, "val_hm": val + lift, "val_accuracy": 0.9, "settings": {}, "curve": [[1.0, acc]]}
                 for p, acc, hm, val in (("threshold", 0.9, 0.64, 0.7), ("calibrated", 1.0, 0.67, 0.6))]
     return [{"contender": group, "accuracy": 0.8, "earliness": 0.4, "hm": 0.69, "fit_seconds": 2.0, "decision_ms": 0.2}]
 
@@ -149,3 +149,17 @@ def test_the_native_grid_is_a_variant_chosen_on_validation_where_the_series_are_
     assert long["method"] == "kd" and '"chosen_variant": "kd/native"' in long["settings"]
     assert '"chosen_variant": "kd"' in chosen[("Short", "earlykd:chosen")]["settings"]
     assert bench.method_of("earlykd:kd/native:threshold") == "kd"
+
+
+def test_the_report_names_the_grid_validation_chose(tmp_path, monkeypatch):
+    import early_vs_peers_report as report
+    monkeypatch.setattr(bench, "native_length", lambda d: 150)
+    store = bench.Store(tmp_path / "results.db", {"peers": {"nonmyopic": bench.NONMYOPIC, "latency_series": 1},
+                                                  "earlykd": {"epochs": 1, "teacher": bench.TEACHER, "latency_series": 1,
+                                                              "student": bench.STUDENT}})
+    todo = bench.jobs(["UnitTest"], [0], ["teaser", "earlykd:kd", "earlykd:kd/native"])
+    bench.sweep(todo, store, tmp_path, 1, 1, 60.0, job_fn=fake_job, isolate=False, log=lambda _: None)
+    bench.export_csv(store, tmp_path / "runs.csv")
+    text = report.summary(report.load(tmp_path / "runs.csv"), "", tmp_path)
+    assert "earlykd:<method>/native:<policy>** (on UnitTest" in text and "| earlykd:kd/native:threshold |" in text
+    assert "overall s0: kd:threshold." in text   # a validation tie goes to the teacher's grid
