@@ -384,6 +384,18 @@ def sweep(todo, store: Store, root: Path, epochs, latency_series: int, timeout: 
 
 
 # -- export ----------------------------------------------------------------------------------------
+def incomplete_variants(rows: list[dict]) -> set[tuple[str, str]]:
+    """(dataset, grid variant) pairs that lack a job the teacher's grid has on that dataset: such a variant joins
+    no choice there until its sweep is finished (a partial candidate set would differ between seeds)."""
+    jobs_of: dict[tuple[str, str], set] = {}
+    for r in rows:
+        if r["contender"].startswith("earlykd:"):
+            variant = r["contender"].split(":")[1]
+            jobs_of.setdefault((r["dataset"], variant.partition("/")[2]), set()).add(
+                (r["seed"], variant.split("/")[0]))
+    return {(d, v) for (d, v), have in jobs_of.items() if v and not have >= jobs_of.get((d, ""), set())}
+
+
 def chosen_rows(rows: list[dict]) -> list[dict]:
     """earlykd:<method>:chosen: per dataset, seed and method, the grid (the teacher's or `/native`) and policy of
     highest validation HM; and earlykd:chosen: per dataset and seed, the method, grid and policy of highest
@@ -393,9 +405,12 @@ def chosen_rows(rows: list[dict]) -> list[dict]:
     order = {p: i for i, p in enumerate(POLICIES)}
     rank = {m: i for i, m in enumerate(METHODS)}
     groups: dict[tuple, list[tuple]] = {}
+    partial = incomplete_variants(rows)
     for r in rows:
         if r["contender"].startswith("earlykd:") and r["status"] == "ok":
             _, variant, policy = r["contender"].split(":")
+            if (r["dataset"], variant.partition("/")[2]) in partial:
+                continue
             groups.setdefault((r["dataset"], r["seed"], method_of(r["contender"])), []).append((variant, policy, r))
 
     def best(found):

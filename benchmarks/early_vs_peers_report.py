@@ -231,6 +231,10 @@ def summary(rows, label: str, out: Path) -> str:
         avg_all, used_all, _ = ranks(rows, contenders, datasets)
         lines += [f"Every contender, over {len(used_all)} dataset(s): " +
                   ", ".join(f"{c} {avg_all[c]:.2f}" for c in sorted(avg_all, key=avg_all.get)) + ".", ""]
+        partial = sorted(bench.incomplete_variants(rows))
+        if partial:
+            lines += ["Unfinished grid variants (listed per dataset, but in no chosen row until every seed and method "
+                      "has run): " + ", ".join(f"{v} on {d}" for d, v in partial) + ".", ""]
         for c in [c for c in contenders if c.endswith(":chosen")]:
             wins = [d for d in datasets if mean_hm(rows, d, c) is not None and
                     any(mean_hm(rows, d, p) is not None for p in bench.PEERS) and

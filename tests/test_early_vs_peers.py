@@ -163,3 +163,15 @@ def test_the_report_names_the_grid_validation_chose(tmp_path, monkeypatch):
     text = report.summary(report.load(tmp_path / "runs.csv"), "", tmp_path)
     assert "earlykd:<method>/native:<policy>** (on UnitTest" in text and "| earlykd:kd/native:threshold |" in text
     assert "overall s0: kd:threshold." in text   # a validation tie goes to the teacher's grid
+
+
+def test_an_unfinished_grid_variant_joins_no_choice(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "native_length", lambda d: 150)
+    store = bench.Store(tmp_path / "results.db", {"test": 1})
+    todo = bench.jobs(["Long"], [0, 1], ["earlykd:kd"]) + bench.jobs(["Long"], [0], ["earlykd:kd/native"])
+    bench.sweep(todo, store, tmp_path, 1, 1, 60.0, job_fn=fake_job, isolate=False, log=lambda _: None)
+    rows = store.rows()
+    for r in rows:
+        r["val_hm"] += 0.5 if "/native" in r["contender"] else 0.0   # it would win where it ran
+    assert bench.incomplete_variants(rows) == {("Long", "native")}
+    assert all('"chosen_variant": "kd"' in r["settings"] for r in bench.chosen_rows(rows))
