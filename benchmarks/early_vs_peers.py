@@ -385,15 +385,19 @@ def sweep(todo, store: Store, root: Path, epochs, latency_series: int, timeout: 
 
 # -- export ----------------------------------------------------------------------------------------
 def incomplete_variants(rows: list[dict]) -> set[tuple[str, str]]:
-    """(dataset, grid variant) pairs that lack a job the teacher's grid has on that dataset: such a variant joins
-    no choice there until its sweep is finished (a partial candidate set would differ between seeds)."""
+    """(dataset, grid variant) pairs that lack a (seed, method) job some earlykd student has on that dataset: such a
+    variant joins no choice there until its sweep is finished (a partial candidate set would differ between
+    seeds)."""
     jobs_of: dict[tuple[str, str], set] = {}
     for r in rows:
-        if r["contender"].startswith("earlykd:"):
+        if r["contender"].startswith("earlykd:") and not r["contender"].endswith(":chosen"):   # a student's row
             variant = r["contender"].split(":")[1]
             jobs_of.setdefault((r["dataset"], variant.partition("/")[2]), set()).add(
                 (r["seed"], variant.split("/")[0]))
-    return {(d, v) for (d, v), have in jobs_of.items() if v and not have >= jobs_of.get((d, ""), set())}
+    need: dict[str, set] = {}
+    for (d, _), have in jobs_of.items():
+        need.setdefault(d, set()).update(have)
+    return {(d, v) for (d, v), have in jobs_of.items() if v and not have >= need[d]}
 
 
 def chosen_rows(rows: list[dict]) -> list[dict]:
