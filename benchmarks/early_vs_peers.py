@@ -447,18 +447,30 @@ def prefix_mode_of(row: dict) -> str:
     return json.loads(row.get("settings") or "{}").get("student", {}).get("mode", "")   # stored rows keep JSON text
 
 
+def auc_prc_of(row: dict, root: Path):
+    """The protocol's `auc_prc` for an earlykd row: its anytime student's test AUC-PRC, mean over the checkpoints
+    (run.json's `test`); None for a peer (no probabilities per checkpoint here) or when the run directory is gone."""
+    if not row["contender"].startswith("earlykd:") or row["status"] != "ok":
+        return None
+    settings = json.loads(row["settings"]) if isinstance(row["settings"], str) else row["settings"]
+    run = root / settings.get("run_dir", "-") / "run.json"
+    return json.loads(run.read_text())["test"]["auc_prc"] if run.is_file() else None
+
+
 def export_csv(store: Store, path: Path) -> int:
-    """runs.csv: the issue's eight columns first, then the protocol's `method` and `prefix_mode` (docs/protocol.md;
-    earlykd's students: their prefix mode; the peers read raw samples: `raw`) and the rest."""
+    """runs.csv: the issue's eight columns first, then the protocol's `method`, `prefix_mode` (docs/protocol.md;
+    earlykd's students: their prefix mode; the peers read raw samples: `raw`) and `auc_prc` (`auc_prc_of`), then
+    the rest."""
     import csv
     rows = store.rows()
     rows += chosen_rows(rows)
     rows.sort(key=lambda r: (r["dataset"], r["contender"], r["seed"]))
     with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS[:8] + ("method", "prefix_mode") + COLUMNS[8:])
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS[:8] + ("method", "prefix_mode", "auc_prc") + COLUMNS[8:])
         writer.writeheader()
         for r in rows:
-            r = {**r, "method": r.get("method") or method_of(r["contender"]), "prefix_mode": prefix_mode_of(r)}
+            r = {**r, "method": r.get("method") or method_of(r["contender"]), "prefix_mode": prefix_mode_of(r),
+                 "auc_prc": auc_prc_of(r, path.parent)}
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
     return len(rows)
 

@@ -176,3 +176,18 @@ def test_an_unfinished_grid_variant_joins_no_choice(tmp_path, monkeypatch):
         r["val_hm"] += 0.5 if "/native" in r["contender"] else 0.0   # it would win where it ran
     assert bench.incomplete_variants(rows) == {("Long", "native")}
     assert all('"chosen_variant": "kd"' in r["settings"] for r in bench.chosen_rows(rows))
+
+
+def test_runs_csv_has_the_students_auc_prc_and_none_for_peers(tmp_path):
+    import json
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "run.json").write_text(json.dumps({"test": {"auc_prc": 0.875}}))
+    store = bench.Store(tmp_path / "results.db", {"test": 1})
+    store.put("j", [{"dataset": "D", "contender": "earlykd:kd:threshold", "seed": 0, "status": "ok", "hm": 0.5,
+                     "val_hm": 0.5, "val_accuracy": 0.5, "settings": {"run_dir": "r"}},
+                    {"dataset": "D", "contender": "teaser", "seed": 0, "status": "ok", "hm": 0.4}])
+    bench.export_csv(store, tmp_path / "runs.csv")
+    with open(tmp_path / "runs.csv", newline="") as fh:
+        rows = {r["contender"]: r for r in csv.DictReader(fh)}
+    assert rows["earlykd:kd:threshold"]["auc_prc"] == "0.875" and rows["earlykd:kd:chosen"]["auc_prc"] == "0.875"
+    assert rows["teaser"]["auc_prc"] == ""
