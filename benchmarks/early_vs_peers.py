@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import functools
 import json
 import multiprocessing
 import os
@@ -170,8 +171,10 @@ def _student_latency(run_dir: Path, policy: str, X) -> tuple[float, float]:
     return float(np.mean(times)), float(np.max(times))
 
 
+@functools.lru_cache(maxsize=None)
 def native_length(dataset: str) -> int | None:
-    """The series length T when it exceeds the teacher's grid (the `/native` variant's grid), else None."""
+    """The series length T when it exceeds the teacher's grid (the `/native` variant's grid), else None (loaded
+    once per dataset: `jobs` asks for every /native group)."""
     T = arrays(dataset)[0].shape[-1]
     return T if T > TEACHER_GRID else None
 
