@@ -30,6 +30,11 @@ DATASETS = ("GunPoint", "ArrowHead", "ItalyPowerDemand", "OSULeaf", "JapaneseVow
 SEEDS = (0, 1, 2)
 PEERS = ("teaser", "probability_threshold", "nonmyopic")
 METHODS = ("base", "kd", "dlf")
+# `earlykd:<method>[/native]/cf`: the student trained on train + val, its policies calibrated on 5-fold out-of-fold
+# predictions (early.crossfit, docs/early.md). Base and the distillation method of highest mean validation HM over the
+# policies crossfit keeps as they are (threshold, calibrated) in the validation-calibrated sweep: dlf .841, kd .831,
+# base .825 (benchmarks/results/early/notes.md).
+CROSSFIT, CROSSFIT_METHODS = 5, ("base", "dlf")
 # Peers whose defaults do not fit 2 cores on a dataset run fewer seeds there: {(peer, dataset): seeds}. OSULeaf and
 # ACSF1 were cut to seed 0 until their seed-0 jobs measured 8-27 min each (2026-11-27): they fit, so none is cut.
 CUTS: dict[tuple[str, str], tuple[int, ...]] = {}
@@ -181,13 +186,14 @@ def native_length(dataset: str) -> int | None:
 
 def run_earlykd(group: str, dataset: str, seed: int, root: Path, epochs: int,
                 latency_series: int) -> list[dict]:
-    """An `earlykd:<method>[/native]` job: one anytime student, every policy. `/native`: the student's grid is the
-    series' own T samples (early.length = T) instead of the teacher's 100 steps."""
+    """An `earlykd:<method>[/native][/cf]` job: one anytime student, every policy. `/native`: the student's grid is
+    the series' own T samples (early.length = T) instead of the teacher's 100 steps; `/cf`: trained on train + val,
+    calibrated on out-of-fold predictions (early.crossfit = CROSSFIT)."""
     from earlykd import api, runs
     from earlykd.decide import POLICIES
     from earlykd.early.run import train_early
     variant = group.split(":")[1]
-    method, native = variant.split("/")[0], variant.endswith("/native")
+    method, native, folds = variant.split("/")[0], "/native" in variant, CROSSFIT if variant.endswith("/cf") else 0
     length = native_length(dataset) if native else None
     teacher, teacher_s = _teacher(dataset, root)
     out = root / "runs" / dataset / f"s{seed}" / f"anytime-{variant.replace('/', '-')}"
@@ -196,7 +202,7 @@ def run_earlykd(group: str, dataset: str, seed: int, root: Path, epochs: int,
         cfg = api.make_config(teacher=str(teacher.path), method=method, out=str(out), epochs=epochs, seed=seed,
                               threads=1, progress=False, batch_size=16, device="cpu", arch=STUDENT["arch"],
                               layers=STUDENT["layers"], hidden=STUDENT["hidden"], mode=STUDENT["mode"])
-        cfg["early"] = {**cfg["early"], "level_norm": STUDENT["level_norm"], "length": length}
+        cfg["early"] = {**cfg["early"], "level_norm": STUDENT["level_norm"], "length": length, "crossfit": folds}
         train_early(cfg, None, policies, resume=runs.unfinished(out))
     record = runs.read_run(out)[1]
     Xt = arrays(dataset)[2][:latency_series]
@@ -213,6 +219,7 @@ def run_earlykd(group: str, dataset: str, seed: int, root: Path, epochs: int,
                      "val_earliness": val["earliness"], "teacher_seconds": teacher_s, "curve": curve,
                      "settings": {"teacher": TEACHER, "student": STUDENT, "epochs": epochs, "levels": "0.05..1.0",
                                   "run_dir": str(out.relative_to(root)), "T": T, "grid": record["data"]["length"],
+                                  "calibration": record["calibration"],
                                   "policy": json.loads((out / "decide.json").read_text())["policies"][policy]}})
     return rows
 
@@ -232,7 +239,7 @@ def jobs(datasets, seeds, contenders) -> list[tuple[str, str, int]]:
     out = []
     for d in datasets:
         for group in contenders:
-            if group.endswith("/native") and native_length(d) is None:
+            if "/native" in group and native_length(d) is None:
                 continue
             for s in seeds:
                 if s in CUTS.get((group, d), seeds):
@@ -387,27 +394,34 @@ def sweep(todo, store: Store, root: Path, epochs, latency_series: int, timeout: 
 
 
 # -- export ----------------------------------------------------------------------------------------
+def family_of(variant: str) -> str:
+    """'cf' for students calibrated on out-of-fold predictions (`/cf`), '' for those calibrated on validation: each
+    family makes its own choice."""
+    return "cf" if variant.endswith("cf") else ""
+
+
 def incomplete_variants(rows: list[dict]) -> set[tuple[str, str]]:
-    """(dataset, grid variant) pairs that lack a (seed, method) job some earlykd student has on that dataset: such a
-    variant joins no choice there until its sweep is finished (a partial candidate set would differ between
-    seeds)."""
+    """(dataset, grid variant) pairs that lack a (seed, method) job some student of the same family has on that
+    dataset: such a variant joins no choice there until its sweep is finished (a partial candidate set would differ
+    between seeds). A family's variant on the teacher's grid is its reference and never left out."""
     jobs_of: dict[tuple[str, str], set] = {}
     for r in rows:
-        if r["contender"].startswith("earlykd:") and not r["contender"].endswith(":chosen"):   # a student's row
+        if r["contender"].startswith("earlykd:") and not r["contender"].endswith("chosen"):   # a student's row
             variant = r["contender"].split(":")[1]
             jobs_of.setdefault((r["dataset"], variant.partition("/")[2]), set()).add(
                 (r["seed"], variant.split("/")[0]))
-    need: dict[str, set] = {}
-    for (d, _), have in jobs_of.items():
-        need.setdefault(d, set()).update(have)
-    return {(d, v) for (d, v), have in jobs_of.items() if v and not have >= need[d]}
+    need: dict[tuple[str, str], set] = {}
+    for (d, v), have in jobs_of.items():
+        need.setdefault((d, family_of(v)), set()).update(have)
+    return {(d, v) for (d, v), have in jobs_of.items() if v not in ("", "cf") and not have >= need[d, family_of(v)]}
 
 
 def chosen_rows(rows: list[dict]) -> list[dict]:
-    """earlykd:<method>:chosen: per dataset, seed and method, the grid (the teacher's or `/native`) and policy of
-    highest validation HM; and earlykd:chosen: per dataset and seed, the method, grid and policy of highest
-    validation HM (ties: validation accuracy, then the order of METHODS, the teacher's grid before the native one,
-    then the policy registry's order). Test scores play no part."""
+    """Per family (calibrated on validation, or `/cf` on out-of-fold predictions): earlykd:<method>[/cf]:chosen, per
+    dataset, seed and method the grid (the teacher's or `/native`) and policy of highest calibration HM; and
+    earlykd:chosen[/cf], per dataset and seed the method, grid and policy of highest calibration HM (ties: its
+    accuracy, then the order of METHODS, the teacher's grid before the native one, then the policy registry's
+    order). Test scores play no part."""
     from earlykd.decide import POLICIES
     order = {p: i for i, p in enumerate(POLICIES)}
     rank = {m: i for i, m in enumerate(METHODS)}
@@ -418,11 +432,13 @@ def chosen_rows(rows: list[dict]) -> list[dict]:
             _, variant, policy = r["contender"].split(":")
             if (r["dataset"], variant.partition("/")[2]) in partial:
                 continue
-            groups.setdefault((r["dataset"], r["seed"], method_of(r["contender"])), []).append((variant, policy, r))
+            key = (r["dataset"], r["seed"], method_of(r["contender"]), family_of(variant))
+            groups.setdefault(key, []).append((variant, policy, r))
 
     def best(found):
         return min(found, key=lambda vpr: (-vpr[2]["val_hm"], -vpr[2]["val_accuracy"],
-                                           rank.get(vpr[0].split("/")[0], 99), "/" in vpr[0], order.get(vpr[1], 99)))
+                                           rank.get(vpr[0].split("/")[0], 99), "/native" in vpr[0],
+                                           order.get(vpr[1], 99)))
 
     def row(contender, variant, policy, r):
         settings = json.loads(r["settings"]) if isinstance(r["settings"], str) else r["settings"]
@@ -431,10 +447,11 @@ def chosen_rows(rows: list[dict]) -> list[dict]:
                 "settings": json.dumps({**settings, "chosen_method": method, "chosen_variant": variant,
                                         "chosen_policy": policy})}
     out, overall = [], {}
-    for (dataset, seed, method), found in sorted(groups.items()):
-        out.append(row(f"earlykd:{method}:chosen", *best(found)))
-        overall.setdefault((dataset, seed), []).extend(found)
-    out += [row("earlykd:chosen", *best(found)) for _, found in sorted(overall.items())]
+    for (dataset, seed, method, family), found in sorted(groups.items()):
+        out.append(row(f"earlykd:{method}{'/cf' if family else ''}:chosen", *best(found)))
+        overall.setdefault((dataset, seed, family), []).extend(found)
+    out += [row(f"earlykd:chosen{'/cf' if family else ''}", *best(found))
+            for (_, _, family), found in sorted(overall.items())]
     return out
 
 
@@ -478,14 +495,19 @@ def export_csv(store: Store, path: Path) -> int:
     return len(rows)
 
 
+VARIANTS = ([], ["native"], ["cf"], ["native", "cf"])
+DEFAULT_CONTENDERS = PEERS + tuple(f"earlykd:{m}{v}" for m in METHODS for v in ("", "/native")) + tuple(
+    f"earlykd:{m}{v}/cf" for m in CROSSFIT_METHODS for v in ("", "/native"))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", default=",".join(DATASETS))
     p.add_argument("--seeds", default=",".join(map(str, SEEDS)))
-    p.add_argument("--contenders", default=",".join(PEERS + tuple(f"earlykd:{m}{v}" for m in METHODS
-                                                                   for v in ("", "/native"))),
-                   help="peers and earlykd:<method>[/native] groups (every registered policy; /native: the "
-                        "student's grid is the series' T samples, run where T exceeds the teacher's grid)")
+    p.add_argument("--contenders", default=",".join(DEFAULT_CONTENDERS),
+                   help="peers and earlykd:<method>[/native][/cf] groups (every registered policy; /native: the "
+                        "student's grid is the series' T samples, run where T exceeds the teacher's grid; /cf: "
+                        "calibrated on out-of-fold predictions)")
     p.add_argument("--epochs", type=int, default=EPOCHS, help="the anytime student's epochs")
     p.add_argument("--out", default="benchmarks/results/early")
     p.add_argument("--timeout", type=float, default=TIMEOUT, help="seconds per job")
@@ -498,9 +520,9 @@ def main(argv=None) -> int:
     epochs = a.epochs
     contenders = a.contenders.split(",")
     bad = [c for c in contenders if c not in PEERS and not (c.startswith("earlykd:") and c.count(":") == 1
-                                                              and c.split("/")[1:] in ([], ["native"]))]
+                                                              and c.split("/")[1:] in VARIANTS)]
     if bad:
-        p.error(f"unknown contender {bad[0]!r} (peers: {', '.join(PEERS)}; or earlykd:<method>[/native])")
+        p.error(f"unknown contender {bad[0]!r} (peers: {', '.join(PEERS)}; or earlykd:<method>[/native][/cf])")
     root = Path(a.out).resolve()
     from earlykd.decide import POLICIES
     settings = {"peers": {"nonmyopic": NONMYOPIC, "latency_series": a.latency_series},

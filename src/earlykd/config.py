@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
         "sampling": "uniform",    # uniform (one level per batch, every series once) | aria (docs/early.md)
         "level_norm": True,       # batch-norm statistics per checkpoint (docs/early.md); false: one running average
         "length": None,           # the student's grid (model steps); None: the teacher's data.length
+        "crossfit": 0,            # K >= 2: calibrate on K-fold out-of-fold predictions of train + val (docs/early.md)
         "aria": {"bins": 10, "groups": "auto", "clusters": 4, "eps": 0.2, "beta": 0.1, "temperature": 1.0,
                  "warmup_share": 0.1, "weights": False, "clip": 5.0, "normalise": False},
     },
@@ -215,6 +216,9 @@ def validate(cfg: dict) -> None:
     length = cfg["early"]["length"]
     check(length is None or (isinstance(length, int) and not isinstance(length, bool) and length >= 1),
           f"early.length must be a positive integer or null, got {length!r}")
+    folds = cfg["early"]["crossfit"]
+    check(isinstance(folds, int) and not isinstance(folds, bool) and (folds == 0 or folds >= 2),
+          f"early.crossfit must be 0 (calibrate on validation) or a number of folds >= 2, got {folds!r}")
     check(isinstance(cfg["early"]["level_norm"], bool),
           f"early.level_norm must be true or false, got {cfg['early']['level_norm']!r}")
     for key in ("warmup", "patience", "min_epochs"):

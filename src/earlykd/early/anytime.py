@@ -70,6 +70,12 @@ class LevelSplit:
     def __len__(self) -> int:
         return len(self.y)
 
+    def subset(self, index: np.ndarray) -> "LevelSplit":
+        """The cases at `index` (an integer array), at every level."""
+        idx = torch.as_tensor(index, dtype=torch.long)
+        teacher = self.teacher[idx] if self.teacher is not None else None
+        return LevelSplit([v[idx] for v in self.views], self.y[idx], teacher)
+
     def to(self, device) -> "LevelSplit":
         teacher = self.teacher.to(device) if self.teacher is not None else None
         moved = LevelSplit([v.to(device) for v in self.views], self.y.to(device), teacher)
@@ -134,15 +140,7 @@ def train_anytime(data: Prepared, outputs: dict[str, TeacherOutputs] | None, met
     torch.manual_seed(train_cfg["seed"])
     train = LevelSplit.of(data, "train", levels, mode, channels, outputs["train"] if outputs else None)
     val = LevelSplit.of(data, "val", levels, mode, channels)
-    student = build_model(model_cfg["arch"], train.views[0].shape[1], data.n_classes, model_cfg["layers"],
-                          model_cfg["hidden"])
-    if level_norm:
-        use_level_norm(student, len(levels))
-        train.on_level = lambda k: set_level(student, k)
-    dims = outputs["train"].dims if outputs else None
-    distiller = build_method(method, student, dims, options, train_cfg["warmup"])
-    check(not distiller.needs_teacher_head,
-          f"method option teacher_head = 1 is not supported for the anytime student ({method})")
+    distiller = new_distiller(train, data.n_classes, method, options, model_cfg, train_cfg, level_norm)
     source = train
     if aria is not None:
         source = _aria_sampler(aria, data, train, val, levels, distiller, train_cfg, state_path)
@@ -154,6 +152,22 @@ def train_anytime(data: Prepared, outputs: dict[str, TeacherOutputs] | None, met
     fit: FitResult = trainer.fit(source, val)
     fit_level_stats(distiller.student, [v.to(device) for v in train.views])
     return (distiller, fit, val) if aria is None else (distiller, fit, val, source)
+
+
+def new_distiller(train: LevelSplit, n_classes: int, method: str, options: dict, model_cfg: dict, train_cfg: dict,
+                  level_norm: bool = True):
+    """A fresh student inside the method's distiller; with `level_norm` its batch norms keep a row per level,
+    and `train` switches the row for each batch it yields."""
+    student = build_model(model_cfg["arch"], train.views[0].shape[1], n_classes, model_cfg["layers"],
+                          model_cfg["hidden"])
+    if level_norm:
+        use_level_norm(student, len(train.views))
+        train.on_level = lambda k: set_level(student, k)
+    dims = train.teacher.dims if train.teacher is not None else None
+    distiller = build_method(method, student, dims, options, train_cfg["warmup"])
+    check(not distiller.needs_teacher_head,
+          f"method option teacher_head = 1 is not supported for the anytime student ({method})")
+    return distiller
 
 
 def _aria_sampler(aria: dict, data: Prepared, train: LevelSplit, val: LevelSplit, levels: list[float], distiller,

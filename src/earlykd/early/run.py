@@ -26,6 +26,7 @@ from ..train import load_model, save_model
 from ..train.checkpoint import write_json
 from .anytime import LevelSplit, checkpoints, parse_levels, student_train_cfg, train_anytime
 from .aria import AriaConfig
+from .crossfit import crossfit_anytime, fold_file
 from .decider import Decider
 
 DECIDE_FILE = "decide.json"
@@ -84,12 +85,20 @@ def train_early(cfg: dict, levels=None, policies: list[str] = ("threshold",), re
         if AriaConfig.of(early["aria"]).normalise:
             aria["ambiguity"] = teacher_ambiguity(teacher, teacher_data, levels, prefix["mode"], outputs["train"],
                                                   device)
-    fitted = train_anytime(data, outputs if method_cls.needs_teacher else None, method_cls.name,
-                           cfg["method"]["options"], model, train_cfg, levels, prefix["mode"], prefix["channels"],
-                           device, out / runs.STATE_FILE, resume,
-                           desc=f"anytime {data.name} {model['arch']} {method_cls.name}", aria=aria,
-                           level_norm=bool(early.get("level_norm", True)))
-    distiller, fit, val = fitted[:3]
+    folds = int(early.get("crossfit") or 0)
+    teacher_outputs = outputs if method_cls.needs_teacher else None
+    args = (data, teacher_outputs, method_cls.name, cfg["method"]["options"], model, train_cfg, levels, prefix["mode"],
+            prefix["channels"], device)
+    desc = f"anytime {data.name} {model['arch']} {method_cls.name}"
+    level_norm = bool(early.get("level_norm", True))
+    if folds:
+        check(aria is None, "early.crossfit needs early.sampling = uniform (ARIA fits its regions on one split)")
+        distiller, fit, cal_logits, cal_y, folds = crossfit_anytime(*args, folds, level_norm, out / runs.STATE_FILE,
+                                                                    resume, desc)
+        cal_features, cal_tensors = None, {}   # fold students' features are not comparable (early/crossfit.py)
+    else:
+        fitted = train_anytime(*args, out / runs.STATE_FILE, resume, desc=desc, aria=aria, level_norm=level_norm)
+        distiller, fit, val = fitted[:3]
     student = distiller.student.cpu().eval()
     meta = {"kind": "anytime", "classes": data.classes, "length": data.length, "reference_length": data.reference_length,
             "equal_length": data.equal_length, "prefix": prefix, "data_fingerprint": data.fingerprint()}
@@ -97,9 +106,10 @@ def train_early(cfg: dict, levels=None, policies: list[str] = ("threshold",), re
     save_model(out / runs.MODEL_FILE, student, meta, {"data.mean": data.mean, "data.std": data.std, **method_tensors})
     decider = Decider(student, build_policy(policies[0]), levels, prefix["mode"], prefix["channels"],
                       data.reference_length, data.length, data.mean, data.std, data.classes)
-    val_logits, val_features = val.outputs(student)
-    chosen = calibrate(list(policies), val_logits, data.labels["val"].numpy(), decider.earliness, val_features,
-                       method_tensors)
+    if not folds:
+        cal_logits, cal_features = val.outputs(student)
+        cal_y, cal_tensors = data.labels["val"].numpy(), method_tensors
+    chosen = calibrate(list(policies), cal_logits, cal_y, decider.earliness, cal_features, cal_tensors)
     test = LevelSplit.of(data, "test", levels, prefix["mode"], prefix["channels"])
     test_logits, test_features = test.outputs(student)
     scores = scores_on_test(test_logits, data.labels["test"].numpy(), outputs["test"].logits,
@@ -115,6 +125,8 @@ def train_early(cfg: dict, levels=None, policies: list[str] = ("threshold",), re
         "wall_seconds": round(time.perf_counter() - started, 3), "peak_memory_mb": round(fit.peak_memory_mb, 1),
         "val": fit.history[fit.best_epoch] if fit.best_epoch is not None and fit.history else {},
         "policies_val": {name: p.validation for name, p in chosen.items()},
+        "calibration": {"on": "out-of-fold", "folds": folds, "cases": len(cal_y)} if folds else
+                       {"on": "validation", "cases": len(cal_y)},
         **scores, "history": fit.history, "sampling": early["sampling"],
     }
     if aria is not None:
@@ -124,6 +136,8 @@ def train_early(cfg: dict, levels=None, policies: list[str] = ("threshold",), re
     write_json(out / runs.METRICS_FILE, scores)
     write_json(out / runs.RUN_FILE, record)
     (out / runs.STATE_FILE).unlink(missing_ok=True)
+    for fold in range(folds):
+        fold_file(out / runs.STATE_FILE, fold).unlink(missing_ok=True)
     (out / "aria_state.json").unlink(missing_ok=True)
     return runs.Run(out, record)
 

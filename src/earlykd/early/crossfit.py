@@ -1,0 +1,85 @@
+"""Cross-fitted calibration (`early.crossfit = K`): stopping policies calibrated on out-of-fold predictions.
+
+The training and validation splits are pooled. K anytime students, each trained on K - 1 stratified folds
+for the whole epoch budget (the latest epoch, no checkpoint selection), predict the fold they did not see.
+Their logits at every checkpoint, one out-of-fold prediction per pooled series, calibrate the policies and
+give the score that compares variants. The deployed student is then trained on the whole pool for the same
+budget. On small datasets the validation split is tiny (GunPoint: 10 series, ArrowHead: 8), and a checkpoint,
+temperatures and thresholds all chosen on it are optimistic; here every training series is scored once, by a
+model that did not see it, and the deployed student learns from all of them (as the peers' estimators do).
+
+Policies see logits only: the fold students' features live in different spaces, so DLF's mutual information
+gives way to the entropy of the student's probabilities and the ELECTS head reads logits.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.model_selection import StratifiedKFold
+
+from ..data import Prepared
+from ..distill import TeacherOutputs
+from ..errors import check
+from ..models import fit_level_stats
+from ..train import Trainer
+from ..train.cv import n_folds
+from .anytime import LevelSplit, new_distiller
+
+FIELDS = ("logits", "feature", "hidden", "members")
+
+
+def pooled_split(data: Prepared, levels: list[float], mode: str, channels, outputs: dict | None) -> LevelSplit:
+    """The training and validation series as one split, at every level, with their teacher outputs."""
+    parts = [LevelSplit.of(data, s, levels, mode, channels, outputs[s] if outputs else None) for s in ("train", "val")]
+    views = [torch.cat([p.views[k] for p in parts]) for k in range(len(levels))]
+    teacher = None
+    if outputs:
+        teacher = TeacherOutputs(*(torch.cat([getattr(p.teacher, f) for p in parts]) for f in FIELDS))
+    return LevelSplit(views, torch.cat([p.y for p in parts]), teacher)
+
+
+def fit_on(split: LevelSplit, n_classes: int, method: str, options: dict, model_cfg: dict, train_cfg: dict,
+           device, level_norm: bool, state_path=None, resume: bool = False, desc: str = ""):
+    """(distiller, FitResult): a student trained on `split` for the whole budget, its norm rows refitted."""
+    torch.manual_seed(train_cfg["seed"])
+    distiller = new_distiller(split, n_classes, method, options, model_cfg, train_cfg, level_norm)
+    trainer = Trainer(distiller, {**train_cfg, "patience": None}, device, state_path, desc=desc)
+    if resume and state_path is not None and state_path.exists():
+        trainer.load_state(state_path)
+    fit = trainer.fit(split, split.subset(np.arange(0)))
+    fit_level_stats(distiller.student, [v.to(device) for v in split.views])
+    return distiller, fit
+
+
+def crossfit_anytime(data: Prepared, outputs: dict | None, method: str, options: dict, model_cfg: dict,
+                     train_cfg: dict, levels: list[float], mode: str, channels, device, folds: int,
+                     level_norm: bool = True, state_path: Path | None = None, resume: bool = False, desc: str = ""):
+    """-> (distiller trained on the pool, its FitResult, out-of-fold logits (levels, cases, classes), the pooled
+    labels, the number of folds). Each fold's logits are kept beside `state_path` (the pooled fit's resume
+    state), so that a resumed run skips finished folds."""
+    pool = pooled_split(data, levels, mode, channels, outputs)
+    y = pool.y.numpy()
+    k = n_folds(y, folds)
+    check(k >= 2, f"early.crossfit needs at least 2 series of every class in the training and validation splits; "
+                  f"class {data.classes[int(np.bincount(y).argmin())]!r} has {int(np.bincount(y).min())}")
+    oof = np.zeros((len(levels), len(y), data.n_classes), dtype=np.float32)
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=train_cfg["seed"])
+    for fold, (seen, held) in enumerate(splitter.split(np.zeros(len(y)), y)):
+        kept = None if state_path is None else fold_file(state_path, fold)
+        if kept is not None and resume and kept.is_file():
+            oof[:, held] = np.load(kept)
+            continue
+        distiller = fit_on(pool.subset(seen), data.n_classes, method, options, model_cfg, train_cfg, device,
+                           level_norm, desc=f"{desc} fold {fold + 1}/{k}")[0]
+        oof[:, held] = pool.subset(held).logits(distiller.student.eval())
+        if kept is not None:
+            np.save(kept, oof[:, held])
+    distiller, fit = fit_on(pool, data.n_classes, method, options, model_cfg, train_cfg, device, level_norm,
+                            state_path, resume, desc)
+    return distiller, fit, oof, y, k
+
+
+def fold_file(state_path: Path, fold: int) -> Path:
+    return state_path.with_name(f"crossfit-fold{fold}.npy")
