@@ -20,6 +20,7 @@ import early_vs_peers as bench  # noqa: E402
 
 MIN_CD_DATASETS = 4
 OVERALL = "earlykd:chosen"   # per dataset and seed, earlykd's method and policy of highest validation HM
+OVERALL_CF = "earlykd:chosen/cf"   # the same among the /cf students, on out-of-fold predictions
 FLOATS = ("accuracy", "earliness", "hm", "fit_seconds", "decision_ms", "decision_ms_max", "val_hm")
 
 
@@ -31,6 +32,18 @@ def load(path: Path) -> list[dict]:
             r[k] = float(r[k]) if r.get(k) not in (None, "") else None
         r["seed"] = int(r["seed"])
     return rows
+
+
+def is_chosen(contender: str) -> bool:
+    return contender.endswith(":chosen") or contender in (OVERALL, OVERALL_CF)
+
+
+def crossfit_complete(rows, dataset: str) -> bool:
+    """Every /cf job of the suite (CROSSFIT_METHODS x SEEDS, both grids where T exceeds the teacher's) has a row."""
+    have = {(r["contender"].split(":")[1], r["seed"]) for r in rows if r["dataset"] == dataset
+            and r["contender"].startswith("earlykd:") and r["contender"].split(":")[1].endswith("/cf")}
+    grids = ["/cf"] + (["/native/cf"] if bench.native_length(dataset) is not None else [])
+    return all((m + g, s) in have for m in bench.CROSSFIT_METHODS for g in grids for s in bench.SEEDS)
 
 
 def order(contenders) -> list[str]:
@@ -81,16 +94,18 @@ def dataset_table(rows, d, contenders) -> list[str]:
                      f"{cell([r['fit_seconds'] for r in ok], 1)} | "
                      f"{(f'{np.mean(lat):.3f}' + (f' ({np.max(worst):.1f})' if worst else '') if lat else '–')} | "
                      f"{note or ''} |")
-    chosen = [r for r in rows if r["dataset"] == d and r["contender"].endswith(":chosen")]
-    if chosen:
-        def pick(r):   # the method (with /native where that grid won) and the policy
-            s = json.loads(r["settings"])
-            return f"{s.get('chosen_variant', s['chosen_method'])}:{s['chosen_policy']}"
+    def pick(r):   # the method (with /native where that grid won) and the policy
+        s = json.loads(r["settings"])
+        return f"{s.get('chosen_variant', s['chosen_method'])}:{s['chosen_policy']}"
+    for cf, overall, on in ((False, OVERALL, "validation"), (True, OVERALL_CF, "out-of-fold predictions (/cf)")):
+        chosen = [r for r in rows if r["dataset"] == d and is_chosen(r["contender"])
+                  and r["contender"].split(":")[1].endswith("/cf") == cf and r["contender"].count(":") == 2]
         picks = sorted({f"{r['contender'].split(':')[1]} s{r['seed']}: {pick(r).split(':', 1)[-1]}"
-                        + (" (native grid)" if "/native" in pick(r) else "")
-                        for r in chosen if r["contender"].count(":") == 2})
-        picks += sorted(f"overall s{r['seed']}: {pick(r)}" for r in chosen if r["contender"] == OVERALL)
-        lines += ["", "Chosen on validation: " + ", ".join(picks) + "."]
+                        + (" (native grid)" if "/native" in pick(r) else "") for r in chosen})
+        picks += sorted(f"overall s{r['seed']}: {pick(r)}" for r in rows if r["dataset"] == d
+                        and r["contender"] == overall)
+        if picks:
+            lines += ["", f"Chosen on {on}: " + ", ".join(picks) + "."]
     return lines + [""]
 
 
@@ -124,7 +139,7 @@ def curves(rows, datasets, contenders, path: Path) -> None:
             if not ok:
                 continue
             color = plt.cm.tab10(i % 10)
-            if c.endswith(":chosen") and c != OVERALL:  # the anytime student at every fixed earliness, mean over seeds
+            if c.endswith(":chosen") and c not in (OVERALL, OVERALL_CF):  # the anytime student at every fixed earliness, mean over seeds
                 pts = np.mean([json.loads(r["curve"]) for r in ok], 0)
                 ax.plot(pts[:, 0], pts[:, 1], lw=1, color=color, label=f"{c.rsplit(':', 1)[0]} at fixed e")
             ax.scatter(np.mean([r["earliness"] for r in ok]), np.mean([r["accuracy"] for r in ok]), s=22,
@@ -149,7 +164,7 @@ def teacher_text(t: dict, budget) -> str:
             f"within a {budget}-epoch budget, then refit)")
 
 
-def given(settings: dict, native: list[str] = ()) -> list[str]:
+def given(settings: dict, native: list[str] = (), crossfit: bool = False) -> list[str]:
     t, s, epochs = settings["teacher"], settings["student"], settings["epochs"]
     te, se = epochs if isinstance(epochs, list) else (None, epochs)
     cuts = ", ".join(f"{p} on {d}: seed {'/'.join(map(str, v))}" for (p, d), v in bench.CUTS.items())
@@ -173,6 +188,12 @@ def given(settings: dict, native: list[str] = ()) -> list[str]:
            f"{bench.TEACHER_GRID} steps): the same student on a grid of the series' own T samples "
            "(`early.length = T`; the teacher keeps its grid). The chosen rows choose between the two grids on "
            "validation HM, with the policy."] if native else []),
+        *([f"- **earlykd:<method>[/native]/cf:<policy>** ({', '.join(bench.CROSSFIT_METHODS)}): the same students, "
+           f"trained on the whole training split (train + validation) for the same epochs, their policies calibrated "
+           f"on {bench.CROSSFIT}-fold out-of-fold predictions of every training series (`early.crossfit = "
+           f"{bench.CROSSFIT}`: {bench.CROSSFIT} more students per job, each trained on the other folds; logits only, so "
+           f"`uncertainty` reads the entropy and `elects` the logits). `{OVERALL_CF}` and `earlykd:<method>/cf:chosen` "
+           "choose on the out-of-fold HM."] if crossfit else []),
         "- **teaser:** aeon `TEASER()` with its defaults (random_state = seed), fit on the whole training split.",
         "- **probability_threshold:** aeon `ProbabilityThresholdEarlyClassifier()` with its defaults (DrCIF, "
         "probability 0.85, 1 consecutive prediction, random_state = seed), fit on the whole training split.",
@@ -212,17 +233,31 @@ def settings_of(out: Path) -> dict:
 
 def summary(rows, label: str, out: Path) -> str:
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    cf_done = [d for d in datasets if crossfit_complete(rows, d)]
+    # a /cf choice counts only where every /cf job of the dataset is in
+    rows = [r for r in rows if not (is_chosen(r["contender"]) and "/cf" in r["contender"]) or r["dataset"] in cf_done]
     contenders = order({r["contender"] for r in rows})
     lines = [f"# Early classification against the peers{f' — {label}' if label else ''}", ""]
     if not rows:
         lines += ["No rows yet: the suite has not been run here.", ""]
     else:
         head = [c for c in contenders if c in bench.PEERS or c == OVERALL]
-        per_method = [c for c in contenders if c in bench.PEERS or (c.endswith(":chosen") and c != OVERALL)]
+        per_method = [c for c in contenders if c in bench.PEERS or (c.endswith(":chosen") and c != OVERALL
+                                                                     and "/cf" not in c)]
+        head_cf = [c for c in contenders if c in bench.PEERS or c == OVERALL_CF]
+        per_method_cf = [c for c in contenders if c in bench.PEERS or (c.endswith("/cf:chosen"))]
         lines += ["## Average HM rank", ""]
-        for title, group in ((f"The peers and `{OVERALL}` (earlykd's method and policy of highest validation HM, per "
-                              "dataset and seed)", head),
-                             ("The peers and each earlykd method with its policy chosen on validation", per_method)):
+        if any(r["contender"].split(":")[1].endswith("/cf") for r in rows if r["contender"].startswith("earlykd:")):
+            lines += [f"`/cf` students (calibrated on out-of-fold predictions; notes.md) complete on: "
+                      f"{', '.join(cf_done) or 'none yet'}. Their chosen rows are ranked on those datasets only.", ""]
+        tables = [(f"The peers and `{OVERALL}` (earlykd's method and policy of highest validation HM, per "
+                   "dataset and seed)", head),
+                  ("The peers and each earlykd method with its policy chosen on validation", per_method)]
+        if cf_done:
+            tables += [(f"The peers and `{OVERALL_CF}` (the `/cf` method, grid and policy of highest out-of-fold HM, "
+                        "per dataset and seed)", head_cf),
+                       ("The peers and each `/cf` method with its grid and policy chosen out of fold", per_method_cf)]
+        for title, group in tables:
             avg, used, left = ranks(rows, group, datasets)
             lines += [f"{title}, over {len(used)} dataset(s) where all have a result"
                       + (f" (left out: {', '.join(left)})" if left else "") + ":", "",
@@ -235,7 +270,7 @@ def summary(rows, label: str, out: Path) -> str:
         if partial:
             lines += ["Unfinished grid variants (listed per dataset, but in no chosen row until every seed and method "
                       "has run): " + ", ".join(f"{v} on {d}" for d, v in partial) + ".", ""]
-        for c in [c for c in contenders if c.endswith(":chosen")]:
+        for c in [c for c in contenders if is_chosen(c)]:
             wins = [d for d in datasets if mean_hm(rows, d, c) is not None and
                     any(mean_hm(rows, d, p) is not None for p in bench.PEERS) and
                     mean_hm(rows, d, c) >= max(h for p in bench.PEERS if (h := mean_hm(rows, d, p)) is not None)]
@@ -250,7 +285,8 @@ def summary(rows, label: str, out: Path) -> str:
         lines += ["## Accuracy against earliness", "", "![accuracy against earliness](curves.png)", "",
                   "Points: each contender's decisions (mean over seeds). Lines: the anytime student's test accuracy "
                   "at every fixed earliness level; grey: iso-HM lines 0.5 … 0.9.", ""]
-    lines += given(settings_of(out), sorted({r["dataset"] for r in rows if "/native" in r["contender"]}))
+    lines += given(settings_of(out), sorted({r["dataset"] for r in rows if "/native" in r["contender"]}),
+                   any("/cf" in r["contender"] for r in rows))
     notes = out / "notes.md"
     if notes.is_file():
         lines += [notes.read_text().rstrip(), ""]

@@ -191,3 +191,40 @@ def test_runs_csv_has_the_students_auc_prc_and_none_for_peers(tmp_path):
         rows = {r["contender"]: r for r in csv.DictReader(fh)}
     assert rows["earlykd:kd:threshold"]["auc_prc"] == "0.875" and rows["earlykd:kd:chosen"]["auc_prc"] == "0.875"
     assert rows["teaser"]["auc_prc"] == ""
+
+
+def test_out_of_fold_students_choose_among_themselves_and_count_once_complete(tmp_path, monkeypatch):
+    import early_vs_peers_report as report
+    monkeypatch.setattr(bench, "native_length", lambda d: None)
+    monkeypatch.setattr(bench, "SEEDS", (0,))
+    store = bench.Store(tmp_path / "results.db", {"peers": {"nonmyopic": bench.NONMYOPIC, "latency_series": 1},
+                                                  "earlykd": {"epochs": 1, "teacher": bench.TEACHER, "latency_series": 1,
+                                                              "student": bench.STUDENT}})
+    todo = bench.jobs(["UnitTest"], [0], ["teaser", "earlykd:kd", "earlykd:base/cf"])
+    bench.sweep(todo, store, tmp_path, 1, 1, 60.0, job_fn=fake_job, isolate=False, log=lambda _: None)
+    rows = store.rows()
+    for r in (r for r in rows if "/cf" in r["contender"]):
+        r["val_hm"] += 0.5   # out-of-fold HM is not validation HM
+    chosen = {r["contender"]: r for r in bench.chosen_rows(rows)}
+    assert set(chosen) == {"earlykd:kd:chosen", "earlykd:chosen", "earlykd:base/cf:chosen", "earlykd:chosen/cf"}
+    assert '"chosen_variant": "kd"' in chosen["earlykd:chosen"]["settings"]          # /cf rows join no other choice
+    assert '"chosen_variant": "base/cf"' in chosen["earlykd:chosen/cf"]["settings"]
+    assert bench.incomplete_variants(rows) == set()   # a family's needs are its own methods (kd is not in /cf)
+    bench.export_csv(store, tmp_path / "runs.csv")
+    loaded = report.load(tmp_path / "runs.csv")
+    assert not report.crossfit_complete(loaded, "UnitTest")      # dlf/cf has not run
+    text = report.summary(loaded, "", tmp_path)
+    assert "complete on: none yet" in text and "earlykd:chosen/cf" not in text.split("## Per dataset")[0]
+    bench.sweep(bench.jobs(["UnitTest"], [0], ["earlykd:dlf/cf"]), store, tmp_path, 1, 1, 60.0, job_fn=fake_job,
+                isolate=False, log=lambda _: None)
+    bench.export_csv(store, tmp_path / "runs.csv")
+    text = report.summary(report.load(tmp_path / "runs.csv"), "", tmp_path)
+    assert "complete on: UnitTest" in text and "| earlykd:chosen/cf |" in text.split("## Per dataset")[0]
+    assert "Chosen on out-of-fold predictions (/cf): base/cf s0" in text
+
+
+def test_crossfit_contenders_are_accepted_and_unknown_variants_refused(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--contenders", "earlykd:kd/cf/native", "--out", "/nonexistent"])
+    assert "unknown contender 'earlykd:kd/cf/native'" in capsys.readouterr().err
+    assert "earlykd:dlf/native/cf" in bench.DEFAULT_CONTENDERS and "earlykd:kd/cf" not in bench.DEFAULT_CONTENDERS
