@@ -87,3 +87,15 @@ def test_every_series_is_predicted_once_by_a_student_that_did_not_see_it(monkeyp
     fitted.clear()
     again = crossfit.crossfit_anytime(*args, state_path=state, resume=True)[2]
     assert len(fitted) == 1 and np.array_equal(again, oof)
+
+
+def test_the_estimator_calibrates_out_of_fold_when_asked():
+    import earlykd
+    from earlykd.early.estimator import EarlyInputError
+    from test_elects import series
+    X, y, _ = series("late", 40)
+    tiny = {"hidden": 4, "layers": 1, "epochs": 2, "batch_size": 8, "length": 16, "threads": 1, "levels": [0.5]}
+    est = earlykd.EarlyClassifier(policy="calibrated", crossfit=3, **tiny).fit(X, y)
+    assert len(est.decider_.policy.params["temperatures"]) == 2 and est.predict(X)[1].all()
+    with pytest.raises(EarlyInputError, match="crossfit must be 0"):
+        earlykd.EarlyClassifier(crossfit=1, **tiny).fit(X, y)

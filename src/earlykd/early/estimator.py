@@ -2,7 +2,8 @@
 
 fit(X, y) trains a teacher on whole series, distils an anytime student with `method` on prefixes
 at every earliness level, and calibrates `policy` on a stratified validation split of X (never on
-anything else). predict / predict_proba run the checkpoints a series has reached; update_predict /
+anything else); with `crossfit = K` on K-fold out-of-fold predictions of all of X, the student then
+trained on all of X (docs/early.md). predict / predict_proba run the checkpoints a series has reached; update_predict /
 update_predict_proba continue from the state of the previous call for the cases still undecided
 (decided cases leave the input, order kept, as aeon specifies). Undecided cases get label -1 and
 probabilities of -1, as in aeon. `state_info` is a NumPy record array with one row per case of the
@@ -25,6 +26,7 @@ from ..models import build_model
 from ..prefix import MODES
 from ..train import Split, Trainer
 from .anytime import checkpoints, parse_levels, student_train_cfg, train_anytime
+from .crossfit import crossfit_anytime
 from .decider import Decider
 
 TRAIN = {"lr": 1e-3, "weight_decay": 1e-5, "schedule": "constant", "patience": None, "checkpoint_every": 0,
@@ -45,18 +47,19 @@ class EarlyClassifier(BaseEarlyClassifier):
                  hidden: int | None = None, epochs: int = 100, teacher_epochs: int | None = None,
                  batch_size: int = 16, levels=None, mode: str = "truncate", length: int = 100,
                  val_fraction: float = 0.2, options: dict | None = None, random_state: int = 0,
-                 device: str = "cpu", threads: int | None = None):
+                 device: str = "cpu", threads: int | None = None, crossfit: int = 0):
         self.method, self.policy, self.arch, self.layers, self.hidden = method, policy, arch, layers, hidden
         self.epochs, self.teacher_epochs, self.batch_size, self.levels = epochs, teacher_epochs, batch_size, levels
         self.mode, self.length, self.val_fraction, self.options = mode, length, val_fraction, options
-        self.random_state, self.device, self.threads = random_state, device, threads
+        self.random_state, self.device, self.threads, self.crossfit = random_state, device, threads, crossfit
         super().__init__()
 
     @classmethod
     def _get_test_params(cls, parameter_set: str = "default") -> list[dict]:
         """Tiny configurations for aeon's estimator checks (seconds on one core), one per policy."""
         tiny = {"hidden": 4, "layers": 1, "epochs": 2, "batch_size": 8, "length": 16, "threads": 1}
-        return [{**tiny, "levels": [0.5]}, {**tiny, "method": "base", "policy": "calibrated", "levels": [0.3, 0.6]}]
+        return [{**tiny, "levels": [0.5]}, {**tiny, "method": "base", "policy": "calibrated", "levels": [0.3, 0.6]},
+                {**tiny, "policy": "elects", "levels": [0.5], "crossfit": 2}]
 
     @classmethod
     def from_run(cls, run_dir, policy: str | None = None) -> "EarlyClassifier":
@@ -87,23 +90,32 @@ class EarlyClassifier(BaseEarlyClassifier):
             policy = build_policy(self.policy)
             two_stage = method_class(self.method).two_stage
             check(self.mode in MODES, f"prefix mode must be one of {MODES}, got {self.mode!r}")
+            check(isinstance(self.crossfit, (int, np.integer)) and not isinstance(self.crossfit, bool)
+                  and (self.crossfit == 0 or self.crossfit >= 2),
+                  f"crossfit must be 0 (calibrate on validation) or a number of folds >= 2, got {self.crossfit!r}")
         except EarlykdError as exc:
             raise EarlyInputError(str(exc)) from None
         if not len(data.labels["val"]):
             raise EarlyInputError("the policy is calibrated on validation: val_fraction must be above 0")
         teacher = self._train_teacher(data, device)
-        outputs = {"train": _outputs(teacher, data.view("train").to(device))}
+        outputs = {s: _outputs(teacher, data.view(s).to(device)) for s in ("train", "val")}
         train_cfg = student_train_cfg({**TRAIN, "epochs": self.epochs, "batch_size": self.batch_size,
                                        "seed": self.random_state, "select": None, "min_epochs": None},
                                       two_stage)
-        distiller, _, val = train_anytime(data, outputs, self.method, self.options or {}, self._model_cfg(),
-                                          train_cfg, levels, self.mode, None, device)
+        args = (data, outputs, self.method, self.options or {}, self._model_cfg(), train_cfg, levels, self.mode, None,
+                device)
+        if self.crossfit:
+            distiller, _, logits, y_cal, _ = crossfit_anytime(*args, int(self.crossfit))
+            features, tensors = None, {}   # fold students' features are not comparable (early/crossfit.py)
+        else:
+            distiller, _, val = train_anytime(*args)
         student = distiller.student.cpu().eval()
         decider = Decider(student, policy, levels, self.mode, None, data.reference_length, data.length,
                           data.mean, data.std, list(self.classes_))
-        val_logits, val_features = val.outputs(student)
-        policy.bind(distiller.checkpoint_tensors()).calibrate(val_logits, data.labels["val"].numpy(), decider.earliness,
-                                                              val_features)
+        if not self.crossfit:
+            logits, features = val.outputs(student)
+            y_cal, tensors = data.labels["val"].numpy(), distiller.checkpoint_tensors()
+        policy.bind(tensors).calibrate(logits, y_cal, decider.earliness, features)
         self._set_decider(decider)
         return self
 
