@@ -51,6 +51,7 @@ TIMEOUT = 4 * 3600
 COLUMNS = ("dataset", "contender", "seed", "accuracy", "earliness", "hm", "fit_seconds", "decision_ms",
            "status", "error", "decision_ms_max", "val_hm", "val_accuracy", "val_earliness", "teacher_seconds",
            "settings", "curve", "finished_at")
+STORED = COLUMNS + ("auc_prc",)   # the database's columns (auc_prc: an earlykd row's student, see auc_prc_of)
 
 
 # -- data: the same equal-length arrays for everyone ---------------------------------------------
@@ -214,6 +215,7 @@ def run_earlykd(group: str, dataset: str, seed: int, root: Path, epochs: int,
         test, val = record["test_policies"][policy], record["policies_val"][policy]
         ms = _student_latency(out, policy, Xt)
         rows.append({"contender": f"earlykd:{variant}:{policy}", "accuracy": test["accuracy"],
+                     "auc_prc": record["test"]["auc_prc"],
                      "earliness": test["earliness"], "hm": test["hm"], "fit_seconds": fit, "decision_ms": ms[0],
                      "decision_ms_max": ms[1], "val_hm": val["hm"], "val_accuracy": val["accuracy"],
                      "val_earliness": val["earliness"], "teacher_seconds": teacher_s, "curve": curve,
@@ -317,7 +319,10 @@ class Store:
         settings = settings_parts(settings)
         with self.conn:
             self.conn.execute(f"CREATE TABLE IF NOT EXISTS rows (id INTEGER PRIMARY KEY, job TEXT, "
-                              f"{', '.join(COLUMNS)}, UNIQUE (dataset, contender, seed))")
+                              f"{', '.join(STORED)}, UNIQUE (dataset, contender, seed))")
+            have = {r[1] for r in self.conn.execute("PRAGMA table_info(rows)")}
+            for column in (c for c in STORED if c not in have):   # a database from before the column
+                self.conn.execute(f"ALTER TABLE rows ADD COLUMN {column}")
             self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             stored = self.conn.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
             old = None if stored is None else settings_parts(json.loads(stored[0]))
@@ -340,13 +345,25 @@ class Store:
         with self.conn:
             self.conn.execute("DELETE FROM rows WHERE job = ?", (job_id,))
             for row in rows:
-                values = [json.dumps(row.get(c)) if isinstance(row.get(c), (dict, list)) else row.get(c) for c in COLUMNS]
-                self.conn.execute(f"INSERT OR REPLACE INTO rows (job, {', '.join(COLUMNS)}) VALUES "
-                                  f"({', '.join('?' * (len(COLUMNS) + 1))})", [job_id, *values])
+                values = [json.dumps(row.get(c)) if isinstance(row.get(c), (dict, list)) else row.get(c) for c in STORED]
+                self.conn.execute(f"INSERT OR REPLACE INTO rows (job, {', '.join(STORED)}) VALUES "
+                                  f"({', '.join('?' * (len(STORED) + 1))})", [job_id, *values])
 
     def rows(self) -> list[dict]:
-        cur = self.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM rows ORDER BY dataset, contender, seed")
-        return [dict(zip(COLUMNS, r)) for r in cur]
+        cur = self.conn.execute(f"SELECT {', '.join(STORED)} FROM rows ORDER BY dataset, contender, seed")
+        return [dict(zip(STORED, r)) for r in cur]
+
+    def fill_auc_prc(self, root: Path) -> int:
+        """Store the auc_prc of earlykd rows made before the column existed, from their run directories while
+        those are at hand (they are not committed); -> rows filled."""
+        filled = 0
+        with self.conn:
+            for r in self.rows():
+                if r["auc_prc"] is None and (value := auc_prc_of(r, root)) is not None:
+                    self.conn.execute("UPDATE rows SET auc_prc = ? WHERE dataset = ? AND contender = ? AND seed = ?",
+                                      (value, r["dataset"], r["contender"], r["seed"]))
+                    filled += 1
+        return filled
 
 
 def job_id(job) -> str:
@@ -469,9 +486,12 @@ def prefix_mode_of(row: dict) -> str:
 
 def auc_prc_of(row: dict, root: Path):
     """The protocol's `auc_prc` for an earlykd row: its anytime student's test AUC-PRC, mean over the checkpoints
-    (run.json's `test`); None for a peer (no probabilities per checkpoint here) or when the run directory is gone."""
+    (run.json's `test`), as stored with the row or else read from its run directory; None for a peer (no
+    probabilities per checkpoint here) or when neither has it."""
     if not row["contender"].startswith("earlykd:") or row["status"] != "ok":
         return None
+    if row.get("auc_prc") is not None:
+        return row["auc_prc"]
     settings = json.loads(row["settings"]) if isinstance(row["settings"], str) else row["settings"]
     run = root / settings.get("run_dir", "-") / "run.json"
     return json.loads(run.read_text())["test"]["auc_prc"] if run.is_file() else None
@@ -531,6 +551,7 @@ def main(argv=None) -> int:
     store = Store(root / "results.db", settings, a.replace_earlykd)
     todo = jobs(a.datasets.split(","), [int(s) for s in a.seeds.split(",")], contenders)
     counts = sweep(todo, store, root, epochs, a.latency_series, a.timeout, a.retry_failed, workers=a.workers)
+    store.fill_auc_prc(root)
     n = export_csv(store, root / "runs.csv")
     print(f"{counts['ok']} job(s) ran, {counts['failed']} failed, {counts['stored']} already stored; "
           f"{n} rows in {root / 'runs.csv'}")

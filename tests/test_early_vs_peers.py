@@ -228,3 +228,26 @@ def test_crossfit_contenders_are_accepted_and_unknown_variants_refused(capsys):
         bench.main(["--contenders", "earlykd:kd/cf/native", "--out", "/nonexistent"])
     assert "unknown contender 'earlykd:kd/cf/native'" in capsys.readouterr().err
     assert "earlykd:dlf/native/cf" in bench.DEFAULT_CONTENDERS and "earlykd:kd/cf" not in bench.DEFAULT_CONTENDERS
+
+
+def test_auc_prc_is_stored_with_the_row_and_an_older_database_gains_the_column(tmp_path):
+    import json
+    import sqlite3
+    old = sqlite3.connect(tmp_path / "results.db")   # the schema before auc_prc was a column
+    old.execute(f"CREATE TABLE rows (id INTEGER PRIMARY KEY, job TEXT, {', '.join(bench.COLUMNS)}, "
+                "UNIQUE (dataset, contender, seed))")
+    old.execute("INSERT INTO rows (job, dataset, contender, seed, status, hm, val_hm, val_accuracy, settings) "
+                "VALUES ('j', 'D', 'earlykd:kd:threshold', 0, 'ok', 0.5, 0.5, 0.5, ?)", (json.dumps({"run_dir": "r"}),))
+    old.commit()
+    old.close()
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "run.json").write_text(json.dumps({"test": {"auc_prc": 0.875}}))
+    store = bench.Store(tmp_path / "results.db", {"test": 1})
+    assert store.fill_auc_prc(tmp_path) == 1 and store.rows()[0]["auc_prc"] == 0.875
+    store.put("k", [{"dataset": "D", "contender": "earlykd:base:threshold", "seed": 0, "status": "ok", "hm": 0.4,
+                     "val_hm": 0.4, "val_accuracy": 0.4, "auc_prc": 0.75, "settings": {"run_dir": "gone"}}])
+    (tmp_path / "r" / "run.json").unlink()   # a fresh clone has no run directories
+    bench.export_csv(store, tmp_path / "runs.csv")
+    with open(tmp_path / "runs.csv", newline="") as fh:
+        rows = {r["contender"]: r for r in csv.DictReader(fh)}
+    assert rows["earlykd:kd:threshold"]["auc_prc"] == "0.875" and rows["earlykd:base:threshold"]["auc_prc"] == "0.75"
