@@ -1,10 +1,11 @@
 """Cross-fitted calibration (`early.crossfit = K`): stopping policies calibrated on out-of-fold predictions.
 
 The training and validation splits are pooled. K anytime students, each trained on K - 1 stratified folds
-for the whole epoch budget (the latest epoch, no checkpoint selection), predict the fold they did not see.
+for the whole epoch budget, with their weights averaged over its last quarter (no checkpoint is chosen: nothing
+is held out), predict the fold they did not see.
 Their logits at every checkpoint, one out-of-fold prediction per pooled series, calibrate the policies and
 give the score that compares variants. The deployed student is then trained on the whole pool for the same
-budget. On small datasets the validation split is tiny (GunPoint: 10 series, ArrowHead: 8), and a checkpoint,
+budget, averaged the same way. On small datasets the validation split is tiny (GunPoint: 10 series, ArrowHead: 8), and a checkpoint,
 temperatures and thresholds all chosen on it are optimistic; here every training series is scored once, by a
 model that did not see it, and the deployed student learns from all of them (as the peers' estimators do).
 
@@ -40,12 +41,42 @@ def pooled_split(data: Prepared, levels: list[float], mode: str, channels, outpu
     return LevelSplit(views, torch.cat([p.y for p in parts]), teacher)
 
 
+class AveragingTrainer(Trainer):
+    """Keeps the running mean of the weights over the last quarter of the epochs (stochastic weight averaging) as
+    the state it ends with: with nothing held out to choose a checkpoint, the latest epoch of this noisy training
+    (one level per batch) is a lottery, and the average is not. The mean lives in `best_state`, so a resumed run
+    continues it; the caller refits the norm statistics for the averaged weights."""
+
+    def _select(self, row: dict, train_loss: float) -> None:
+        start = averaging_start(self.cfg["epochs"])
+        if self.epoch < start:
+            return
+        n = self.epoch - start + 1
+        live = self.model.state_dict()
+        if self.best_state is None or n == 1:
+            self.best_state = {k: v.detach().clone() for k, v in live.items()}
+        else:
+            for k, v in live.items():
+                mean = self.best_state[k]
+                if mean.is_floating_point():
+                    mean.add_(v.detach() - mean, alpha=1.0 / n)
+                else:
+                    mean.copy_(v)
+        self.best_epoch = self.epoch
+
+
+def averaging_start(epochs: int) -> int:
+    """The first epoch whose weights join the average: the last quarter of the budget."""
+    return epochs - max(1, epochs // 4)
+
+
 def fit_on(split: LevelSplit, n_classes: int, method: str, options: dict, model_cfg: dict, train_cfg: dict,
            device, level_norm: bool, state_path=None, resume: bool = False, desc: str = ""):
-    """(distiller, FitResult): a student trained on `split` for the whole budget, its norm rows refitted."""
+    """(distiller, FitResult): a student trained on `split` for the whole budget, its weights averaged over the
+    last quarter of the epochs, its norm rows refitted."""
     torch.manual_seed(train_cfg["seed"])
     distiller = new_distiller(split, n_classes, method, options, model_cfg, train_cfg, level_norm)
-    trainer = Trainer(distiller, {**train_cfg, "patience": None}, device, state_path, desc=desc)
+    trainer = AveragingTrainer(distiller, {**train_cfg, "patience": None}, device, state_path, desc=desc)
     if resume and state_path is not None and state_path.exists():
         trainer.load_state(state_path)
     fit = trainer.fit(split, split.subset(np.arange(0)))
