@@ -11,10 +11,11 @@ ms_per_prediction (one series at a time, one thread; the ensemble's rows give th
 is a row per dataset at earliness 1.0 (it sees whole series). kd has no second-order uncertainty: its
 auroc_mi is empty. Summaries: benchmarks/uncertainty_report.py.
 
-DLF runs in two variants (DLF_VARIANTS): as specified (`spec`, the suite's dlf) and the shared-suffix model
-(`contrast`, its own sweep in DIR/variants/contrast). Per dataset, earliness and seed the `dlf` row is the
-variant of lower validation NLL of its predictive (column `variant`); DIR/variants.csv keeps every variant's
-row. Test scores play no part in the choice.
+DLF runs in four variants (DLF_VARIANTS): as specified (`spec`, the suite's dlf), the shared-suffix model
+(`contrast`), and each of them with the members' out-of-fold logits as design points (`oof`, `contrast-oof`;
+docs/dlf.md), every variant but `spec` in its own sweep in DIR/variants/<name>. Per dataset, earliness and seed
+the `dlf` row is the variant of lowest validation NLL of its predictive (column `variant`); DIR/variants.csv
+keeps every variant's row. Test scores play no part in the choice.
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICK_TEACHERS = ROOT / "benchmarks" / "results" / "quick" / "runs"
 EXTRA = ["brier", "auroc_entropy", "auroc_mi", "ms_per_prediction", "val_nll", "variant", "run_dir"]
 DLF_SAMPLES = 32
-DLF_VARIANTS = {"spec": None, "contrast": ROOT / "benchmarks" / "suites" / "uncertainty-dlf-contrast.yaml"}
+DLF_VARIANTS = {"spec": None, **{name: ROOT / "benchmarks" / "suites" / f"uncertainty-dlf-{name}.yaml"
+                                  for name in ("contrast", "oof", "contrast-oof")}}
 
 
 def link_teachers(out: Path, names: list[str]) -> None:

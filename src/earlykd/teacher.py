@@ -33,6 +33,7 @@ from .train.cv import cross_validate_epochs
 
 SPLITS = ("train", "val", "test")
 CV_FILE = "cv.json"
+OOF_FILE = "oof_logits.safetensors"   # per case of train + val: logits of the CV fold that held it out
 
 
 class EnsembleModel(nn.Module):
@@ -135,9 +136,28 @@ class Teacher:
                 save_tensors(cache, tensors, {"teacher": str(self.path), "data": data.fingerprint()})
             except OSError:
                 pass  # a read-only teacher directory only costs recomputation
+        oof = self.out_of_fold(data)
         return {s: TeacherOutputs(tensors[f"{s}.logits"], tensors[f"{s}.feature"], tensors[f"{s}.hidden"],
-                                  tensors.get(f"{s}.member_logits", tensors[f"{s}.logits"].unsqueeze(1)))
+                                  tensors.get(f"{s}.member_logits", tensors[f"{s}.logits"].unsqueeze(1)),
+                                  None if oof is None else oof.get(s))
                 for s in SPLITS}
+
+    def out_of_fold(self, data: Prepared) -> dict[str, torch.Tensor] | None:
+        """{"train", "val"}: (cases, members, classes) each member's logits from its cross-validation fold that held
+        the case out (members in the order of `member_logits`); None unless every member kept them (teachers
+        trained with select cv since they are written; benchmarks/teacher_oof.py adds them to older ones)."""
+        found = []
+        for model_file in self.model_files:
+            path = model_file.parent / OOF_FILE
+            if not path.is_file():
+                return None
+            tensors, meta = load_tensors(path)
+            if meta.get("data") != data.fingerprint():
+                return None
+            found.append(tensors["logits"])
+        n = len(data.labels["train"])
+        stacked = torch.stack(found, 1)
+        return {"train": stacked[:n], "val": stacked[n:]}
 
     def info(self, data: Prepared, device: torch.device) -> dict:
         """What a student's record and fidelity metrics need of its teacher."""
@@ -208,17 +228,30 @@ def _cross_validate(cfg: dict, data: Prepared, whole: Split, out: Path) -> dict 
         check(stored.get("config_hash") == settings, f"{out / CV_FILE}: the folds were run with other settings; "
               "resume with the same settings or choose another --out")
         return stored.get("result")
+    result = run_cv(cfg, data, whole)
+    record = None if result is None else {"folds": result.folds, "epochs": result.epochs, "acc": result.score[0],
+                                          "loss": result.score[1], "mean_acc": result.mean_acc,
+                                          "mean_loss": result.mean_loss}
+    write_json(out / CV_FILE, {"config_hash": settings, "result": record})
+    if result is not None:
+        save_out_of_fold(out, result.oof, data)
+    return record
+
+
+def run_cv(cfg: dict, data: Prepared, whole: Split):
+    """The teacher's k-fold CV over train + val (`whole`): a CVResult, or None when a class is too small."""
     t, m = cfg["train"], cfg["model"]
     min_epochs = t["min_epochs"] if t["min_epochs"] is not None else t["epochs"] // 4
     build = lambda: build_method("base", build_model(m["arch"], data.channels, data.n_classes, m["layers"],  # noqa: E731
                                                      m["hidden"]), None)
     cv_cfg = {**t, "select": "acc_loss", "progress": t.get("progress", True)}
-    result = cross_validate_epochs(build, whole.x, whole.y, cv_cfg, resolve_device(t["device"]), t.get("cv_folds") or 5, min_epochs)
-    record = None if result is None else {"folds": result.folds, "epochs": result.epochs, "acc": result.score[0],
-                                          "loss": result.score[1], "mean_acc": result.mean_acc,
-                                          "mean_loss": result.mean_loss}
-    write_json(out / CV_FILE, {"config_hash": settings, "result": record})
-    return record
+    return cross_validate_epochs(build, whole.x, whole.y, cv_cfg, resolve_device(t["device"]), t.get("cv_folds") or 5,
+                                 min_epochs)
+
+
+def save_out_of_fold(out: Path, oof, data: Prepared) -> None:
+    """The CV's out-of-fold logits of train + val (in that order), for `Teacher.out_of_fold`."""
+    save_tensors(out / OOF_FILE, {"logits": torch.as_tensor(oof)}, {"data": data.fingerprint()})
 
 
 def selection_score(record: dict) -> tuple[float, float]:

@@ -19,14 +19,15 @@ class TeacherOutputs:
     feature: torch.Tensor  # (N, feature_dim)
     hidden: torch.Tensor   # (N, steps, hidden_dim)
     member_logits: torch.Tensor | None = None  # (N, members, classes): each ensemble member's own logits
+    member_oof: torch.Tensor | None = None     # (N, members, classes): each member's CV fold that held the case out
 
     def __getitem__(self, index) -> "TeacherOutputs":
-        members = None if self.member_logits is None else self.member_logits[index]
-        return TeacherOutputs(self.logits[index], self.feature[index], self.hidden[index], members)
+        members, oof = (None if t is None else t[index] for t in (self.member_logits, self.member_oof))
+        return TeacherOutputs(self.logits[index], self.feature[index], self.hidden[index], members, oof)
 
     def to(self, device) -> "TeacherOutputs":
-        members = None if self.member_logits is None else self.member_logits.to(device)
-        return TeacherOutputs(self.logits.to(device), self.feature.to(device), self.hidden.to(device), members)
+        members, oof = (None if t is None else t.to(device) for t in (self.member_logits, self.member_oof))
+        return TeacherOutputs(self.logits.to(device), self.feature.to(device), self.hidden.to(device), members, oof)
 
     @property
     def members(self) -> torch.Tensor:
@@ -132,9 +133,17 @@ class Distiller(nn.Module):
         return self.student(x).logits
 
 
-def member_targets(batch: Batch, expected: int, method: str) -> torch.Tensor:
-    """The teacher members' logits (B, M, classes), detached; one clear line if M differs from `expected`."""
-    targets = batch.teacher.members.detach()
+def member_targets(batch: Batch, expected: int, method: str, out_of_fold: bool = False) -> torch.Tensor:
+    """The teacher members' logits (B, M, classes), detached; with `out_of_fold` each member's logits from its CV
+    fold that held the case out. One clear line if M differs from `expected` or those logits are missing."""
+    if out_of_fold:
+        if batch.teacher.member_oof is None:
+            raise EarlykdError(f"{method}: option oof = 1 needs the teacher members' out-of-fold logits, which this "
+                               "teacher lacks (teachers trained with select cv keep them; benchmarks/teacher_oof.py "
+                               "adds them to older ones)")
+        targets = batch.teacher.member_oof.detach()
+    else:
+        targets = batch.teacher.members.detach()
     if targets.shape[1] != expected:
         raise EarlykdError(f"{method}: the teacher gives {targets.shape[1]} member(s), the method was built for "
                            f"{expected}")

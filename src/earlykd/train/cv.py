@@ -3,7 +3,8 @@
 Each fold trains for the full budget and records validation accuracy and loss per epoch; the
 curves are averaged over folds and the chosen epoch is the one of best mean accuracy (ties: lower
 mean loss), never before `min_epochs`. The caller then refits on the whole training split for
-that many epochs. Nothing here sees the test split.
+that many epochs. Each case's logits from the fold that held it out, at the chosen epoch, come back
+too (`oof`: out-of-fold predictions, e.g. DLF's design points). Nothing here sees the test split.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import StratifiedKFold
 
-from .loop import Split, Trainer
+from .loop import Split, Trainer, predict_logits
 
 
 @dataclass
@@ -23,6 +24,7 @@ class CVResult:
     folds: int
     mean_acc: list[float]       # per epoch, averaged over folds
     mean_loss: list[float]
+    oof: np.ndarray | None = None   # (cases, classes) held-out logits at the chosen epoch
 
     @property
     def score(self) -> tuple[float, float]:
@@ -51,14 +53,37 @@ def cross_validate_epochs(build: Callable[[], torch.nn.Module], x: torch.Tensor,
         return None
     split = StratifiedKFold(n_splits=k, shuffle=True, random_state=cfg["seed"])
     fold_cfg = {**cfg, "patience": None, "checkpoint_every": 0, "min_epochs": 0}
-    accs, losses = [], []
+    accs, losses, held = [], [], []
     for fold, (fit, val) in enumerate(split.split(np.zeros(len(y)), y.numpy())):
         torch.manual_seed(cfg["seed"] + fold)
         trainer = Trainer(build(), fold_cfg, device, desc=f"fold {fold + 1}/{k}")
         fit_t, val_t = torch.from_numpy(fit), torch.from_numpy(val)
-        history = trainer.fit(Split(x[fit_t], y[fit_t]), Split(x[val_t], y[val_t])).history
+        recorder = RecordingSplit(x[val_t], y[val_t])
+        history = trainer.fit(Split(x[fit_t], y[fit_t]), recorder).history
         accs.append([row["val_acc"] for row in history])
         losses.append([row["val_loss"] for row in history])
+        held.append((val, recorder.logits))
     mean_acc, mean_loss = np.mean(accs, axis=0), np.mean(losses, axis=0)
     best = choose_epoch(mean_acc, mean_loss, min_epochs)
-    return CVResult(best + 1, k, mean_acc.round(6).tolist(), mean_loss.round(6).tolist())
+    oof = np.zeros((len(y), held[0][1][0].shape[1]), dtype=np.float32)
+    for val, logits in held:
+        oof[val] = logits[best]
+    return CVResult(best + 1, k, mean_acc.round(6).tolist(), mean_loss.round(6).tolist(), oof)
+
+
+class RecordingSplit(Split):
+    """A validation split that keeps the logits of every scoring (one per epoch), scored as Split scores."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        super().__init__(x, y)
+        self.logits: list[np.ndarray] = []
+
+    def to(self, device) -> "RecordingSplit":
+        moved = RecordingSplit(self.x.to(device), self.y.to(device))
+        moved.logits = self.logits
+        return moved
+
+    def score(self, model) -> tuple[float, float]:
+        logits = predict_logits(model, self.x)
+        self.logits.append(logits.cpu().numpy())
+        return self.score_logits(logits)

@@ -13,6 +13,9 @@ contrasts and their scaled mean keeps the model's form: the contrasts are n - 1 
 tau^2, the mean is one member with noise sigma^2 + n tau^2; EM runs on both.
 em_noise = 1: the scalar variances take their closed-form M-step (a running mean over batches)
 instead of gradient steps.
+oof = 1: each member's logits at a training series come from its cross-validation fold that held the series
+out (`TeacherOutputs.member_oof`), so the members disagree as they do on series they never saw (docs/dlf.md,
+"Design points").
 """
 from __future__ import annotations
 
@@ -148,7 +151,7 @@ class DLF(Distiller):
     name = "dlf"
     description = "DLF: Gaussian logits, mean mu and covariance norm(Phi)^2 LL^T, fitted to ensemble members by EM"
     defaults = {"weight": 1.0, "ce_weight": 1.0, "rank": 8, "hetero": 0, "mmd": 1.0, "center": 0,
-                "contrast": 0, "em_noise": 0}
+                "contrast": 0, "em_noise": 0, "oof": 0}
     two_stage = True   # epochs before the warm-up end are the MMD-penalised initialisation
 
     @classmethod
@@ -156,7 +159,7 @@ class DLF(Distiller):
         o = super().resolve_options(options)
         check(isinstance(o["rank"], int) and o["rank"] >= 1, f"dlf option rank must be a positive integer, "
                                                              f"got {o['rank']!r}")
-        for key in ("hetero", "center", "contrast", "em_noise"):
+        for key in ("hetero", "center", "contrast", "em_noise", "oof"):
             check(o[key] in (0, 1), f"dlf option {key} must be 0 or 1, got {o[key]!r}")
         check(not (o["hetero"] and o["em_noise"]), "dlf options hetero and em_noise exclude each other "
                                                    "(a per-prefix variance has no closed-form M-step)")
@@ -180,7 +183,7 @@ class DLF(Distiller):
         return DLFStudent(self.student, self.heads)
 
     def distill_losses(self, out, batch, epoch):
-        targets = member_targets(batch, self.members, "dlf")
+        targets = member_targets(batch, self.members, "dlf", out_of_fold=bool(self.options["oof"]))
         if self.options["center"]:
             targets = targets - targets.mean(2, keepdim=True)
         P, L, var = self.heads.phi(out.feature), self.heads.L(), self.heads.variance(out.feature)
