@@ -1,13 +1,15 @@
 """Cross-fitted calibration (`early.crossfit = K`): stopping policies calibrated on out-of-fold predictions.
 
-The training and validation splits are pooled. K anytime students, each trained on K - 1 stratified folds
-for the whole epoch budget, with their weights averaged over its last quarter (no checkpoint is chosen: nothing
-is held out), predict the fold they did not see.
-Their logits at every checkpoint, one out-of-fold prediction per pooled series, calibrate the policies and
-give the score that compares variants. The deployed student is then trained on the whole pool for the same
-budget, averaged the same way. On small datasets the validation split is tiny (GunPoint: 10 series, ArrowHead: 8), and a checkpoint,
+The training and validation splits are pooled. K anytime students, each trained on K - 1 stratified folds for
+the whole epoch budget, predict the fold they did not see; their logits at every checkpoint, one out-of-fold
+prediction per pooled series, calibrate the policies and give the score that compares variants. The deployed
+student is then trained on the whole pool for the same budget. Nothing is held out to choose a checkpoint, so
+every student keeps its weights averaged over the last quarter of the epochs (`AveragingTrainer`).
+
+On small datasets the validation split is tiny (GunPoint: 10 series, ArrowHead: 8), and a checkpoint,
 temperatures and thresholds all chosen on it are optimistic; here every training series is scored once, by a
 model that did not see it, and the deployed student learns from all of them (as the peers' estimators do).
+Measured on the quick datasets it did not pay (docs/early.md).
 
 Policies see logits only: the fold students' features live in different spaces, so DLF's mutual information
 gives way to the entropy of the student's probabilities and the ELECTS head reads logits.
@@ -37,7 +39,9 @@ def pooled_split(data: Prepared, levels: list[float], mode: str, channels, outpu
     views = [torch.cat([p.views[k] for p in parts]) for k in range(len(levels))]
     teacher = None
     if outputs:
-        teacher = TeacherOutputs(*(torch.cat([getattr(p.teacher, f) for p in parts]) for f in FIELDS))
+        oof = [p.teacher.member_oof for p in parts]
+        teacher = TeacherOutputs(*(torch.cat([getattr(p.teacher, f) for p in parts]) for f in FIELDS),
+                                 None if any(o is None for o in oof) else torch.cat(oof))
     return LevelSplit(views, torch.cat([p.y for p in parts]), teacher)
 
 
