@@ -1,14 +1,15 @@
 """`earlykd.EarlyClassifier`: aeon's BaseEarlyClassifier contract around a teacher, an anytime student and a policy.
 
-fit(X, y) trains a teacher on whole series, distils an anytime student with `method` on prefixes
-at every earliness level, and calibrates `policy` on a stratified validation split of X (never on
+fit(X, y) trains a teacher on whole series, distils an anytime student with `method` on prefixes at
+every earliness level, and calibrates `policy` on a stratified validation split of X (never on
 anything else); with `crossfit = K` on K-fold out-of-fold predictions of all of X, the student then
 trained on all of X (docs/early.md). predict / predict_proba run the checkpoints a series has
-reached; update_predict / update_predict_proba continue from the state of the previous call for the cases still undecided
-(decided cases leave the input, order kept, as aeon specifies). Undecided cases get label -1 and
-probabilities of -1, as in aeon. `state_info` is a NumPy record array with one row per case of the
-last call (aeon's contract): fields `next` (checkpoints passed), `stop` (checkpoint of the decision,
--1 while undecided), `probs`, and the policy's per-case state as `policy.<name>`.
+reached; update_predict / update_predict_proba continue from the state of the previous call for the
+cases still undecided (decided cases leave the input, order kept, as aeon specifies). Undecided
+cases get label -1 and probabilities of -1, as in aeon. `state_info` is a NumPy record array with
+one row per case of the last call (aeon's contract): fields `next` (checkpoints passed), `stop`
+(checkpoint of the decision, -1 while undecided), `probs`, and the policy's per-case state as
+`policy.<name>`.
 """
 from __future__ import annotations
 
