@@ -232,9 +232,9 @@ def _cross_validate(cfg: dict, data: Prepared, whole: Split, out: Path) -> dict 
     record = None if result is None else {"folds": result.folds, "epochs": result.epochs, "acc": result.score[0],
                                           "loss": result.score[1], "mean_acc": result.mean_acc,
                                           "mean_loss": result.mean_loss}
-    write_json(out / CV_FILE, {"config_hash": settings, "result": record})
-    if result is not None:
+    if result is not None:   # before cv.json, whose presence lets a resumed run skip the folds
         save_out_of_fold(out, result.oof, data)
+    write_json(out / CV_FILE, {"config_hash": settings, "result": record})
     return record
 
 
