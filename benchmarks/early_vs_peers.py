@@ -50,7 +50,14 @@ TIMEOUT = 4 * 3600
 COLUMNS = ("dataset", "contender", "seed", "accuracy", "earliness", "hm", "fit_seconds", "decision_ms",
            "status", "error", "decision_ms_max", "val_hm", "val_accuracy", "val_earliness", "teacher_seconds",
            "settings", "curve", "finished_at")
-STORED = COLUMNS + ("auc_prc",)   # the database's columns (auc_prc: an earlykd row's student, see auc_prc_of)
+# The protocol's run columns (docs/protocol.md) of an earlykd row's anytime student, from its run.json: test metrics
+# as means over the checkpoints, and the run's own facts. Peers have no student run: empty. (`accuracy` stays the
+# decision's, the issue's column.)
+TEST_METRICS = ("auc_prc", "average_precision", "roc_auc", "nll", "ece", "fidelity_top1", "fidelity_kl")
+RUN_FACTS = ("teacher_arch", "student_arch", "epochs", "train_seconds", "seconds_per_epoch", "peak_memory_mb",
+             "config_hash", "version")
+RUN_COLUMNS = RUN_FACTS[:2] + TEST_METRICS + RUN_FACTS[2:]
+STORED = COLUMNS + RUN_COLUMNS   # the database's columns
 
 
 # -- data: the same equal-length arrays for everyone ---------------------------------------------
@@ -213,8 +220,7 @@ def run_earlykd(group: str, dataset: str, seed: int, root: Path, epochs: int,
     for policy in policies:
         test, val = record["test_policies"][policy], record["policies_val"][policy]
         ms = _student_latency(out, policy, Xt)
-        rows.append({"contender": f"earlykd:{variant}:{policy}", "accuracy": test["accuracy"],
-                     "auc_prc": record["test"]["auc_prc"],
+        rows.append({"contender": f"earlykd:{variant}:{policy}", "accuracy": test["accuracy"], **run_columns(record),
                      "earliness": test["earliness"], "hm": test["hm"], "fit_seconds": fit, "decision_ms": ms[0],
                      "decision_ms_max": ms[1], "val_hm": val["hm"], "val_accuracy": val["accuracy"],
                      "val_earliness": val["earliness"], "teacher_seconds": teacher_s, "curve": curve,
@@ -352,15 +358,16 @@ class Store:
         cur = self.conn.execute(f"SELECT {', '.join(STORED)} FROM rows ORDER BY dataset, contender, seed")
         return [dict(zip(STORED, r)) for r in cur]
 
-    def fill_auc_prc(self, root: Path) -> int:
-        """Store the auc_prc of earlykd rows made before the column existed, from their run directories while
+    def fill_run_columns(self, root: Path) -> int:
+        """Store the RUN_COLUMNS of earlykd rows made before those columns existed, from their run directories while
         those are at hand (they are not committed); -> rows filled."""
         filled = 0
         with self.conn:
             for r in self.rows():
-                if r["auc_prc"] is None and (value := auc_prc_of(r, root)) is not None:
-                    self.conn.execute("UPDATE rows SET auc_prc = ? WHERE dataset = ? AND contender = ? AND seed = ?",
-                                      (value, r["dataset"], r["contender"], r["seed"]))
+                if any(r[c] is None for c in RUN_COLUMNS) and (values := run_columns_of(r, root)):
+                    self.conn.execute(f"UPDATE rows SET {', '.join(f'{c} = ?' for c in values)} WHERE dataset = ? "
+                                      "AND contender = ? AND seed = ?",
+                                      [*values.values(), r["dataset"], r["contender"], r["seed"]])
                     filled += 1
         return filled
 
@@ -483,33 +490,37 @@ def prefix_mode_of(row: dict) -> str:
     return json.loads(row.get("settings") or "{}").get("student", {}).get("mode", "")   # stored rows keep JSON text
 
 
-def auc_prc_of(row: dict, root: Path):
-    """The protocol's `auc_prc` for an earlykd row: its anytime student's test AUC-PRC, mean over the checkpoints
-    (run.json's `test`), as stored with the row or else read from its run directory; None for a peer (no
-    probabilities per checkpoint here) or when neither has it."""
+def run_columns(record: dict) -> dict:
+    """RUN_COLUMNS of an anytime student's run.json."""
+    return {**{k: record["test"][k] for k in TEST_METRICS}, **{k: record[k] for k in RUN_FACTS}}
+
+
+def run_columns_of(row: dict, root: Path) -> dict:
+    """RUN_COLUMNS of an earlykd row: as stored with it, or else from its run directory; {} for a peer (no student
+    run) or when neither has them."""
     if not row["contender"].startswith("earlykd:") or row["status"] != "ok":
-        return None
-    if row.get("auc_prc") is not None:
-        return row["auc_prc"]
+        return {}
+    if all(row.get(c) is not None for c in RUN_COLUMNS):
+        return {c: row[c] for c in RUN_COLUMNS}
     settings = json.loads(row["settings"]) if isinstance(row["settings"], str) else row["settings"]
     run = root / settings.get("run_dir", "-") / "run.json"
-    return json.loads(run.read_text())["test"]["auc_prc"] if run.is_file() else None
+    return run_columns(json.loads(run.read_text())) if run.is_file() else {}
 
 
 def export_csv(store: Store, path: Path) -> int:
     """runs.csv: the issue's eight columns first, then the protocol's `method`, `prefix_mode` (docs/protocol.md;
-    earlykd's students: their prefix mode; the peers read raw samples: `raw`) and `auc_prc` (`auc_prc_of`), then
-    the rest."""
+    earlykd's students: their prefix mode; the peers read raw samples: `raw`) and RUN_COLUMNS (`run_columns_of`),
+    then the rest."""
     import csv
     rows = store.rows()
     rows += chosen_rows(rows)
     rows.sort(key=lambda r: (r["dataset"], r["contender"], r["seed"]))
     with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS[:8] + ("method", "prefix_mode", "auc_prc") + COLUMNS[8:])
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS[:8] + ("method", "prefix_mode") + RUN_COLUMNS + COLUMNS[8:])
         writer.writeheader()
         for r in rows:
             r = {**r, "method": r.get("method") or method_of(r["contender"]), "prefix_mode": prefix_mode_of(r),
-                 "auc_prc": auc_prc_of(r, path.parent)}
+                 **run_columns_of(r, path.parent)}
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
     return len(rows)
 
@@ -549,7 +560,7 @@ def main(argv=None) -> int:
     store = Store(root / "results.db", settings, a.replace_earlykd)
     todo = jobs(a.datasets.split(","), [int(s) for s in a.seeds.split(",")], contenders)
     counts = sweep(todo, store, root, epochs, a.latency_series, a.timeout, a.retry_failed, workers=a.workers)
-    store.fill_auc_prc(root)
+    store.fill_run_columns(root)
     n = export_csv(store, root / "runs.csv")
     print(f"{counts['ok']} job(s) ran, {counts['failed']} failed, {counts['stored']} already stored; "
           f"{n} rows in {root / 'runs.csv'}")

@@ -178,10 +178,15 @@ def test_an_unfinished_grid_variant_joins_no_choice(tmp_path, monkeypatch):
     assert all('"chosen_variant": "kd"' in r["settings"] for r in bench.chosen_rows(rows))
 
 
-def test_runs_csv_has_the_students_auc_prc_and_none_for_peers(tmp_path):
+RUN = {"test": {k: 0.5 + i / 100 for i, k in enumerate(bench.TEST_METRICS)}, "teacher_arch": "fcnx5",
+       "student_arch": "fcn", "epochs": 300, "train_seconds": 12.5, "seconds_per_epoch": 0.04, "peak_memory_mb": 300.0,
+       "config_hash": "abc", "version": "0.1.0"}
+
+
+def test_runs_csv_has_the_students_protocol_columns_and_none_for_peers(tmp_path):
     import json
     (tmp_path / "r").mkdir()
-    (tmp_path / "r" / "run.json").write_text(json.dumps({"test": {"auc_prc": 0.875}}))
+    (tmp_path / "r" / "run.json").write_text(json.dumps(RUN))
     store = bench.Store(tmp_path / "results.db", {"test": 1})
     store.put("j", [{"dataset": "D", "contender": "earlykd:kd:threshold", "seed": 0, "status": "ok", "hm": 0.5,
                      "val_hm": 0.5, "val_accuracy": 0.5, "settings": {"run_dir": "r"}},
@@ -189,8 +194,10 @@ def test_runs_csv_has_the_students_auc_prc_and_none_for_peers(tmp_path):
     bench.export_csv(store, tmp_path / "runs.csv")
     with open(tmp_path / "runs.csv", newline="") as fh:
         rows = {r["contender"]: r for r in csv.DictReader(fh)}
-    assert rows["earlykd:kd:threshold"]["auc_prc"] == "0.875" and rows["earlykd:kd:chosen"]["auc_prc"] == "0.875"
-    assert rows["teaser"]["auc_prc"] == ""
+    for name in ("earlykd:kd:threshold", "earlykd:kd:chosen"):
+        assert rows[name]["auc_prc"] == "0.5" and rows[name]["fidelity_top1"] == "0.55"
+        assert rows[name]["student_arch"] == "fcn" and rows[name]["epochs"] == "300"
+    assert all(rows["teaser"][c] == "" for c in bench.RUN_COLUMNS)
 
 
 def test_out_of_fold_students_choose_among_themselves_and_count_once_complete(tmp_path, monkeypatch):
@@ -230,10 +237,10 @@ def test_crossfit_contenders_are_accepted_and_unknown_variants_refused(capsys):
     assert not any("/cf" in c for c in bench.DEFAULT_CONTENDERS)   # measured, it did not pay: on request only
 
 
-def test_auc_prc_is_stored_with_the_row_and_an_older_database_gains_the_column(tmp_path):
+def test_run_columns_are_stored_with_the_row_and_an_older_database_gains_them(tmp_path):
     import json
     import sqlite3
-    old = sqlite3.connect(tmp_path / "results.db")   # the schema before auc_prc was a column
+    old = sqlite3.connect(tmp_path / "results.db")   # the schema before the run columns
     old.execute(f"CREATE TABLE rows (id INTEGER PRIMARY KEY, job TEXT, {', '.join(bench.COLUMNS)}, "
                 "UNIQUE (dataset, contender, seed))")
     old.execute("INSERT INTO rows (job, dataset, contender, seed, status, hm, val_hm, val_accuracy, settings) "
@@ -241,13 +248,16 @@ def test_auc_prc_is_stored_with_the_row_and_an_older_database_gains_the_column(t
     old.commit()
     old.close()
     (tmp_path / "r").mkdir()
-    (tmp_path / "r" / "run.json").write_text(json.dumps({"test": {"auc_prc": 0.875}}))
+    (tmp_path / "r" / "run.json").write_text(json.dumps(RUN))
     store = bench.Store(tmp_path / "results.db", {"test": 1})
-    assert store.fill_auc_prc(tmp_path) == 1 and store.rows()[0]["auc_prc"] == 0.875
+    assert store.fill_run_columns(tmp_path) == 1
+    assert store.rows()[0]["fidelity_top1"] == 0.55 and store.rows()[0]["config_hash"] == "abc"
     store.put("k", [{"dataset": "D", "contender": "earlykd:base:threshold", "seed": 0, "status": "ok", "hm": 0.4,
-                     "val_hm": 0.4, "val_accuracy": 0.4, "auc_prc": 0.75, "settings": {"run_dir": "gone"}}])
+                     "val_hm": 0.4, "val_accuracy": 0.4, **bench.run_columns({**RUN, "test": {
+                         **RUN["test"], "fidelity_top1": 0.75}}), "settings": {"run_dir": "gone"}}])
     (tmp_path / "r" / "run.json").unlink()   # a fresh clone has no run directories
     bench.export_csv(store, tmp_path / "runs.csv")
     with open(tmp_path / "runs.csv", newline="") as fh:
         rows = {r["contender"]: r for r in csv.DictReader(fh)}
-    assert rows["earlykd:kd:threshold"]["auc_prc"] == "0.875" and rows["earlykd:base:threshold"]["auc_prc"] == "0.75"
+    assert rows["earlykd:kd:threshold"]["fidelity_top1"] == "0.55"
+    assert rows["earlykd:base:threshold"]["fidelity_top1"] == "0.75"
