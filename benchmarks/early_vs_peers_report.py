@@ -41,7 +41,7 @@ def is_chosen(contender: str) -> bool:
 def crossfit_complete(rows, dataset: str) -> bool:
     """Every /cf job of the suite (CROSSFIT_METHODS x SEEDS, both grids where T exceeds the teacher's) has a row."""
     have = {(r["contender"].split(":")[1], r["seed"]) for r in rows if r["dataset"] == dataset
-            and r["contender"].startswith("earlykd:") and r["contender"].split(":")[1].endswith("/cf")}
+            and r["contender"].startswith("earlykd:") and "/cf" in r["contender"] and not is_chosen(r["contender"])}
     grids = ["/cf"] + (["/native/cf"] if bench.native_length(dataset) is not None else [])
     return all((m + g, s) in have for m in bench.CROSSFIT_METHODS for g in grids for s in bench.SEEDS)
 
@@ -99,7 +99,7 @@ def dataset_table(rows, d, contenders) -> list[str]:
         return f"{s.get('chosen_variant', s['chosen_method'])}:{s['chosen_policy']}"
     for cf, overall, on in ((False, OVERALL, "validation"), (True, OVERALL_CF, "out-of-fold predictions (/cf)")):
         chosen = [r for r in rows if r["dataset"] == d and is_chosen(r["contender"])
-                  and r["contender"].split(":")[1].endswith("/cf") == cf and r["contender"].count(":") == 2]
+                  and ("/cf" in r["contender"]) == cf and r["contender"].count(":") == 2]
         picks = sorted({f"{r['contender'].split(':')[1]} s{r['seed']}: {pick(r).split(':', 1)[-1]}"
                         + (" (native grid)" if "/native" in pick(r) else "") for r in chosen})
         picks += sorted(f"overall s{r['seed']}: {pick(r)}" for r in rows if r["dataset"] == d
@@ -247,7 +247,7 @@ def summary(rows, label: str, out: Path) -> str:
         head_cf = [c for c in contenders if c in bench.PEERS or c == OVERALL_CF]
         per_method_cf = [c for c in contenders if c in bench.PEERS or (c.endswith("/cf:chosen"))]
         lines += ["## Average HM rank", ""]
-        if any(r["contender"].split(":")[1].endswith("/cf") for r in rows if r["contender"].startswith("earlykd:")):
+        if any("/cf" in r["contender"] for r in rows):
             lines += [f"`/cf` students (calibrated on out-of-fold predictions; notes.md) complete on: "
                       f"{', '.join(cf_done) or 'none yet'}. Their chosen rows are ranked on those datasets only.", ""]
         tables = [(f"The peers and `{OVERALL}` (earlykd's method and policy of highest validation HM, per "

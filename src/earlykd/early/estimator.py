@@ -99,7 +99,8 @@ class EarlyClassifier(BaseEarlyClassifier):
         if not len(data.labels["val"]):
             raise EarlyInputError("the policy is calibrated on validation: val_fraction must be above 0")
         teacher = self._train_teacher(data, device)
-        outputs = {s: _outputs(teacher, data.view(s).to(device)) for s in ("train", "val")}
+        splits = ("train", "val") if self.crossfit else ("train",)   # crossfit trains on both
+        outputs = {s: _outputs(teacher, data.view(s).to(device)) for s in splits}
         train_cfg = student_train_cfg({**TRAIN, "epochs": self.epochs, "batch_size": self.batch_size,
                                        "seed": self.random_state, "select": None, "min_epochs": None},
                                       two_stage)
