@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -231,6 +232,48 @@ def settings_of(out: Path) -> dict:
     return {**parts["peers"], **parts["earlykd"]}
 
 
+def validation_size(dataset: str) -> int:
+    """The number of series in earlykd's validation split of a dataset (earlykd.data.prepare's rule: 20 %, at
+    least one per class)."""
+    y = bench.arrays(dataset)[1]
+    return max(len(np.unique(y)), math.ceil(0.2 * len(y)))
+
+
+def selection_check(rows, datasets) -> list[str]:
+    """How well validation ranked earlykd's candidates (method x grid x policy, calibrated on validation) on each
+    dataset: Spearman correlation of validation and test HM per seed, and the best candidate on test beside the one
+    validation chose. A diagnosis only: the best-on-test column is chosen on test and is nobody's result."""
+    from scipy.stats import spearmanr
+    lines = ["## How well validation chose (a diagnosis; test scores choose nothing here)", "",
+             "Per dataset, means over the seeds: the candidates validation chose among; the rank correlation of their "
+             "validation and test HM; `earlykd:chosen`'s validation and test HM and accuracy; the candidate best on "
+             "test (an upper bound for any rule that chooses among these candidates, not a result); the best peer.",
+             "", "| dataset | validation series | candidates | Spearman (val, test HM) | chosen HM val / test | chosen "
+             "accuracy val / test | best on test | best peer |", "|---|---|---|---|---|---|---|---|"]
+    partial = bench.incomplete_variants(rows)
+    for d in datasets:
+        per_seed = []
+        for seed in sorted({r["seed"] for r in rows if r["dataset"] == d}):
+            cands = [r for r in rows if r["dataset"] == d and r["seed"] == seed and r["status"] == "ok"
+                     and r["contender"].startswith("earlykd:") and not is_chosen(r["contender"])
+                     and "/cf" not in r["contender"] and (d, r["contender"].split(":")[1].partition("/")[2]) not in partial]
+            chosen = [r for r in rows if r["dataset"] == d and r["seed"] == seed and r["contender"] == OVERALL]
+            if len(cands) < 3 or not chosen:
+                continue
+            rho = spearmanr([r["val_hm"] for r in cands], [r["hm"] for r in cands]).correlation
+            c = chosen[0]
+            per_seed.append((len(cands), rho, c["val_hm"], c["hm"], float(c["val_accuracy"]), c["accuracy"],
+                             max(r["hm"] for r in cands)))
+        peers = [h for p in bench.PEERS if (h := mean_hm(rows, d, p)) is not None]
+        if not per_seed:
+            continue
+        n, rho, vh, th, va, ta, top = np.mean(per_seed, axis=0)
+        best_peer = f"{max(peers):.3f}" if peers else "–"
+        lines.append(f"| {d} | {validation_size(d)} | {n:.0f} | {rho:+.2f} | {vh:.3f} / {th:.3f} | "
+                     f"{va:.2f} / {ta:.2f} | {top:.3f} | {best_peer} |")
+    return lines + [""]
+
+
 def summary(rows, label: str, out: Path) -> str:
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     cf_done = [d for d in datasets if crossfit_complete(rows, d)]
@@ -276,8 +319,9 @@ def summary(rows, label: str, out: Path) -> str:
                     mean_hm(rows, d, c) >= max(h for p in bench.PEERS if (h := mean_hm(rows, d, p)) is not None)]
             lines.append(f"- {c} is at or above the best peer that ran on {len(wins)} of {len(datasets)} "
                          f"dataset(s){': ' + ', '.join(wins) if wins else ''}.")
+        lines += [""] + selection_check(rows, datasets)
         _, used, _ = ranks(rows, head, datasets)
-        lines += ["", "## Critical difference on HM", "", cd_diagram(rows, head, used, out / "hm_cd.png"), "",
+        lines += ["## Critical difference on HM", "", cd_diagram(rows, head, used, out / "hm_cd.png"), "",
                   "## Per dataset (test split; mean ± std over the seeds that ran)", ""]
         for d in datasets:
             lines += dataset_table(rows, d, contenders)

@@ -166,6 +166,19 @@ def test_the_report_names_the_grid_validation_chose(tmp_path, monkeypatch):
     assert "Unfinished grid variants" not in text   # the chosen rows in runs.csv are not students
 
 
+def test_the_report_diagnoses_how_well_validation_ranked_the_candidates(tmp_path, monkeypatch):
+    import early_vs_peers_report as report
+    monkeypatch.setattr(bench, "native_length", lambda d: 150)
+    store = bench.Store(tmp_path / "results.db", {"test": 1})
+    todo = bench.jobs(["UnitTest"], [0], ["teaser", "earlykd:kd", "earlykd:kd/native"])
+    bench.sweep(todo, store, tmp_path, 1, 1, 60.0, job_fn=fake_job, isolate=False, log=lambda _: None)
+    bench.export_csv(store, tmp_path / "runs.csv")
+    lines = report.selection_check(report.load(tmp_path / "runs.csv"), ["UnitTest"])
+    # fake students: validation prefers threshold (.7 vs .6), test prefers calibrated (.67 vs .64)
+    y = bench.arrays("UnitTest")[1]
+    assert f"| UnitTest | {max(2, -(-len(y) // 5))} | 4 | -1.00 | 0.700 / 0.640 | 0.90 / 0.90 | 0.670 | 0.690 |" in lines
+
+
 def test_an_unfinished_grid_variant_joins_no_choice(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "native_length", lambda d: 150)
     store = bench.Store(tmp_path / "results.db", {"test": 1})
