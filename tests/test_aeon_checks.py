@@ -46,3 +46,9 @@ def test_only_named_checks_are_skipped_and_most_run():
     names = {_name(check) for check in _yield_all_aeon_checks(EarlyClassifier)}
     assert set(NOT_APPLICABLE) <= names
     assert len(names - set(NOT_APPLICABLE)) >= 15
+
+
+def test_the_checks_run_every_registered_policy():
+    from earlykd.decide import POLICIES
+    default = EarlyClassifier().policy
+    assert {p.get("policy", default) for p in EarlyClassifier._get_test_params()} == set(POLICIES)

@@ -240,3 +240,82 @@ def test_follow_reads_a_growing_file_and_stops_when_idle(anytime_run, test_serie
     assert proc.returncode == 0, err
     streamed = parse_output(out)
     assert [streamed[f"s{i}"]["label"] for i in range(len(labels))] == [str(v) for v in labels]
+
+
+# -- the same anytime run in batch: `earlykd predict --input` and `earlykd evaluate` -------------------------------
+def test_batch_predict_of_whole_series_gives_the_stream_decisions(anytime_run, test_series, tmp_path, capsys):
+    labels, stops, probs, decider = batch_decisions(anytime_run, test_series)
+    path = tmp_path / "whole.npy"
+    np.save(path, test_series)
+    code, out, err = run_cli(capsys, "predict", anytime_run, "--input", path)
+    assert code == 0, err
+    rows = {f"s{int(r['row']) - 1}": r for r in parse_output(out).values()}
+    assert {r["decided"] for r in rows.values()} == {"1"}   # a whole series reaches the last checkpoint
+    check_equal(rows, labels, stops, probs, decider)
+
+
+def test_batch_predict_of_partial_series_decides_with_what_has_arrived(anytime_run, test_series):
+    from earlykd import EarlyClassifier, api
+    from earlykd.early.assess import predict_anytime
+    est = EarlyClassifier.from_run(anytime_run)
+    decider = est.decider_
+    n = int(decider.samples[1])          # the rows hold the samples of the second checkpoint
+    part = test_series[..., :n]
+    labels, decided = est.predict(part)  # aeon's contract: -1 where the policy has not stopped yet
+    got, probs, notes = predict_anytime(anytime_run, list(part))
+    when = notes["decisions"]
+    assert 0 < sum(d["decided"] for d in when) < len(part), "needs decided and open rows to mean anything"
+    for i, d in enumerate(when):
+        assert d["decided"] == int(decided[i]) and d["samples"] <= n
+        if d["decided"]:
+            assert got[i] == str(labels[i]) and d["checkpoint"] == est.decision_checkpoints()[i]
+        else:   # provisional: the student's answer at the last checkpoint reached
+            assert d["checkpoint"] == 1
+            assert np.allclose(probs[i], np.exp(decider.logits([part[i]], 1))[0] /
+                               np.exp(decider.logits([part[i]], 1))[0].sum(), atol=1e-6)
+    short, _, notes = predict_anytime(anytime_run, [test_series[0, :, :1]])
+    assert short == [""] and notes["decisions"][0]["checkpoint"] == -1 and "first checkpoint" in notes["warnings"][0]
+    assert api.predict(anytime_run, part)[0] == got
+
+
+def test_evaluate_recomputes_the_runs_scores_and_scores_a_labelled_file(anytime_run, tmp_path, capsys):
+    from earlykd import api
+    from earlykd.data import load_raw
+    record = json.loads((anytime_run / "run.json").read_text())
+    code, out, err = run_cli(capsys, "evaluate", anytime_run, "--json")
+    assert code == 0, err
+    scores = json.loads(out[:out.rindex("}") + 1])
+    stored = json.loads((anytime_run / "decide.json").read_text())   # the fixture retuned threshold after training
+    assert scores["test_policies"]["calibrated"] == pytest.approx(record["test_policies"]["calibrated"])
+    assert scores["test"] == pytest.approx(record["test"]) and set(scores["test_policies"]) == set(stored["policies"])
+    raw = load_raw({"name": "UnitTest"})
+    path = tmp_path / "test.npz"
+    np.savez(path, X=np.stack(raw.X_test), y=np.asarray(raw.y_test))
+    on_file = api.evaluate(anytime_run, test_path=path)
+    for name, decided in scores["test_policies"].items():   # the same series, read from a file
+        assert on_file["test_policies"][name] == pytest.approx(decided)
+    assert "fidelity_top1" not in on_file["test"]
+    assert on_file["test"]["accuracy"] == pytest.approx(scores["test"]["accuracy"])
+
+
+def test_batch_predict_errors_are_one_line(anytime_run, student_dir, test_series, tmp_path, capsys):
+    path = tmp_path / "whole.npy"
+    np.save(path, test_series)
+    code, _, err = run_cli(capsys, "predict", anytime_run, "--input", path, "--full")
+    assert_clean_error(code, err, "--full does not apply to an anytime run")
+    code, _, err = run_cli(capsys, "predict", anytime_run, "--input", path, "--policy", "nope")
+    assert_clean_error(code, err, "policy 'nope' was not calibrated")
+    code, _, err = run_cli(capsys, "predict", student_dir, "--input", path, "--policy", "calibrated")
+    assert_clean_error(code, err, "applies to `earlykd early` runs")
+    np.save(path, np.zeros((3, 2, 24)))
+    code, _, err = run_cli(capsys, "predict", anytime_run, "--input", path)
+    assert_clean_error(code, err, "row 1: 2 channel(s)")
+
+
+def test_an_anytime_run_has_a_model_card_with_its_policies(anytime_run):
+    card = (anytime_run / "model_card.md").read_text()
+    record = json.loads((anytime_run / "run.json").read_text())
+    assert "# Model card: anytime UnitTest" in card and "4 checkpoints, earliness 0.25 to 1.0" in card
+    calibrated = record["test_policies"]["calibrated"]
+    assert f"| calibrated | {record['policies_val']['calibrated']['hm']:.4f} | {calibrated['hm']:.4f} |" in card
+    assert "calibrated on the validation split" in card

@@ -88,22 +88,26 @@ def read_input(run: str | Path | runs.Run, path: str | Path, label_column="run")
                     + ("header row skipped" if info["header"] else "no header"))
 
 
-def predict_file(run, path, full: bool = False, label_column="run", device: str = "auto", threads=None):
-    """-> (labels, probabilities, notes) for the series in a file; notes['read'] says what was read."""
+def predict_file(run, path, full: bool = False, label_column="run", device: str = "auto", threads=None,
+                 policy: str | None = None):
+    """-> (labels, probabilities, notes) for the series in a file; notes['read'] says what was read (an anytime
+    run's notes['decisions'] say when each row was decided)."""
     series, read = read_input(run, path, label_column)
     cpu_threads.apply(threads)
-    labels, probs, notes = runs.predict(_path(run), series, full, str(path), device=device)
+    labels, probs, notes = runs.predict(_path(run), series, full, str(path), device=device, policy=policy)
     return labels, probs, {**notes, "read": read}
 
 
 def predict(run: str | Path | runs.Run, series, full: bool = False, label_column="run", device: str = "auto",
-            threads: int | None = None) -> tuple[list[str], np.ndarray]:
-    """`series`: an array (cases, length) or (cases, channels, length), a list of arrays, or a file path."""
+            threads: int | None = None, policy: str | None = None) -> tuple[list[str], np.ndarray]:
+    """`series`: an array (cases, length) or (cases, channels, length), a list of arrays, or a file path. An
+    anytime run answers with its policy's decisions (`policy`: another calibrated one); "" for a row that
+    reached no checkpoint."""
     if isinstance(series, (str, Path)):
-        labels, probs, _ = predict_file(run, series, full, label_column, device, threads)
+        labels, probs, _ = predict_file(run, series, full, label_column, device, threads, policy)
         return labels, probs
     if isinstance(series, np.ndarray):
         series = list(series[:, None, :] if series.ndim == 2 else series)
     cpu_threads.apply(threads)
-    labels, probs, _ = runs.predict(_path(run), list(series), full, "input", device=device)
+    labels, probs, _ = runs.predict(_path(run), list(series), full, "input", device=device, policy=policy)
     return labels, probs

@@ -109,13 +109,14 @@ def _parser() -> argparse.ArgumentParser:
                    "--stream, a file of lines series_id,value[,value...] (default: standard input)")
     p.add_argument("--label-column", help=LABEL_HELP)
     p.add_argument("--full", action="store_true", help="rows are complete series; the student takes its own prefix")
+    p.add_argument("--policy", help="stopping policy of an `earlykd early` run (default: the run's own); its rows "
+                   "get the decision: decided, checkpoint, samples and earliness columns")
     p.add_argument("--output", help="write the predictions here (.json: JSON, otherwise CSV) instead of printing")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--threads", type=int, help=THREADS_HELP)
     g = p.add_argument_group("streaming (see docs/early.md)")
     g.add_argument("--stream", action="store_true", help="read samples as they arrive, one line each: series_id, then "
                    "the next sample(s) (univariate) or one value per channel; print each decision when it is taken")
-    g.add_argument("--policy", help="stopping policy of an `earlykd early` run (default: the run's own)")
     g.add_argument("--follow", action="store_true", help="keep reading --input FILE as it grows (tail -f)")
     g.add_argument("--idle-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="with --follow, stop after this long without new lines (default 10)")
@@ -257,6 +258,11 @@ def cmd_evaluate(a) -> None:
     metrics = runs.evaluate_run(a.run_dir, a.device, test_path=a.test_path, label_column=_label_column(a.label_column))
     if a.json:
         print(json.dumps(metrics, indent=2))
+    elif "test_policies" in metrics:   # an anytime run: its policies' decisions, then the mean over checkpoints
+        print(table([{"policy": k, **v} for k, v in metrics["test_policies"].items()],
+                    ["policy", "hm", "accuracy", "earliness"]))
+        print("\nmean over the checkpoints:")
+        print(table([{"metric": k, "value": v} for k, v in metrics["test"].items()], ["metric", "value"]))
     else:
         print(table([{"metric": k, "value": v} for k, v in metrics.items()], ["metric", "value"]))
     if not a.test_path:
@@ -266,18 +272,18 @@ def cmd_evaluate(a) -> None:
 def cmd_predict(a) -> None:
     if a.stream:
         return _predict_stream(a)
-    for flag, value in (("--policy", a.policy), ("--follow", a.follow)):
-        if value:
-            raise EarlykdError(f"{flag} applies to --stream only")
+    if a.follow:
+        raise EarlykdError("--follow applies to --stream only")
     if not a.input:
         raise EarlykdError("predict needs --input FILE (or --stream to read lines as they arrive)")
     from . import api
     labels, probs, notes = api.predict_file(a.run_dir, a.input, a.full, _label_column(a.label_column), a.device,
-                                            a.threads)
+                                            a.threads, a.policy)
     if notes["read"]:
         print(f"# {notes['read']}", file=sys.stderr)
-    rows = [{"row": i + 1, "label": label, **{f"p_{c}": round(float(v), 6) for c, v in zip(notes["classes"], p)}}
-            for i, (label, p) in enumerate(zip(labels, probs))]
+    decisions = notes.get("decisions") or [{}] * len(labels)   # an anytime run's: when each row was decided
+    rows = [{"row": i + 1, "label": label, **when, **{f"p_{c}": round(float(v), 6) for c, v in zip(notes["classes"], p)}}
+            for i, (label, when, p) in enumerate(zip(labels, decisions, probs))]
     text = rows_text(rows, json_format=bool(a.output) and a.output.lower().endswith(".json"))
     if a.output:
         from .train.checkpoint import atomic_write

@@ -59,7 +59,11 @@ def distill(cfg: dict, resume: bool = False) -> Run:
 def evaluate_run(run_dir: str | Path, device: str = "auto", test_path: str | Path | None = None,
                  label_column="run") -> dict:
     """Recompute the test metrics of a finished run from its checkpoint; writes metrics.json.
-    With `test_path`, score the labelled series of that file instead, and write nothing."""
+    With `test_path`, score the labelled series of that file instead, and write nothing. An anytime run is
+    scored by its policies' decisions and at every checkpoint (early.assess)."""
+    if read_run(run_dir)[1].get("kind") == "anytime":
+        from .early.assess import evaluate_anytime
+        return evaluate_anytime(run_dir, device, test_path, label_column)
     if test_path is not None:
         from .evaluate.new_data import evaluate_file
         return evaluate_file(run_dir, test_path, label_column, device)
@@ -79,7 +83,7 @@ def evaluate_run(run_dir: str | Path, device: str = "auto", test_path: str | Pat
 
 
 def predict(run_dir: str | Path, series: list[np.ndarray], full: bool = False, what: str = "input",
-            device: str = "auto") -> tuple[list[str], np.ndarray, dict]:
+            device: str = "auto", policy: str | None = None) -> tuple[list[str], np.ndarray, dict]:
     """Class labels and probabilities for new series, each row starting at the series' first sample.
 
     A row goes through the same view as in training: a student uses the first ceil(e * T) raw
@@ -88,9 +92,18 @@ def predict(run_dir: str | Path, series: list[np.ndarray], full: bool = False, w
     prefix get a warning, as do rows shorter than it (held at their last value, like a series
     that ended) and, for a teacher, rows shorter than a whole series. A student trained on a
     channel subset takes either all channels or just its subset.
+
+    An anytime run (`earlykd early`) answers with its policy's decisions (`policy`: another calibrated one), on
+    the CPU: each row is a series as far as it has arrived (early.assess), so `full` does not apply.
     """
     from .data.prepare import clean_series
     run_dir = Path(run_dir)
+    if read_run(run_dir)[1].get("kind") == "anytime":
+        from .early.assess import predict_anytime
+        check(not full, f"{run_dir}: --full does not apply to an anytime run (each row is a series as far as it "
+                        "has arrived; a whole series reaches the last checkpoint)")
+        return predict_anytime(run_dir, series, policy, what)
+    check(policy is None, f"{run_dir}: a policy applies to `earlykd early` runs, this is a per-earliness run")
     model, meta, tensors = load_run_model(run_dir)
     check(meta.get("reference_length"), f"{run_dir}: trained before the prefix contract (no reference length); "
                                         "train it again with this version")

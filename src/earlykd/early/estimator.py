@@ -60,7 +60,8 @@ class EarlyClassifier(BaseEarlyClassifier):
         """Tiny configurations for aeon's estimator checks (seconds on one core), one per policy."""
         tiny = {"hidden": 4, "layers": 1, "epochs": 2, "batch_size": 8, "length": 16, "threads": 1}
         return [{**tiny, "levels": [0.5]}, {**tiny, "method": "base", "policy": "calibrated", "levels": [0.3, 0.6]},
-                {**tiny, "policy": "elects", "levels": [0.5], "crossfit": 2}]
+                {**tiny, "policy": "elects", "levels": [0.5], "crossfit": 2},
+                {**tiny, "policy": "uncertainty", "levels": [0.4, 0.8]}]
 
     @classmethod
     def from_run(cls, run_dir, policy: str | None = None) -> "EarlyClassifier":

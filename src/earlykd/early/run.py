@@ -23,7 +23,8 @@ from ..evaluate import classification_metrics
 from ..models import build_model
 from ..teacher import Teacher
 from ..train import load_model, save_model
-from ..train.checkpoint import write_json
+from ..report.model_card import anytime_card
+from ..train.checkpoint import write_json, write_text
 from .anytime import LevelSplit, checkpoints, parse_levels, student_train_cfg, train_anytime
 from .aria import AriaConfig
 from .crossfit import crossfit_anytime, fold_file
@@ -135,6 +136,7 @@ def train_early(cfg: dict, levels=None, policies: list[str] = ("threshold",), re
     write_json(out / DECIDE_FILE, {"default": policies[0], "policies": {n: p.to_dict() for n, p in chosen.items()}})
     write_json(out / runs.METRICS_FILE, scores)
     write_json(out / runs.RUN_FILE, record)
+    write_text(out / "model_card.md", anytime_card(cfg, record))
     (out / runs.STATE_FILE).unlink(missing_ok=True)
     for fold in range(folds):
         fold_file(out / runs.STATE_FILE, fold).unlink(missing_ok=True)
@@ -165,10 +167,11 @@ def teacher_ambiguity(teacher: Teacher, data, levels: list[float], mode: str, fu
                      .cpu().numpy() for e in levels])
 
 
-def scores_on_test(logits: np.ndarray, y: np.ndarray, teacher_logits: torch.Tensor, levels: list[float],
+def scores_on_test(logits: np.ndarray, y: np.ndarray, teacher_logits: torch.Tensor | None, levels: list[float],
                 policies: dict[str, Policy], earliness: np.ndarray, features: np.ndarray | None = None) -> dict:
-    """Test metrics per level, their mean over levels ("test"), and each policy's (HM, accuracy, earliness)."""
-    teacher_probs = torch.softmax(teacher_logits, 1).numpy()
+    """Test metrics per level, their mean over levels ("test"), and each policy's (HM, accuracy, earliness);
+    fidelity to the teacher when its logits are given."""
+    teacher_probs = None if teacher_logits is None else torch.softmax(teacher_logits, 1).numpy()
     per_level = {str(e): classification_metrics(_softmax(logits[m]), y, teacher_probs) for m, e in enumerate(levels)}
     mean = {k: float(np.mean([m[k] for m in per_level.values()])) for k in next(iter(per_level.values()))}
     decided = {name: dict(zip(("hm", "accuracy", "earliness"), p.score(logits, y, earliness, features)))

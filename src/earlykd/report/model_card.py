@@ -1,4 +1,5 @@
-"""A one-page model card (model_card.md) written into every run directory."""
+"""A one-page model card (model_card.md) written into every run directory: teachers and students
+(`model_card`), anytime students with their stopping policies (`anytime_card`)."""
 from __future__ import annotations
 
 COLUMNS = ("auc_prc", "accuracy", "nll", "ece", "fidelity_top1")
@@ -13,32 +14,49 @@ def _metrics_table(rows: list[tuple[str, dict]]) -> list[str]:
     return lines + [f"| {name} | " + " | ".join(_fmt(m.get(c)) for c in COLUMNS) + " |" for name, m in rows if m]
 
 
+def _opening(cfg: dict, record: dict) -> list[str]:
+    """Title, versions and the data section, shared by every kind of run."""
+    d, info = cfg["data"], record["data"]
+    return [f"# Model card: {record['kind']} {record['dataset']} ({record['student_arch']})", "",
+            f"earlykd {record['version']}, torch {record['versions']['torch']}; seed {record['seed']}; config hash "
+            f"{record['config_hash']}. The full settings are in `config.yaml`, the record in `run.json`.", "",
+            "## Data", "",
+            f"- Source: {info.get('source')} (`data.name`: {d['name']}"
+            + (f", test file {d['test_path']}" if d.get("test_path") else "") + ").",
+            f"- Splits: {info.get('train')} training, {info.get('val')} validation (stratified "
+            f"{d['val_fraction']:.0%} of the training cases, split seed {d['split_seed']}), {info.get('test')} test "
+            "cases; the test split is used only for the metrics below.",
+            f"- Every series resampled to {d['length']} steps and standardised with statistics of the training "
+            "split only.", ""]
+
+
+def _model_line(cfg: dict, record: dict) -> str:
+    options = cfg["method"]["options"] or {}
+    return (f"- {record['student_arch']}, {cfg['model']['layers']} layers, width {cfg['model']['hidden']}; method "
+            f"`{record['method']}`" + (f" ({', '.join(f'{k}={v}' for k, v in options.items())})" if options else "")
+            + ".")
+
+
+def _intended_use(dataset: str, how: str) -> list[str]:
+    return ["", "## Intended use", "",
+            f"- Classifying series of the same source and preparation as {dataset}, {how}.",
+            "- A research artefact: one seed on one machine. Numbers move across seeds and machines "
+            "(see the README on reproducibility); compare methods over several seeds.",
+            "- Not validated on other data, sensors or sampling rates; check `earlykd evaluate RUN --test-path "
+            "FILE` on labelled data of the intended use first."]
+
+
 def model_card(cfg: dict, record: dict, teacher: dict | None) -> str:
-    d, p, t, info = cfg["data"], cfg["prefix"], cfg["train"], record["data"]
+    p, t = cfg["prefix"], cfg["train"]
     student = record["kind"] == "student"
     e = p["earliness"]
-    options = cfg["method"]["options"] or {}
-    lines = [f"# Model card: {record['kind']} {record['dataset']} ({record['student_arch']})", "",
-             f"earlykd {record['version']}, torch {record['versions']['torch']}; seed {record['seed']}; config hash "
-             f"{record['config_hash']}. The full settings are in `config.yaml`, the record in `run.json`.", "",
-             "## Data", "",
-             f"- Source: {info.get('source')} (`data.name`: {d['name']}"
-             + (f", test file {d['test_path']}" if d.get("test_path") else "") + ").",
-             f"- Splits: {info.get('train')} training, {info.get('val')} validation (stratified "
-             f"{d['val_fraction']:.0%} of the training cases, split seed {d['split_seed']}), {info.get('test')} test "
-             "cases; the test split is used only for the metrics below.",
-             f"- Every series resampled to {d['length']} steps and standardised with statistics of the training "
-             "split only.", "",
-             "## Earliness", ""]
+    lines = _opening(cfg, record) + ["## Earliness", ""]
     if student:
         lines.append(f"- The model sees the first {e:.0%} of each series (earliness {e}), prefix mode `{p['mode']}`"
                      + (f", channels {p['channels']}" if p.get("channels") else "") + ".")
     else:
         lines.append("- A teacher: it sees the full series (earliness 1.0).")
-    lines += ["", "## Model and training", "",
-              f"- {record['student_arch']}, {cfg['model']['layers']} layers, width {cfg['model']['hidden']}; method "
-              f"`{record['method']}`" + (f" ({', '.join(f'{k}={v}' for k, v in options.items())})" if options else "")
-              + ".",
+    lines += ["", "## Model and training", "", _model_line(cfg, record),
               f"- {record['epochs']} epochs of {t['epochs']} (batch {t['batch_size']}, lr {t['lr']}); checkpoint of "
               f"epoch {record['best_epoch']}, selected on validation "
               f"({'accuracy, then loss' if t['select'] == 'acc_loss' else 'loss'}); "
@@ -57,11 +75,35 @@ def model_card(cfg: dict, record: dict, teacher: dict | None) -> str:
                                                      for c in COLUMNS[:4]) + "."]
     else:
         lines.append("- This run is a teacher, trained on full series; students distilled from it name it here.")
-    lines += ["", "## Intended use", "",
-              f"- Classifying series of the same source and preparation as {record['dataset']}, "
-              + (f"from their first {e:.0%}, as an early classifier." if student else "from whole series."),
-              "- A research artefact: one seed on one machine. Numbers move across seeds and machines "
-              "(see the README on reproducibility); compare methods over several seeds.",
-              "- Not validated on other data, sensors or sampling rates; check `earlykd evaluate RUN --test-path "
-              "FILE` on labelled data of the intended use first."]
+    lines += _intended_use(record["dataset"], f"from their first {e:.0%}, as an early classifier" if student
+                           else "from whole series")
+    return "\n".join(lines) + "\n"
+
+
+def anytime_card(cfg: dict, record: dict) -> str:
+    """The card of an `earlykd early` run: one student for every checkpoint, and its stopping policies."""
+    t, levels = cfg["train"], record["earliness"]
+    cal = record["calibration"]
+    on = (f"{cal['folds']}-fold out-of-fold predictions of the pooled training and validation cases"
+          if cal["on"] == "out-of-fold" else "the validation split")
+    lines = _opening(cfg, record) + [
+        "## Earliness", "",
+        f"- One student for {len(levels)} checkpoints, earliness {levels[0]} to {levels[-1]}, prefix mode "
+        f"`{record['prefix_mode']}`; at checkpoint e it sees only the first e of each series.",
+        f"- Stopping policies, calibrated on {on} ({cal['cases']} cases); `decide.json` holds them, the first is "
+        "the default. Each decides when a series has been seen long enough.", "",
+        "## Model and training", "", _model_line(cfg, record),
+        f"- {record['epochs']} epochs of {t['epochs']} (batch {t['batch_size']}, lr {t['lr']}), sampling "
+        f"`{record['sampling']}`; {record['seconds_per_epoch']} s per epoch on {record['device']} with "
+        f"{record['threads']} thread(s). Teacher: {record['teacher_arch']} (id {record['teacher_id']}).", "",
+        "## Decisions", "",
+        "| policy | HM validation | HM test | accuracy test | earliness test |", "|---|---|---|---|---|"]
+    for name, val in record["policies_val"].items():
+        test = record["test_policies"].get(name, {})
+        lines.append(f"| {name} | {_fmt(val.get('hm'))} | {_fmt(test.get('hm'))} | {_fmt(test.get('accuracy'))} | "
+                     f"{_fmt(test.get('earliness'))} |")
+    lines += ["", "HM is the harmonic mean of accuracy and 1 − earliness (aeon's `score`). The test split scored "
+              "the policies once; it chose nothing.", "", "## Metrics at every checkpoint (mean over checkpoints)",
+              "", *_metrics_table([("test", record["test"])])]
+    lines += _intended_use(record["dataset"], "as a stream arrives, deciding when to classify with a policy above")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,117 @@
+"""A finished anytime run (`earlykd early`) after training: its scores (`earlykd evaluate`) and its decisions on
+a batch of series (`earlykd predict`).
+
+A row of a file is a series as far as it has arrived. The run's policy decides at the checkpoints the row has
+reached, exactly as a stream would (the prefix contract makes a row's inputs those of its stream); a row that
+reached the last checkpoint is always decided there. A shorter row the policy has not stopped on gets the
+student's provisional answer at the last checkpoint it reached, marked undecided.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .. import runs
+from ..decide import Policy, build_policy
+from ..errors import check
+from ..teacher import Teacher
+from ..train.checkpoint import write_json
+from .anytime import LevelSplit
+from .decider import Decider, _softmax
+from .run import DECIDE_FILE, load_decider, scores_on_test
+
+
+def stored_policies(run_dir: str | Path) -> dict[str, Policy]:
+    """The run's calibrated policies, its default first."""
+    stored = json.loads((Path(run_dir) / DECIDE_FILE).read_text())
+    names = [stored["default"]] + [n for n in stored["policies"] if n != stored["default"]]
+    return {n: build_policy(stored["policies"][n]) for n in names}
+
+
+def _all_outputs(decider: Decider, series: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(checkpoints, cases, classes) logits and (checkpoints, cases, feature) features of whole series."""
+    pairs = [decider.outputs(series, c) for c in range(len(decider.levels))]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+def clean_rows(decider: Decider, series: list[np.ndarray], what: str) -> list[np.ndarray]:
+    """Rows as (channels, samples) float arrays with the model's channel count; one-line errors name the row."""
+    from ..data.prepare import clean_series
+    check(len(series) > 0, f"{what}: no series")
+    channels, rows = len(decider.mean), []
+    for i, s in enumerate(series):
+        s = np.atleast_2d(np.asarray(s, dtype=float))
+        check(s.shape[0] == channels, f"{what}: row {i + 1}: {s.shape[0]} channel(s), the model expects {channels}")
+        rows.append(clean_series(s, f"{what}: row {i + 1}"))
+    return rows
+
+
+def evaluate_anytime(run_dir: str | Path, device: str = "auto", test_path: str | Path | None = None,
+                     label_column="run") -> dict:
+    """Every calibrated policy's (HM, accuracy, earliness) and the metrics at every checkpoint (and their mean).
+    Without `test_path`: on the run's test split, as `earlykd early` scored it (metrics.json is rewritten). With
+    it: on the whole labelled series of that file, without teacher fidelity; nothing is written."""
+    run_dir = Path(run_dir)
+    cfg, _ = runs.read_run(run_dir)
+    decider, policies = load_decider(run_dir), stored_policies(run_dir)
+    levels = decider.levels
+    if test_path is None:
+        dev = runs.resolve_device(device)
+        data = runs.load_prepared(cfg["data"])
+        logits, features = LevelSplit.of(data, "test", levels, decider.mode, decider.channels).outputs(decider.student)
+        teacher = Teacher.load(cfg["teacher"])
+        teacher_logits = teacher.outputs(runs.load_prepared(teacher.cfg["data"]), dev)["test"].logits
+        scores = scores_on_test(logits, data.labels["test"].numpy(), teacher_logits, levels, policies,
+                                decider.earliness, features)
+        write_json(run_dir / runs.METRICS_FILE, scores)
+        return scores
+    from ..data.load import read_array_file
+    if label_column == "run":
+        label_column = cfg["data"].get("label_column", 0)
+    series, labels = read_array_file(test_path, label_column, need_labels=True)
+    classes = list(decider.classes)
+    unknown = sorted(set(labels.tolist()) - set(classes))
+    check(not unknown, f"{test_path}: labels {unknown[:5]} are not classes of this run ({', '.join(map(str, classes))})")
+    rows = clean_rows(decider, series, str(test_path))
+    logits, features = _all_outputs(decider, rows)
+    y = np.array([classes.index(c) for c in labels])
+    return scores_on_test(logits, y, None, levels, policies, decider.earliness, features)
+
+
+def decide_rows(decider: Decider, rows: list[np.ndarray]) -> list[dict]:
+    """Per row: label, decided, checkpoint (-1: none reached), samples, earliness and probabilities."""
+    out: list[dict] = [{}] * len(rows)
+    lengths = np.array([r.shape[-1] for r in rows])
+    for n in np.unique(lengths):   # rows of one length reach the same checkpoints
+        idx = np.flatnonzero(lengths == n)
+        group = [rows[i] for i in idx]
+        state = decider.start(len(group))
+        decider.advance(state, group)
+        reached = decider.reached(int(n))
+        open_ = np.flatnonzero(state["stop"] < 0)
+        if reached and len(open_):   # provisional: the last checkpoint reached
+            state["probs"][open_] = _softmax(decider.logits([group[i] for i in open_], reached - 1))
+        for j, i in enumerate(idx):
+            stop = int(state["stop"][j])
+            at = stop if stop >= 0 else reached - 1
+            probs = state["probs"][j] if at >= 0 else np.full(len(decider.classes), np.nan)
+            out[i] = {"label": decider.classes[int(probs.argmax())] if at >= 0 else "", "decided": int(stop >= 0),
+                      "checkpoint": at, "samples": int(decider.samples[at]) if at >= 0 else 0,
+                      "earliness": float(decider.earliness[at]) if at >= 0 else 0.0, "probs": probs}
+    return out
+
+
+def predict_anytime(run_dir: str | Path, series: list[np.ndarray], policy: str | None = None,
+                    what: str = "input") -> tuple[list, np.ndarray, dict]:
+    """(labels, probabilities, notes) of an anytime run's decisions; notes['decisions'] holds each row's
+    decided / checkpoint / samples / earliness, notes['warnings'] the rows that reached no checkpoint."""
+    decider = load_decider(run_dir, policy)
+    rows = decide_rows(decider, clean_rows(decider, series, what))
+    short = sum(r["checkpoint"] < 0 for r in rows)
+    warnings = [f"{short} row(s) are shorter than the first checkpoint ({int(decider.samples[0])} samples): no "
+                "prediction for them"] if short else []
+    notes = {"classes": decider.classes, "warnings": warnings,
+             "decisions": [{k: r[k] for k in ("decided", "checkpoint", "samples", "earliness")} for r in rows]}
+    return [r["label"] for r in rows], np.stack([r["probs"] for r in rows]), notes
