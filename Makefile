@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 # The CPU wheel of torch 2.13.0 is what this pin takes; the package itself accepts torch >= 2.4.
 TORCH   ?= torch==2.13.0
 
-.PHONY: demo test venv clean
+.PHONY: demo test venv clean readme
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# After adding or changing a distillation method: regenerate the README's methods table.
+readme: $(STAMP)
+	$(BIN)/python -c "from earlykd.cli_text import write_methods_table; write_methods_table()"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -76,3 +76,31 @@ def test_check_policy_fails_when_a_case_depends_on_its_batch(registry):
     with pytest.raises(AssertionError, match="policy 'crowd'.*other cases"):
         check_policy("crowd")
 
+
+
+def test_a_taken_name_is_refused_and_an_unknown_name_gets_close_matches():
+    from earlykd.decide import register as register_policy
+    from earlykd.distill import register
+    from earlykd.errors import EarlykdError
+    from earlykd.models import register_arch
+    with pytest.raises(EarlykdError, match="a method named 'kd' is already registered"):
+        register(unregistered(KD, name="kd"))
+    with pytest.raises(EarlykdError, match="a policy named 'threshold' is already registered"):
+        register_policy(unregistered(ThresholdPolicy))
+    with pytest.raises(EarlykdError, match="an architecture named 'fcn' is already registered"):
+        register_arch(unregistered(FCN))
+    assert METHODS["kd"] is KD and POLICIES["threshold"] is ThresholdPolicy and ARCHITECTURES["fcn"] is FCN
+    assert register(KD) is KD   # the same class again (a re-import) is no conflict
+    for check, what in ((check_method, "method"), (check_architecture, "architecture"), (check_policy, "policy")):
+        with pytest.raises(AssertionError, match=f"{what} 'kdd' is not registered"):
+            check("kdd")
+
+
+def test_fitnets_warm_up_trains_without_cross_entropy_and_says_so():
+    from earlykd.distill import build_method
+    from earlykd.distill.base import TeacherDims
+    student = FCN(1, 2, 1, 4)
+    dims = TeacherDims(n_classes=2, feature_dim=4, hidden_dim=4, steps=8)
+    plain = build_method("fitnets", student, dims, warmup=3)
+    assert not plain.trains_ce(0) and plain.trains_ce(3)
+    assert build_method("fitnets", student, dims, {"ce_in_warmup": 1}, warmup=3).trains_ce(0)

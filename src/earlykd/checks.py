@@ -18,6 +18,16 @@ STEPS, CLASSES, BATCH = 20, 3, 6
 PREFIX_CASES = [(channels, e, mode) for channels in (1, 3) for e in (0.2, 0.5, 1.0) for mode in ("stretch", "truncate")]
 
 
+
+def _entry(table: dict, entry, what: str):
+    """The registered class of a name (an AssertionError naming it when unknown), or the class given."""
+    if not isinstance(entry, str):
+        return entry
+    from .errors import did_you_mean
+    if entry not in table:
+        raise AssertionError(f"{what} '{entry}' is not registered ({did_you_mean(entry, sorted(table))})")
+    return table[entry]
+
 def _require(ok, entry: str, rule: str) -> None:
     if not ok:
         raise AssertionError(f"{entry}: {rule}")
@@ -46,11 +56,11 @@ def _epochs(distiller) -> list[int]:
 
 
 def check_method(method) -> None:
-    """A distillation method: registry entry; per prefix case, finite scalar losses with `ce` (FitNets'
-    hint-only warm-up aside), gradients reaching the student and never the frozen teacher or its cached
+    """A distillation method: registry entry; per prefix case, finite scalar losses with `ce` where the method's
+    `trains_ce` says (FitNets' hint-only warm-up: not), gradients reaching the student and never the frozen teacher or its cached
     outputs; inference is the student alone; the same seed gives the same losses."""
     from .distill import METHODS, Distiller
-    cls = METHODS[method] if isinstance(method, str) else method
+    cls = _entry(METHODS, method, "method")
     name = f"method '{getattr(cls, 'name', cls)}'"
     _require(isinstance(cls, type) and issubclass(cls, Distiller), name, "is not a Distiller subclass")
     _require(METHODS.get(cls.name) is cls, name, "is not registered under its name")
@@ -66,8 +76,8 @@ def check_method(method) -> None:
             opt.zero_grad()
             logits, losses = distiller.forward_train(batch, epoch)
             _require(logits.shape == (BATCH, CLASSES), case, f"logits have shape {tuple(logits.shape)}")
-            hint_only = cls.name == "fitnets" and epoch < distiller.warmup   # the release's FitNets warm-up
-            _require(("ce" in losses) != hint_only, case, f"epoch {epoch}: the 'ce' term is missing or misplaced")
+            _require(("ce" in losses) == distiller.trains_ce(epoch), case,
+                     f"epoch {epoch}: the 'ce' term is missing or misplaced (see Distiller.trains_ce)")
             _require(all(v.dim() == 0 for v in losses.values()), case, "a loss term is not a scalar")
             total = sum(losses.values())
             _require(torch.isfinite(total), case, f"epoch {epoch}: losses not finite {({k: v.item() for k, v in losses.items()})}")
@@ -103,7 +113,7 @@ def check_architecture(arch) -> None:
     hidden_dim); in eval mode a case's output does not depend on the rest of its batch; every parameter
     gets a finite gradient; the same seed builds the same model."""
     from .models import ARCHITECTURES, Classifier, build_model
-    cls = ARCHITECTURES[arch] if isinstance(arch, str) else arch
+    cls = _entry(ARCHITECTURES, arch, "architecture")
     name = f"architecture '{getattr(cls, 'arch', cls)}'"
     _require(isinstance(cls, type) and issubclass(cls, Classifier), name, "is not a Classifier subclass")
     _require(ARCHITECTURES.get(cls.arch) is cls, name, "is not registered under its name")
@@ -143,7 +153,7 @@ def check_policy(policy) -> None:
     checkpoints after it (no look-ahead) nor on the other cases in the batch."""
     from .decide import POLICIES, build_policy, first_stops
     from .decide.base import Policy
-    cls = POLICIES[policy] if isinstance(policy, str) else policy
+    cls = _entry(POLICIES, policy, "policy")
     name = f"policy '{getattr(cls, 'name', cls)}'"
     _require(isinstance(cls, type) and issubclass(cls, Policy), name, "is not a Policy subclass")
     _require(POLICIES.get(cls.name) is cls, name, "is not registered under its name")

@@ -1,6 +1,8 @@
 """Text the command line prints: tables, the methods list, prediction rows (CSV or JSON)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def table(rows: list[dict], columns: list[str]) -> str:
     cells = [[fmt(r.get(c)) for c in columns] for r in rows]
@@ -23,6 +25,15 @@ def methods_markdown() -> str:
         lines.append(f"| `{name}` | {cls.description}{' (two-stage)' if cls.two_stage else ''} | {options} |")
     return "\n".join(lines)
 
+
+
+def write_methods_table(readme: str = "README.md") -> None:
+    """Replace the generated methods table in `readme` (between its methods:start and methods:end markers)."""
+    path = Path(readme)
+    text = path.read_text()
+    start = text.index("\n", text.index("<!-- methods:start")) + 1
+    end = text.index("<!-- methods:end -->")
+    path.write_text(text[:start] + methods_markdown() + "\n" + text[end:])
 
 def methods_text() -> str:
     """One entry per method, wrapped to the terminal (at most 100 columns): name and description,

@@ -25,3 +25,13 @@ def lookup(table: dict, name: str, what: str):
     if name not in table:
         raise EarlykdError(f"unknown {what} '{name}' ({did_you_mean(name, sorted(table))})")
     return table[name]
+
+
+def register_in(table: dict, name: str, entry, what: str):
+    """table[name] = entry; a second entry under a taken name is refused (it would silently replace the first)."""
+    if name in table and table[name] is not entry:
+        article = "an" if what[0] in "aeiou" else "a"
+        raise EarlykdError(f"{article} {what} named '{name}' is already registered ({table[name].__module__}); "
+                           "choose another name")
+    table[name] = entry
+    return entry

@@ -80,6 +80,8 @@ def default_out(cfg: dict, kind: str) -> Path:
     arch, seed = cfg["model"]["arch"], cfg["train"]["seed"]
     if kind == "teacher":
         return Path("runs") / f"teacher-{data}-{arch}-s{seed}"
+    if kind == "anytime":
+        return Path("runs") / f"anytime-{cfg['method']['name']}-{data}-{arch}-s{seed}"
     e, mode = cfg["prefix"]["earliness"], cfg["prefix"]["mode"]
     return Path("runs") / f"{cfg['method']['name']}-{data}-{arch}-e{e}-{mode}-s{seed}"
 

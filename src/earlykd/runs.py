@@ -13,18 +13,15 @@ import torch
 
 from .distill.base import method_class
 from .errors import check
-from .fitting import evaluate_split, fit_and_save, train_defaults
+from .fitting import evaluate_split, fit_and_save
 from .models import build_model
 from .prefix import observed_samples, prefix_steps, student_view
-from .rundir import (METRICS_FILE, MODEL_FILE, RUN_FILE, STATE_FILE, Run, _prepared, default_out, file_digest,
+from .rundir import (METRICS_FILE, MODEL_FILE, RUN_FILE, STATE_FILE, Run, _prepared, default_out,
                      load_prepared, open_run_dir, read_run, resolve_device, unfinished, versions)
 from .teacher import SPLITS, Teacher, load_run_model, teacher_outputs, train_teacher
 from .train import Split, predict_logits
 from .train.checkpoint import write_json
 
-# former private names, kept for callers
-_open_run_dir, _default_out, _file_digest, _train_defaults, _fit_and_save = (
-    open_run_dir, default_out, file_digest, train_defaults, fit_and_save)
 __all__ = ["METRICS_FILE", "MODEL_FILE", "RUN_FILE", "STATE_FILE", "Run", "Teacher", "distill", "evaluate_run",
            "evaluate_split", "load_prepared", "predict", "read_run", "resolve_device", "teacher_outputs",
            "train_teacher", "unfinished", "versions", "_prepared"]

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import EarlykdError, lookup
+from ..errors import EarlykdError, lookup, register_in
 
 
 def harmonic_mean(accuracy: float, earliness: float) -> float:
@@ -127,8 +127,7 @@ POLICIES: dict[str, type[Policy]] = {}
 
 
 def register(cls: type[Policy]) -> type[Policy]:
-    POLICIES[cls.name] = cls
-    return cls
+    return register_in(POLICIES, cls.name, cls, "policy")
 
 
 def policy_class(name: str) -> type[Policy]:

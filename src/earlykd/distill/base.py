@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import EarlykdError, did_you_mean, lookup
+from ..errors import EarlykdError, did_you_mean, lookup, register_in
 from ..models import Classifier
 
 
@@ -120,6 +120,11 @@ class Distiller(nn.Module):
     def distill_losses(self, out, batch: Batch, epoch: int) -> dict[str, torch.Tensor]:
         return {}
 
+    def trains_ce(self, epoch: int) -> bool:
+        """Whether the losses of `epoch` include the student's cross-entropy ('ce'); a method whose warm-up
+        trains without it (FitNets) says so here."""
+        return True
+
     def diagnostics(self) -> dict[str, float]:
         """Per-epoch values worth logging that are not losses (joined to the history row, then reset)."""
         return {}
@@ -154,8 +159,7 @@ METHODS: dict[str, type[Distiller]] = {}
 
 
 def register(cls: type[Distiller]) -> type[Distiller]:
-    METHODS[cls.name] = cls
-    return cls
+    return register_in(METHODS, cls.name, cls, "method")
 
 
 def method_class(name: str) -> type[Distiller]:

@@ -33,6 +33,9 @@ class FitNets(Distiller):
         self.regressor = nn.Linear(student.hidden_dim, teacher.hidden_dim, bias=False)
         nn.init.uniform_(self.regressor.weight, -0.005, 0.005)
 
+    def trains_ce(self, epoch: int) -> bool:
+        return epoch >= self.warmup or bool(self.options["ce_in_warmup"])
+
     def forward_train(self, batch: Batch, epoch: int):
         out = self.student(batch.x)
         if epoch >= self.warmup:

@@ -89,13 +89,6 @@ class Decider:
             state["probs"][open_[stop]] = _softmax(logits[stop])
         state["next"] = max(state["next"], reached)
 
-    @staticmethod
-    def keep_open(state: dict) -> dict:
-        """The state of the cases still undecided, in order (aeon: decided cases leave the input)."""
-        keep = state["stop"] < 0
-        return {"next": state["next"], "policy": {k: v[keep] for k, v in state["policy"].items()},
-                "stop": state["stop"][keep], "probs": state["probs"][keep]}
-
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
     z = np.exp(logits - logits.max(-1, keepdims=True))

@@ -33,11 +33,6 @@ from .decider import Decider
 DECIDE_FILE = "decide.json"
 
 
-def _default_out(cfg: dict, method: str) -> Path:
-    data = Path(str(cfg["data"]["name"])).stem
-    return Path("runs") / f"anytime-{method}-{data}-{cfg['model']['arch']}-s{cfg['train']['seed']}"
-
-
 def _softmax(logits: np.ndarray) -> np.ndarray:
     return torch.softmax(torch.from_numpy(logits), -1).numpy()
 
@@ -72,7 +67,7 @@ def train_early(cfg: dict, levels=None, policies: list[str] = ("threshold",), re
     levels = checkpoints(parse_levels(levels), data.reference_length, data.length)
     prefix = {"earliness": levels, "mode": cfg["prefix"]["mode"], "channels": cfg["prefix"]["channels"]}
     cfg = {**cfg, "data": data_cfg, "model": model, "prefix": prefix}
-    out = runs.open_run_dir(cfg["out"] or _default_out(cfg, method_cls.name), resume)
+    out = runs.open_run_dir(cfg["out"] or runs.default_out(cfg, "anytime"), resume)
     device = runs.resolve_device(cfg["train"]["device"])
     threads.apply(cfg["train"].get("threads"))
     train_cfg = student_train_cfg(cfg["train"], method_cls.two_stage)

@@ -7,7 +7,7 @@ from typing import ClassVar, NamedTuple
 import torch
 from torch import nn
 
-from ..errors import EarlykdError, lookup
+from ..errors import EarlykdError, lookup, register_in
 
 
 @contextmanager
@@ -57,8 +57,7 @@ ARCHITECTURES: dict[str, type[Classifier]] = {}
 
 
 def register_arch(cls: type[Classifier]) -> type[Classifier]:
-    ARCHITECTURES[cls.arch] = cls
-    return cls
+    return register_in(ARCHITECTURES, cls.arch, cls, "architecture")
 
 
 def build_model(arch: str, in_channels: int, n_classes: int, layers: int | None = None,
