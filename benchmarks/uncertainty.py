@@ -34,7 +34,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 QUICK_TEACHERS = ROOT / "benchmarks" / "results" / "quick" / "runs"
 EXTRA = ["brier", "auroc_entropy", "auroc_mi", "ms_per_prediction", "val_nll", "variant", "run_dir"]
-DLF_SAMPLES = 32
+# logit draws of DLF's predictive: at 32, MI's ranking of cases is partly Monte Carlo noise (rank correlation with
+# 4096 draws 0.94 on validation inputs); at 1024, 0.991 (summary.md, 2026-11-28 05:40)
+DLF_SAMPLES = 1024
 DLF_VARIANTS = {"spec": None, **{name: ROOT / "benchmarks" / "suites" / f"uncertainty-dlf-{name}.yaml"
                                   for name in ("contrast", "oof", "contrast-oof")}}
 
@@ -137,6 +139,8 @@ def score_student(job, root: Path) -> dict | None:
     row = {"dataset": job.dataset, "method": job.method, "earliness": job.earliness, "prefix_mode": job.prefix_mode,
            "seed": job.seed, "teacher_arch": record["teacher_arch"], "student_arch": record["student_arch"],
            **metrics, "val_nll": val_nll, "run_dir": str(run_dir.relative_to(root))}
+    if job.method == "dlf":
+        row["dlf_samples"] = DLF_SAMPLES
     for key in ("epochs", "train_seconds", "seconds_per_epoch", "peak_memory_mb", "config_hash", "version"):
         row[key] = record.get(key)
     return row
@@ -164,9 +168,12 @@ def score_ensemble(job, root: Path) -> dict:
             "config_hash": r.get("config_hash"), "version": r.get("version"), "run_dir": f"runs/{job.name}"}
 
 
-def cached(path: Path, make):
+def cached(path: Path, make, stale=None):
+    """The row stored at `path`, or `make()` stored there (also when `stale(row)` says the stored one is out of date)."""
     if path.is_file():
-        return json.loads(path.read_text())
+        row = json.loads(path.read_text())
+        if stale is None or not stale(row):
+            return row
     row = make()
     if row is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -194,7 +201,9 @@ def sweep_and_score(suite_path: str, out: Path, a, only: str | None = None) -> t
         if only is not None and (job.kind == "teacher" or job.method != only):
             continue
         make = (lambda j=job: score_ensemble(j, out)) if job.kind == "teacher" else (lambda j=job: score_student(j, out))
-        row = cached(out / "scores" / f"{job.name}.json", make)
+        stale = job.kind != "teacher" and job.method == "dlf"   # scored with another number of draws
+        row = cached(out / "scores" / f"{job.name}.json", make,
+                     (lambda r: r.get("dlf_samples") != DLF_SAMPLES) if stale else None)
         missing += row is None
         rows += [row] if row is not None else []
     return rows, missing

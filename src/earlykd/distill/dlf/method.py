@@ -132,7 +132,7 @@ def load(run_dir: str | Path) -> DLFStudent:
 
 
 @torch.no_grad()
-def predictive(model, x: torch.Tensor, samples: int = 32, noise: bool = False,
+def predictive(model, x: torch.Tensor, samples: int = 1024, noise: bool = False,
                generator: torch.Generator | None = None) -> Predictive:
     """Predictive distribution and uncertainty of a DLF distiller, DLFStudent or run directory."""
     check(isinstance(samples, int) and samples >= 1, f"samples must be a positive integer, got {samples!r}")
