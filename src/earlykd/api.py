@@ -13,7 +13,8 @@ from . import runs
 from . import threads as cpu_threads
 from .config import conflicts, require, resolve
 from .data import Prepared, load_raw, prepare
-from .data.load import read_array_file
+from .data.load import check_real, read_array_file
+from .errors import check
 
 OPTIONS = {
     "data": "data.name", "test_path": "data.test_path", "archive": "data.archive", "length": "data.length",
@@ -41,7 +42,9 @@ def make_config(config: str | list | None = None, sets: list[str] = (), **option
 
 def load_dataset(name: str, archive: str | None = None, length: int = 100, val_fraction: float = 0.2,
                  split_seed: int = 0, test_path: str | None = None) -> Prepared:
+    from .config import check_seed
     cfg = make_config(data=name, archive=archive, length=length, val_fraction=val_fraction, test_path=test_path)
+    check_seed(split_seed, "split_seed")
     return prepare(load_raw(cfg["data"]), length, val_fraction, split_seed)
 
 
@@ -106,8 +109,27 @@ def predict(run: str | Path | runs.Run, series, full: bool = False, label_column
     if isinstance(series, (str, Path)):
         labels, probs, _ = predict_file(run, series, full, label_column, device, threads, policy)
         return labels, probs
-    if isinstance(series, np.ndarray):
-        series = list(series[:, None, :] if series.ndim == 2 else series)
     cpu_threads.apply(threads)
-    labels, probs, _ = runs.predict(_path(run), list(series), full, "input", device=device, policy=policy)
+    labels, probs, _ = runs.predict(_path(run), _series_rows(series), full, "input", device=device, policy=policy)
     return labels, probs
+
+
+SHAPES = "pass an array (cases, length) or (cases, channels, length), a list of series, or a file path"
+
+
+def _series_rows(series) -> list[np.ndarray]:
+    """The rows of an in-memory `series`: each (channels, length) or (length,) of real numbers."""
+    check(series is not None, f"series is None; {SHAPES}")
+    if not isinstance(series, (list, tuple)):
+        series = np.asarray(series)
+        check_real(series.dtype, "series")
+        check(series.ndim in (2, 3), f"series: a {series.ndim}-D array of shape {series.shape}; {SHAPES} "
+                                     "(one series of length n is shape (1, n))")
+        return list(series[:, None, :] if series.ndim == 2 else series)
+    rows = []
+    for i, row in enumerate(series):
+        row = np.asarray(row)
+        check_real(row.dtype, f"series: row {i + 1}")
+        check(row.ndim in (1, 2), f"series: row {i + 1} has shape {row.shape}; each row is (length,) or (channels, length)")
+        rows.append(row)
+    return rows

@@ -183,6 +183,8 @@ def cmd_datasets(a) -> None:
         if not root.is_dir():
             raise EarlykdError(f"archive folder not found: {root}")
         names = sorted(p.name for p in root.iterdir() if p.is_dir())
+        if not names:
+            raise EarlykdError(f"{root}: no dataset folders found (expected ROOT/Name/Name_TRAIN.ts|.tsv|.arff)")
         cfg = {"archive": str(root)}
     else:
         names, cfg = list(bundled_datasets()), {}
@@ -277,6 +279,8 @@ def cmd_predict(a) -> None:
     if not a.input:
         raise EarlykdError("predict needs --input FILE (or --stream to read lines as they arrive)")
     from . import api
+    from .rundir import check_output
+    target = check_output(a.output) if a.output else None   # before any work
     labels, probs, notes = api.predict_file(a.run_dir, a.input, a.full, _label_column(a.label_column), a.device,
                                             a.threads, a.policy)
     if notes["read"]:
@@ -285,12 +289,9 @@ def cmd_predict(a) -> None:
     rows = [{"row": i + 1, "label": label, **when, **{f"p_{c}": round(float(v), 6) for c, v in zip(notes["classes"], p)}}
             for i, (label, when, p) in enumerate(zip(labels, decisions, probs))]
     text = rows_text(rows, json_format=bool(a.output) and a.output.lower().endswith(".json"))
-    if a.output:
-        from .train.checkpoint import atomic_write
-        try:
-            atomic_write(Path(a.output), lambda tmp: Path(tmp).write_text(text))
-        except OSError as exc:
-            raise EarlykdError(f"cannot write {a.output} ({exc.strerror})") from None
+    if target is not None:
+        from .train.checkpoint import write_text
+        write_text(target, text)
         _written(a.output)
     else:
         sys.stdout.write(text)
@@ -312,19 +313,20 @@ def _predict_stream(a) -> None:
         raise EarlykdError("--stream runs on the CPU (one series at a time); leave out --device")
     threads.apply(a.threads)
     decider = load_stream_decider(a.run_dir, a.policy)
+    # bytes, decoded as UTF-8 line by line (whatever the locale), so that a bad byte names its line
     if a.input:
         try:
-            source = open(a.input, encoding="utf-8", newline="")
+            source = open(a.input, "rb")
         except OSError as exc:
             raise EarlykdError(f"cannot read {a.input} ({exc.strerror})") from None
     else:
-        source = sys.stdin
+        source = getattr(sys.stdin, "buffer", sys.stdin)
     try:
         summary = run_stream(decider, source, follow=a.follow, idle_timeout=a.idle_timeout)
-    except UnicodeDecodeError:
-        raise EarlykdError(f"{a.input or 'standard input'}: not UTF-8 text") from None
+    except EarlykdError as exc:
+        raise EarlykdError(f"{a.input or 'standard input'}: {exc}") from None
     finally:
-        if source is not sys.stdin:
+        if a.input:
             source.close()
     note = f"# {summary['lines']} lines read; {summary['decided']} series decided"
     if summary["undecided"]:

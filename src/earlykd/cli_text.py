@@ -5,10 +5,11 @@ from pathlib import Path
 
 
 def table(rows: list[dict], columns: list[str]) -> str:
+    """Aligned columns under a header; "(none)" below it when there are no rows."""
     cells = [[fmt(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths))  # noqa: E731
-    return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells])
+    return "\n".join([line(columns), line(["-" * w for w in widths])] + ([line(r) for r in cells] or ["(none)"]))
 
 
 def fmt(v) -> str:

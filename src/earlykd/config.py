@@ -147,7 +147,11 @@ def resolve(files: list[str | Path] = (), overrides: dict | None = None, sets: l
         check("=" in item, f"--set expects key=value, got '{item}'")
         key, text = item.split("=", 1)
         update = set_dotted(update, key.strip(), parse_value(text.strip()))
-    cfg = absolute_paths(merge(cfg, update))
+    cfg = merge(cfg, update)
+    for name, value in (("out", cfg["out"]), ("teacher", cfg["teacher"]), ("data.test_path", cfg["data"]["test_path"]),
+                        ("data.archive", cfg["data"]["archive"])):   # before absolute_paths turns anything into text
+        check(value is None or isinstance(value, (str, Path)), f"{name} must be a path or null, got {value!r}")
+    cfg = absolute_paths(cfg)
     validate(cfg)
     return cfg
 
@@ -192,8 +196,34 @@ def _positive(value: Any, name: str, kind=int) -> None:
     check(ok, f"{name} must be a positive {'integer' if kind is int else 'number'}, got {value!r}")
 
 
+def _whole(value: Any, name: str, low: int = 0, null: bool = False) -> None:
+    """An integer (not a bool) >= low, or null where `null` allows it."""
+    ok = (null and value is None) or (isinstance(value, int) and not isinstance(value, bool) and value >= low)
+    what = {0: "a non-negative integer", 1: "a positive integer"}.get(low, f"an integer >= {low}")
+    check(ok, f"{name} must be {what}{' or null' if null else ''}, got {value!r}")
+
+
+SEED_LIMIT = 2 ** 31   # numpy and scikit-learn take seeds below 2**32; ensemble members and folds add to it
+
+
+def check_seed(value: Any, name: str) -> None:
+    _whole(value, name)
+    check(value < SEED_LIMIT, f"{name} must be below 2**31, got {value!r}")
+
+
 def validate(cfg: dict) -> None:
     t, p, d = cfg["train"], cfg["prefix"], cfg["data"]
+    check_seed(t["seed"], "train.seed")
+    check_seed(d["split_seed"], "data.split_seed")
+    _whole(t["threads"], "train.threads", 1, null=True)
+    _whole(t["checkpoint_every"], "train.checkpoint_every")
+    _whole(t["cv_folds"], "train.cv_folds", 2)
+    _whole(cfg["ensemble"]["size"], "ensemble.size", 1)
+    check(isinstance(t["progress"], bool), f"train.progress must be true or false, got {t['progress']!r}")
+    c = p["channels"]
+    check(c is None or (isinstance(c, list) and c and len(set(c)) == len(c)
+                        and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in c)),
+          f"prefix.channels must be a list of distinct channel indices (0, 1, ...) or null, got {c!r}")
     _positive(t["epochs"], "train.epochs")
     _positive(t["batch_size"], "train.batch_size")
     _positive(t["lr"], "train.lr", (int, float))
@@ -222,9 +252,7 @@ def validate(cfg: dict) -> None:
     check(isinstance(cfg["early"]["level_norm"], bool),
           f"early.level_norm must be true or false, got {cfg['early']['level_norm']!r}")
     for key in ("warmup", "patience", "min_epochs"):
-        value = t[key]
-        check(value is None or (isinstance(value, int) and value >= 0),
-              f"train.{key} must be a non-negative integer, got {value!r}")
+        _whole(t[key], f"train.{key}", null=True)
 
 
 def config_hash(cfg: dict, drop: tuple[str, ...] = ("out",)) -> str:

@@ -154,8 +154,9 @@ def run_metadata(run_dir: Path, meta: dict, tensors: dict, record: dict) -> dict
 
 def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = None, opset: int = OPSET) -> dict:
     """Export a student run; -> {"model": path, "sidecar": path, "parity": max abs diff or None, ...}."""
-    from .rundir import MODEL_FILE, read_run
+    from .rundir import MODEL_FILE, check_output, read_run
     from .train import load_model
+    from .train.checkpoint import write_text
     check(fmt in FORMATS, f"unknown export format '{fmt}' ({did_you_mean(fmt, FORMATS)})")
     run_dir = Path(run_dir)
     _, record = read_run(run_dir)
@@ -168,19 +169,27 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = 
     info = run_metadata(run_dir, meta, tensors, record)
     channels, dynamic = info["input"]["shape"][1], meta["prefix"]["mode"] == "truncate"
     steps = max(info["steps"].values())
-    path = Path(out) if out else run_dir / "model.onnx"
-    export_model(model, path, channels, steps, dynamic, info, opset)
-    shapes = [(1, channels, steps), (5, channels, steps)]
-    if dynamic:
-        shapes += [(3, channels, min(info["steps"].values())), (2, channels, max(1, steps // 2))]
-    diff = parity(model, path, shapes)
-    if diff is not None and diff > PARITY_LIMIT:
-        raise EarlykdError(f"{path}: ONNX output differs from torch by {diff:.2e} (above {PARITY_LIMIT:g}); "
-                           "the exported graph is wrong for this model")
+    path = check_output(Path(out) if out else run_dir / "model.onnx")
     sidecar = path.with_suffix(".json")
+    check(sidecar != path, f"--out {path}: the sidecar is written beside the model as <name>.json; give the model "
+                           "another suffix (e.g. .onnx)")
+    check_output(sidecar)
+    # the graph goes to a new file first: an existing model and its sidecar are replaced together, or not at all
+    fresh = path.with_name(f".{path.name}.new")
     try:
-        sidecar.write_text(json.dumps({**info, "parity_max_abs_diff": diff}, indent=1) + "\n")
+        export_model(model, fresh, channels, steps, dynamic, info, opset)
+        shapes = [(1, channels, steps), (5, channels, steps)]
+        if dynamic:
+            shapes += [(3, channels, min(info["steps"].values())), (2, channels, max(1, steps // 2))]
+        diff = parity(model, fresh, shapes)
+        if diff is not None and diff > PARITY_LIMIT:
+            raise EarlykdError(f"{path}: ONNX output differs from torch by {diff:.2e} (above {PARITY_LIMIT:g}); "
+                               "the exported graph is wrong for this model")
+        write_text(sidecar, json.dumps({**info, "parity_max_abs_diff": diff}, indent=1) + "\n")
+        fresh.replace(path)
     except OSError as exc:
-        raise EarlykdError(f"cannot write {sidecar} ({exc.strerror})") from None
+        raise EarlykdError(f"cannot write {path} ({exc.strerror})") from None
+    finally:
+        fresh.unlink(missing_ok=True)
     return {"model": path, "sidecar": sidecar, "parity": diff, "input": info["input"], "kind": info["kind"],
             "arch": meta["model"]["arch"]}

@@ -51,12 +51,12 @@ def fit_and_save(cfg: dict, kind: str, data: Prepared, splits: dict[str, Split],
     if distiller.needs_teacher_head:
         from .teacher import Teacher
         distiller.attach_teacher_head(*Teacher.load(teacher_info["path"]).head())
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     trainer = Trainer(distiller, {**train_cfg, "epochs": epochs or train_cfg["epochs"]}, device, out / STATE_FILE,
                       desc=f"{kind} {data.name} {m['arch']}" + (f" {method_cls.name} e={cfg['prefix']['earliness']}"
                                                                 if kind == "student" else ""))
     if resume and (out / STATE_FILE).exists():
-        trainer.load_state(out / STATE_FILE)
+        trainer.load_state(out / STATE_FILE)   # refuses a state of other settings before config.yaml changes
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     started = time.perf_counter()
     fit = trainer.fit(splits["train"], splits["val"])
     student = distiller.student.cpu().eval()

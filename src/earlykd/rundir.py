@@ -39,6 +39,9 @@ def versions() -> dict:
 
 
 def resolve_device(name: str) -> torch.device:
+    text = str(name)
+    check(text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()),
+          f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if str(name).startswith("cuda"):
@@ -101,5 +104,28 @@ def read_run(path: str | Path) -> tuple[dict, dict]:
         record = json.loads((path / RUN_FILE).read_text())
         cfg = yaml.safe_load((path / "config.yaml").read_text())
     except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise EarlykdError(f"{path}: unreadable run record ({exc})") from None
+        raise EarlykdError(f"{path}: unreadable run record ({' '.join(str(exc).split())[:160]})") from None
+    check(isinstance(record, dict) and isinstance(record.get("kind"), str),
+          f"{path / RUN_FILE}: not an earlykd run record (no 'kind')")
+    missing = [k for k in ("data", "prefix", "model", "method", "train") if not isinstance((cfg or {}).get(k), dict)] \
+        if isinstance(cfg, dict) else ["all"]
+    check(not missing, f"{path / 'config.yaml'}: not an earlykd run configuration (missing: {', '.join(missing)})")
     return locate(cfg, path), record
+
+
+# files a run directory holds; an output the user names must not replace them
+RUN_OWN_FILES = frozenset({"config.yaml", RUN_FILE, METRICS_FILE, MODEL_FILE, STATE_FILE, "decide.json", "model_card.md",
+                           "cv.json", "oof_logits.safetensors"})
+
+
+def check_output(path: str | Path) -> Path:
+    """An output file the user named (predict --output, export --out): its folder exists, and it is not a folder,
+    a device or pipe, nor a file of a run directory (which writing it would break)."""
+    path = Path(path)
+    target = path.resolve() if path.is_symlink() else path
+    check(target.parent.is_dir(), f"cannot write {path}: folder {target.parent} does not exist")
+    check(not target.exists() or target.is_file(), f"cannot write {path}: it exists and is not a regular file")
+    in_run = (target.parent / RUN_FILE).is_file() or (target.parent / "config.yaml").is_file()
+    own = target.name in RUN_OWN_FILES or target.name.startswith("teacher_outputs-")
+    check(not (in_run and own), f"cannot write {path}: it is a file of the run directory {target.parent}")
+    return target

@@ -7,6 +7,9 @@ thread pool as large as the machine stalls badly as soon as another process hold
 from __future__ import annotations
 
 import os
+from numbers import Integral
+
+from .errors import check
 
 MAX_DEFAULT = 4
 
@@ -26,7 +29,9 @@ def default_threads() -> int:
 def apply(threads: int | None) -> int:
     """Set torch's intra-op threads (None: the default); returns the number set."""
     import torch
-    n = int(threads) if threads else default_threads()
+    check(threads is None or (isinstance(threads, Integral) and not isinstance(threads, bool) and threads >= 1),
+          f"threads must be a positive integer (leave it unset for the default), got {threads!r}")
+    n = default_threads() if threads is None else int(threads)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n

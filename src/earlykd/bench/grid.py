@@ -91,6 +91,32 @@ def _seed(value) -> int:
     return s
 
 
+def check_method_options(suite: Suite) -> None:
+    """The suite's `options` and `grids` against the methods' own options: one line naming the suite file.
+    A grid option must be an option of at least one of the suite's own methods (it applies to those that have it)."""
+    from ..distill import METHODS, method_class
+    where = suite.source or f"suite {suite.name}"
+    try:
+        own = list(suite.methods or sorted(METHODS))
+        for m, options in suite.options.items():
+            check(options is None or isinstance(options, dict), f"options: {m}: must be a mapping, got {options!r}")
+            method_class(m).resolve_options(options or {})
+        for key, values in suite.grids.items():
+            owners = [m for m in own if key in method_class(m).defaults]
+            if not owners:
+                known = sorted({k for m in own for k in method_class(m).defaults})
+                methods = " or ".join(own) if suite.methods else "any method"
+                raise EarlykdError(f"grid option '{key}' is not an option of {methods} "
+                                   f"({did_you_mean(str(key), known, 'known: ' + ', '.join(known))})")
+            check(isinstance(values, (list, tuple)) and len(values) > 0,
+                  f"grid option '{key}' needs a non-empty list of values, got {values!r}")
+            for m in owners:
+                for value in values:
+                    method_class(m).resolve_options({key: value})
+    except EarlykdError as exc:
+        raise EarlykdError(f"{where}: {exc}") from None
+
+
 def _config(suite: Suite, role: dict, overrides: dict, sets) -> dict:
     base = merge(resolve(base=suite.common), role)
     return resolve(overrides={**overrides, "train.progress": False}, sets=list(sets), base=base)
@@ -112,6 +138,7 @@ def expand(suite: Suite, datasets=None, methods=None, earliness=None, seeds=None
         methods = sorted(METHODS)
     methods = _unique(methods or suite.methods or sorted(METHODS))
     classes = {m: method_class(m) for m in methods}
+    check_method_options(suite)
     earliness = _unique(_earliness(e) for e in (earliness or suite.earliness))
     seeds = _unique(_seed(s) for s in (seeds if seeds is not None and len(seeds) else suite.seeds))
     teachers, students = [], []

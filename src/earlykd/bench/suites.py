@@ -2,8 +2,8 @@
 
 Settings are nested config overrides (the keys of earlykd.config.DEFAULTS): `common` applies to
 teachers and students, `teacher` and `student` on top. `options` fixes method options per method;
-`grids` lists option values tried for every method that has the option; of those runs the one
-with the lowest validation loss is kept (never the test split). Epochs are placeholders to be
+`grids` lists option values tried for every method that has the option (each option must be one of the
+suite's methods'); of those runs the one with the lowest validation loss is kept (never the test split). Epochs are placeholders to be
 tuned by measurement.
 """
 from __future__ import annotations
@@ -54,6 +54,7 @@ class Suite:
     student: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)  # method -> {option: value}
     grids: dict = field(default_factory=dict)    # option -> [values], chosen by validation loss
+    source: str = ""                             # the suite file it was read from ('' for the built-in ones)
 
 
 SUITES = {s.name: s for s in (
@@ -126,7 +127,7 @@ def load_suite(path: str | Path) -> Suite:
     from ..config import load_yaml
     where = str(path)
     data = load_yaml(path)
-    known = [f.name for f in fields(Suite)]
+    known = [f.name for f in fields(Suite) if f.name != "source"]
     for key in data:
         if key not in known:
             raise EarlykdError(f"{where}: unknown suite key '{key}' ({did_you_mean(key, known)})")
@@ -138,7 +139,7 @@ def load_suite(path: str | Path) -> Suite:
                  datasets, _tuple(data.get("methods"), where, "methods"),
                  _tuple(data.get("earliness", (0.2, 0.4, 0.6, 0.8)), where, "earliness"),
                  _tuple(data.get("seeds", (0,)), where, "seeds"),
-                 **{k: data.get(k, {}) for k in ("common", "teacher", "student", "options", "grids")})
+                 **{k: data.get(k, {}) for k in ("common", "teacher", "student", "options", "grids")}, source=where)
 
 
 def get_suite(name: str) -> Suite:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import Callable
 from functools import lru_cache
@@ -65,16 +67,38 @@ def _as_series_list(X) -> list[np.ndarray]:
     return [np.atleast_2d(np.asarray(x, dtype=np.float64)) for x in X]
 
 
-def _load_archive_split(folder: Path, name: str, split: str):
+def check_real(dtype: np.dtype, what: str) -> None:
+    """Series must be real numbers: complex, bool, text and object arrays are refused in one line."""
+    check(dtype.kind != "c", f"{what} is complex (dtype {dtype}); pass real values")
+    check(dtype.kind in "iuf", f"{what} is not numeric (dtype {dtype})")
+
+
+def _archive_series(X, y, path: Path) -> tuple[list[np.ndarray], np.ndarray]:
+    """What aeon parsed from `path` as series and labels; a file that yields no series or a non-numeric
+    value is named with its row."""
+    check(len(X) > 0 and (not isinstance(X, np.ndarray) or X.ndim in (2, 3)),
+          f"{path}: no series found (not a valid {path.suffix} file?)")
+    check(len(y) == len(X), f"{path}: {len(X)} series but {len(y)} labels")
+    for r, x in enumerate(X):
+        try:
+            np.asarray(x, dtype=np.float64)
+        except (TypeError, ValueError):
+            bad = next((v for v in np.ravel(np.asarray(x, dtype=object)) if _not_number(str(v))), x)
+            raise EarlykdError(f"{path}: row {r + 1}: non-numeric value '{str(bad)[:20]}'") from None
+    return _as_series_list(X), np.asarray(y).astype(str)
+
+
+def _load_archive_split(folder: Path, name: str, split: str) -> tuple[list[np.ndarray], np.ndarray]:
     from aeon.datasets import load_from_arff_file, load_from_ts_file, load_from_tsv_file
     loaders = {".ts": load_from_ts_file, ".tsv": load_from_tsv_file, ".arff": load_from_arff_file}
     for suffix in SUFFIXES:
         path = folder / f"{name}_{split}{suffix}"
         if path.is_file():
             try:
-                return loaders[suffix](str(path))
+                X, y = loaders[suffix](str(path))
             except Exception as exc:  # aeon raises many types for malformed files
                 raise EarlykdError(f"{path}: cannot parse: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+            return _archive_series(X, y, path)
     raise EarlykdError(f"{folder}: no {name}_{split}.ts, .tsv or .arff file")
 
 
@@ -93,8 +117,7 @@ def _load_archive(name: str, root: str) -> RawData:
     check(folder.is_dir(), f"dataset '{name}' not found in archive {root} (expected folder {folder})")
     X, y = _load_archive_split(folder, name, "TRAIN")
     Xt, yt = _load_archive_split(folder, name, "TEST")
-    return RawData(name, _as_series_list(X), np.asarray(y).astype(str), _as_series_list(Xt),
-                   np.asarray(yt).astype(str), f"archive:{folder}", (f"{folder} {name}_TRAIN", f"{folder} {name}_TEST"))
+    return RawData(name, X, y, Xt, yt, f"archive:{folder}", (f"{folder} {name}_TRAIN", f"{folder} {name}_TEST"))
 
 
 def _utf8_text(path: Path) -> str:
@@ -123,6 +146,8 @@ def _read_csv(path: Path, label_column, info: dict | None = None) -> tuple[list[
     check(len(frame) > 0, f"{path}: file is empty")
     header = None
     first = [c.strip() for c in frame.iloc[0].tolist()]
+    check(not isinstance(label_column, int) or label_column >= 0,
+          f"{path}: label column {label_column} is negative; give its index from 0 (the first column) or its header name")
     if label_column is not None and not isinstance(label_column, int):
         header = first
         check(str(label_column) in header, f"{path}: no column named '{label_column}' in the header")
@@ -168,6 +193,37 @@ def _not_number(text: str) -> bool:
         return True
 
 
+def _check_labels(labels: np.ndarray, path: Path, field: str) -> None:
+    empty = np.flatnonzero(np.char.strip(labels) == "")
+    if len(empty):
+        raise EarlykdError(f"{path}: row {empty[0] + 1}, {field}: empty label")
+
+
+def _read_numpy(path: Path, suffix: str, need_labels: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """(X, y or None) of a .npy or .npz file; a damaged file or one that is no numeric NumPy data is named
+    in one line (it is never unpickled)."""
+    field = "array" if suffix == ".npy" else "field 'X'"
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if suffix == ".npy":
+            check(isinstance(loaded, np.ndarray), f"{path}: is a .npz archive, not a .npy array; rename it to .npz")
+            return loaded, None
+        check(not isinstance(loaded, np.ndarray), f"{path}: is a .npy array, not a .npz archive; rename it to .npy")
+        check("X" in loaded.files, f"{path}: .npz needs an array 'X' (found {', '.join(loaded.files) or 'none'})")
+        X = loaded["X"]
+        field = "field 'y'"
+        return X, (loaded["y"] if need_labels and "y" in loaded.files else None)
+    except zipfile.BadZipFile:
+        raise EarlykdError(f"{path}: not a valid .npz (zip) file; is it truncated or damaged?") from None
+    except (ValueError, OSError, EOFError, zlib.error) as exc:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "Object arrays" in text:
+            raise EarlykdError(f"{path}: {field} is not numeric (dtype object)") from None
+        if "pickle" in text:
+            raise EarlykdError(f"{path}: not a numeric NumPy array (no .npy header; write it with numpy.save)") from None
+        raise EarlykdError(f"{path}: cannot read NumPy file ({text})") from None
+
+
 def read_array_file(path: str | Path, label_column=0, need_labels: bool = True, info: dict | None = None):
     """Series (and labels) from .npy, .npz (keys X, y) or .csv. Without `need_labels`, a CSV still
     drops its label column (None: the file has none), as in training."""
@@ -177,26 +233,23 @@ def read_array_file(path: str | Path, label_column=0, need_labels: bool = True, 
     check(path.stat().st_size > 0, f"{path}: file is empty")
     suffix = path.suffix.lower()
     if suffix == ".csv":
+        info = {} if info is None else info
         series, labels = _read_csv(path, label_column, info)
         check(labels is not None or not need_labels, f"{path}: no labels (a CSV for this needs a label column)")
+        if need_labels:
+            _check_labels(labels, path, f"column {info['label_column'] + 1}")
         return series, labels
     check(suffix in (".npy", ".npz"), f"{path}: unsupported file type '{suffix}' (use .npy, .npz or .csv)")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise EarlykdError(f"{path}: cannot read NumPy file ({str(exc).splitlines()[0]})") from None
-    if suffix == ".npz":
-        check("X" in loaded.files, f"{path}: .npz needs an array 'X' (found {', '.join(loaded.files) or 'none'})")
-        X, labels = loaded["X"], (loaded["y"] if "y" in loaded.files else None)
-    else:
-        X, labels = loaded, None
+    X, labels = _read_numpy(path, suffix, need_labels)
     check(X.size > 0, f"{path}: array is empty")
-    check(np.issubdtype(X.dtype, np.number), f"{path}: field 'X' is not numeric (dtype {X.dtype})")
+    check_real(X.dtype, f"{path}: " + ("array" if suffix == ".npy" else "field 'X'"))
     check(X.ndim in (2, 3), f"{path}: 'X' must be (cases, length) or (cases, channels, length), got shape {X.shape}")
     if need_labels:
         check(labels is not None, f"{path}: no labels (store an array 'y' in a .npz, or use a CSV with a label column)")
+        check(labels.ndim == 1, f"{path}: field 'y' must hold one label per series, got shape {labels.shape}")
         check(len(labels) == len(X), f"{path}: {len(X)} series but {len(labels)} labels")
         labels = np.asarray(labels).astype(str)
+        _check_labels(labels, path, "field 'y'")
     return _as_series_list(X), labels
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,6 +15,7 @@ from ..prefix import raw_view, student_view
 from .load import RawData
 
 SPLITS = ("train", "val", "test")
+NO_VAL = "set the validation fraction to 0 (--val-fraction 0, or val_fraction=0 in Python)"
 
 
 @dataclass
@@ -103,10 +105,10 @@ def _split(y: np.ndarray, fraction: float, seed: int, n_classes: int, where: str
     counts = np.bincount(y, minlength=n_classes)
     if counts.min() < 2:
         raise EarlykdError(f"{where}: a class has a single training sample: "
-                           "a stratified validation split is impossible; use --val-fraction 0")
+                           f"a stratified validation split is impossible; {NO_VAL}")
     n_val = max(n_classes, math.ceil(fraction * len(y)))
     check(len(y) - n_val >= n_classes,
-          f"{where}: {len(y)} training cases are too few for a {fraction:.0%} stratified validation split; use --val-fraction 0")
+          f"{where}: {len(y)} training cases are too few for a {fraction:.0%} stratified validation split; {NO_VAL}")
     fit, val = train_test_split(index, test_size=n_val, stratify=y, random_state=seed)
     return np.sort(fit), np.sort(val)
 
@@ -121,11 +123,13 @@ def training_statistics(series: list[np.ndarray], reference_length: int, length:
 
 
 def prepare(raw: RawData, length: int = 100, val_fraction: float = 0.2, split_seed: int = 0) -> Prepared:
+    check(isinstance(val_fraction, numbers.Real) and not isinstance(val_fraction, bool) and 0 <= val_fraction < 1,
+          f"val_fraction {val_fraction!r} must be in [0, 1)")
     where_train, where_test = raw.where
     X = _clean_all(raw.X_train, where_train)
     Xt = _clean_all(raw.X_test, where_test)
     check(X[0].shape[0] == Xt[0].shape[0],
-          f"{raw.name}: train has {X[0].shape[0]} channels but test has {Xt[0].shape[0]}")
+          f"{where_test}: train has {X[0].shape[0]} channels but test has {Xt[0].shape[0]}")
     classes = sorted(set(raw.y_train.tolist()))
     check(len(classes) >= 2, f"{where_train}: training labels hold a single class ('{classes[0]}'); need at least 2")
     unseen = sorted(set(raw.y_test.tolist()) - set(classes))

@@ -106,7 +106,7 @@ class Distiller(nn.Module):
             default = cls.defaults[key]
             if isinstance(default, (int, float)) and not isinstance(default, bool):
                 if not isinstance(value, (int, float)) or isinstance(value, bool):
-                    raise EarlykdError(f"method option '{key}' must be a number, got {value!r}")
+                    raise EarlykdError(f"option '{key}' of method '{cls.name}' must be a number, got {value!r}")
             out[key] = value
         return out
 

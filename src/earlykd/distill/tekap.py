@@ -13,10 +13,13 @@ at full weight; the official code pairs them with a feature-distillation method,
 (feature_weight > 0) and the default is the logit-level TeKAP on KD. copies 5 is this project's choice
 (the official default is not known here).
 """
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import check
 from .base import Distiller, register
 from .kd import soft_kl
 
@@ -43,13 +46,21 @@ class TeKAP(Distiller):
     description = "teacher knowledge augmentation: KD to the teacher and to noise-perturbed teacher views"
     defaults = {"weight": 1.0, "temperature": 2.0, "copies": 5, "view_weight": 0.8, "feature_weight": 0.0}
 
+    @classmethod
+    def resolve_options(cls, options: dict) -> dict:
+        o = super().resolve_options(options)
+        check(0 < o["temperature"] < math.inf, f"tekap option 'temperature' must be > 0, got {o['temperature']!r}")
+        check(float(o["copies"]).is_integer() and o["copies"] >= 1,
+              f"tekap option 'copies' must be a positive integer, got {o['copies']!r}")
+        return o
+
     def __init__(self, student, teacher, options=None, warmup=0):
         super().__init__(student, teacher, options, warmup)
         self.adapter = nn.Linear(student.feature_dim, teacher.feature_dim) if self.options["feature_weight"] else None
 
     def distill_losses(self, out, batch, epoch):
         o, t = self.options, batch.teacher
-        copies = max(0, int(o["copies"]))
+        copies = int(o["copies"])
         kd = tekap_kd(out.logits, t.logits, perturb(t.logits, copies), o["temperature"], o["view_weight"])
         losses = {"tekap_kd": o["weight"] * kd}
         if self.adapter is not None:

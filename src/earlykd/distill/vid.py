@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import EarlykdError
+from ..errors import check
 from .base import Distiller, register
 
 EPS = 1e-5
@@ -29,11 +29,15 @@ class VID(Distiller):
     description = "variational information distillation: Gaussian NLL of teacher feature, learned variance"
     defaults = {"weight": 1.0, "init_variance": 5.0}
 
+    @classmethod
+    def resolve_options(cls, options: dict) -> dict:
+        o = super().resolve_options(options)
+        check(o["init_variance"] > EPS, f"vid option 'init_variance' must be > {EPS}, got {o['init_variance']!r}")
+        return o
+
     def __init__(self, student, teacher, options=None, warmup=0):
         super().__init__(student, teacher, options, warmup)
         init = self.options["init_variance"]
-        if init <= EPS:
-            raise EarlykdError(f"vid option 'init_variance' must be > {EPS}, got {init!r}")
         width = teacher.feature_dim
         self.regressor = nn.Sequential(nn.Linear(student.feature_dim, width), nn.ReLU(), nn.Linear(width, width))
         raw = math.log(math.expm1(init - EPS))   # inverse softplus

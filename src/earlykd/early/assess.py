@@ -8,7 +8,6 @@ student's provisional answer at the last checkpoint it reached, marked undecided
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +19,12 @@ from ..teacher import Teacher
 from ..train.checkpoint import write_json
 from .anytime import LevelSplit
 from .decider import Decider, _softmax
-from .run import DECIDE_FILE, load_decider, scores_on_test
+from .run import load_decider, read_decide, scores_on_test
 
 
 def stored_policies(run_dir: str | Path) -> dict[str, Policy]:
     """The run's calibrated policies, its default first."""
-    stored = json.loads((Path(run_dir) / DECIDE_FILE).read_text())
+    stored = read_decide(Path(run_dir))
     names = [stored["default"]] + [n for n in stored["policies"] if n != stored["default"]]
     return {n: build_policy(stored["policies"][n]) for n in names}
 

@@ -70,7 +70,11 @@ class Decider:
         check(len(series) == len(state["stop"]),
               f"{len(series)} series given but {len(state['stop'])} are awaiting a decision "
               "(pass the undecided series, in order, or reset the state)")
-        reached = self.reached(min(s.shape[-1] for s in series)) if series else 0
+        shortest = min(s.shape[-1] for s in series) if series else 0
+        seen = int(self.samples[state["next"] - 1]) if state["next"] else 0
+        check(not series or shortest >= seen, f"a series of {shortest} samples is shorter than the {seen} already "
+                                              "decided on: pass each series as far as it has arrived, or start anew")
+        reached = self.reached(shortest)
         last = len(self.levels) - 1
         for c in range(state["next"], reached):
             open_ = np.flatnonzero(state["stop"] < 0)

@@ -82,9 +82,28 @@ class EarlyClassifier(BaseEarlyClassifier):
         self._class_dictionary = {c: i for i, c in enumerate(self.classes_)}
 
     # -- fit ----------------------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        """One clear line for a bad setting, before any work (the CLI checks the same settings in its config)."""
+        def whole(name, low, none_ok=False):
+            v = getattr(self, name)
+            ok = (none_ok and v is None) or (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= low)
+            check(ok, f"{name} must be an integer >= {low}{' or None' if none_ok else ''}, got {v!r}")
+        for name, low in (("epochs", 1), ("batch_size", 2), ("length", 2), ("random_state", 0)):
+            whole(name, low)
+        for name in ("teacher_epochs", "layers", "hidden", "threads"):
+            whole(name, 1, none_ok=True)
+        v = self.val_fraction
+        check(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1,
+              f"val_fraction must be in [0, 1), got {v!r}")
+
     def _fit(self, X: np.ndarray, y: np.ndarray):
+        from ..rundir import resolve_device
+        try:
+            self._check_params()
+            device = resolve_device(self.device)
+        except EarlykdError as exc:
+            raise EarlyInputError(str(exc)) from None
         cpu_threads.apply(self.threads)
-        device = torch.device(self.device)
         codes = np.array([self._class_dictionary[c] for c in y])
         names = np.array([f"{c:06d}" for c in codes])  # sorts like the class indices
         try:
@@ -141,6 +160,12 @@ class EarlyClassifier(BaseEarlyClassifier):
     def _run(self, X: np.ndarray, state: dict | None) -> tuple[np.ndarray, np.ndarray]:
         if X.shape[1] != len(self.decider_.mean):
             raise EarlyInputError(f"X has {X.shape[1]} channel(s), the model expects {len(self.decider_.mean)}")
+        X = np.asarray(X, dtype=np.float64)
+        if np.isinf(X).any():
+            raise EarlyInputError(f"X: case {int(np.isinf(X).any(axis=(1, 2)).argmax())} holds an infinite value")
+        empty = np.isnan(X).all(axis=(1, 2))
+        if empty.any():
+            raise EarlyInputError(f"X: case {int(empty.argmax())} is all NaN")
         state = self.decider_.start(len(X)) if state is None else _from_record(state)
         try:
             self.decider_.advance(state, list(np.asarray(X, dtype=np.float64)))
@@ -169,6 +194,9 @@ class EarlyClassifier(BaseEarlyClassifier):
 
     def _score(self, X, y) -> tuple[float, float, float]:
         """(HM, accuracy, earliness) of the decisions on X, fed as whole series."""
+        unknown = sorted({str(c) for c in np.asarray(y)} - {str(c) for c in self.classes_})
+        if unknown:
+            raise EarlyInputError(f"y holds labels the classifier was not fitted on: {', '.join(unknown[:5])}")
         labels, decided = self._predict(X)
         if not decided.all():
             raise EarlyInputError("score needs whole series: some cases did not reach the last checkpoint")

@@ -18,7 +18,7 @@ from .. import __version__, runs, threads
 from ..config import DEFAULTS, config_hash
 from ..decide import Policy, build_policy, policy_class
 from ..distill.base import method_class
-from ..errors import EarlykdError, check
+from ..errors import EarlykdError, check, did_you_mean
 from ..evaluate import classification_metrics
 from ..models import build_model
 from ..teacher import Teacher
@@ -72,7 +72,11 @@ def train_early(cfg: dict, levels=None, policies: list[str] = ("threshold",), re
     threads.apply(cfg["train"].get("threads"))
     train_cfg = student_train_cfg(cfg["train"], method_cls.two_stage)
     cfg = {**cfg, "train": train_cfg, "out": str(out), "teacher": str(teacher.path)}
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    # a resumed run keeps its config.yaml until its saved state has been accepted (training refuses other settings)
+    saved = [out / runs.STATE_FILE] + [fold_file(out / runs.STATE_FILE, k) for k in range(int(early.get("crossfit") or 0))]
+    resuming = resume and any(path.exists() for path in saved)
+    if not resuming:
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     outputs = teacher.outputs(teacher_data, device)
     started = time.perf_counter()
     aria = None
@@ -95,6 +99,8 @@ def train_early(cfg: dict, levels=None, policies: list[str] = ("threshold",), re
     else:
         fitted = train_anytime(*args, out / runs.STATE_FILE, resume, desc=desc, aria=aria, level_norm=level_norm)
         distiller, fit, val = fitted[:3]
+    if resuming:
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     student = distiller.student.cpu().eval()
     meta = {"kind": "anytime", "classes": data.classes, "length": data.length, "reference_length": data.reference_length,
             "equal_length": data.equal_length, "prefix": prefix, "data_fingerprint": data.fingerprint()}
@@ -174,19 +180,29 @@ def scores_on_test(logits: np.ndarray, y: np.ndarray, teacher_logits: torch.Tens
     return {"test": mean, "test_levels": per_level, "test_policies": decided}
 
 
+def read_decide(run_dir: Path) -> dict:
+    """The run's decide.json: {"default": name, "policies": {name: stored policy}}, or one line saying what is wrong."""
+    path = Path(run_dir) / DECIDE_FILE
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise EarlykdError(f"{run_dir}: no readable {DECIDE_FILE} ({' '.join(str(exc).split())[:120]})") from None
+    ok = (isinstance(stored, dict) and isinstance(stored.get("policies"), dict) and stored["policies"]
+          and stored.get("default") in stored["policies"]
+          and all(isinstance(p, dict) and "name" in p for p in stored["policies"].values()))
+    check(ok, f"{path}: not a stored set of policies (expected default and policies)")
+    return stored
+
 def load_decider(run_dir: str | Path, policy: str | None = None) -> Decider:
     """The anytime student of a run directory with its calibrated policy (default: the run's own)."""
     run_dir = Path(run_dir)
     model, meta, tensors = load_model(run_dir / runs.MODEL_FILE)
     check(meta.get("kind") == "anytime", f"{run_dir}: is a {meta.get('kind')} run, not an anytime student "
                                          "(train one with `earlykd early`)")
-    try:
-        stored = json.loads((run_dir / DECIDE_FILE).read_text())
-    except (OSError, ValueError) as exc:
-        raise EarlykdError(f"{run_dir}: no readable {DECIDE_FILE} ({exc})") from None
+    stored = read_decide(run_dir)
     name = policy or stored["default"]
     check(name in stored["policies"], f"{run_dir}: policy '{name}' was not calibrated for this run "
-                                      f"(calibrated: {', '.join(stored['policies'])})")
+                                      f"({did_you_mean(name, stored['policies'], 'calibrated: ' + ', '.join(stored['policies']))})")
     prefix = meta["prefix"]
     return Decider(model, build_policy(stored["policies"][name]), prefix["earliness"], prefix["mode"],
                    prefix["channels"], meta["reference_length"], meta["length"], tensors["data.mean"],

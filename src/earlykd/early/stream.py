@@ -130,22 +130,32 @@ class Stream:
 
 
 def read_lines(source, follow: bool = False, idle_timeout: float = 10.0):
-    """(line number, text) from an open text file; with `follow`, wait for more until nothing
-    new has arrived for `idle_timeout` seconds (a partial last line waits for its newline)."""
-    lineno, pending, last = 0, "", time.monotonic()
+    """(line number, text) from an open text or binary file (bytes are decoded as UTF-8 a whole line at a time,
+    so an error names its line); with `follow`, wait for more until nothing new has arrived for
+    `idle_timeout` seconds (a partial last line waits for its newline)."""
+    lineno, pending, last = 0, None, time.monotonic()
+
+    def text(line):
+        if isinstance(line, str):
+            return line
+        try:
+            return line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise EarlykdError(f"line {lineno + 1}: not UTF-8 text") from None
     while True:
         chunk = source.readline()
         if chunk:
-            pending += chunk
+            pending = chunk if pending is None else pending + chunk
             last = time.monotonic()
-            if not pending.endswith("\n") and follow:
+            if not pending.endswith(b"\n" if isinstance(pending, bytes) else "\n") and follow:
                 continue
+            line = text(pending)
             lineno += 1
-            yield lineno, pending
-            pending = ""
+            yield lineno, line
+            pending = None
         elif not follow or time.monotonic() - last >= idle_timeout:
             if pending:
-                yield lineno + 1, pending
+                yield lineno + 1, text(pending)
             return
         else:
             time.sleep(POLL_SECONDS)

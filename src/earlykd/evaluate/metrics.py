@@ -50,6 +50,10 @@ def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15)
 
 def classification_metrics(probs: np.ndarray, y: np.ndarray, teacher_probs: np.ndarray | None = None) -> dict:
     probs = np.asarray(probs, dtype=np.float64)
+    if not np.isfinite(probs).all():
+        from ..errors import EarlykdError
+        raise EarlykdError("the model's probabilities are not finite (NaN): its training diverged; check the "
+                           "method's options (e.g. a temperature of 0) and the learning rate")
     probs = probs / probs.sum(1, keepdims=True)  # float32 softmax rows, renormalised in float64
     y = np.asarray(y)
     k = probs.shape[1]

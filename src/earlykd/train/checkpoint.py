@@ -17,14 +17,24 @@ FORMAT = "earlykd-checkpoint/1"
 
 
 def atomic_write(path: Path, writer) -> None:
-    """Write through a temporary file in the same folder, then rename over `path`."""
+    """Write through a temporary file in the same folder, then rename over `path`. A symbolic link is written
+    through (its target is replaced); a folder, device or pipe at `path` is refused, never replaced."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    if path.is_symlink():
+        path = path.resolve()
+    if path.exists() and not path.is_file():
+        raise EarlykdError(f"cannot write {path}: it exists and is not a regular file")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise EarlykdError(f"cannot write {path} ({exc.strerror})") from None
     os.close(fd)
     try:
         writer(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give result files the mode of any other file
         os.replace(tmp, path)
+    except OSError as exc:
+        raise EarlykdError(f"cannot write {path} ({exc.strerror})") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -76,7 +86,13 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise EarlykdError(f"{path}: corrupt or not a safetensors checkpoint ({str(exc).splitlines()[0][:80]})") from None
     if header.get("format") != FORMAT:
         raise EarlykdError(f"{path}: not an earlykd checkpoint (format {header.get('format')!r})")
-    return tensors, json.loads(header["meta"])
+    try:
+        meta = json.loads(header["meta"])
+    except (KeyError, ValueError):
+        raise EarlykdError(f"{path}: checkpoint metadata missing or unreadable") from None
+    if not isinstance(meta, dict):
+        raise EarlykdError(f"{path}: checkpoint metadata is not a mapping")
+    return tensors, meta
 
 
 def save_model(path: Path, model: Classifier, meta: dict, extra: dict[str, torch.Tensor] | None = None) -> None:
@@ -86,24 +102,37 @@ def save_model(path: Path, model: Classifier, meta: dict, extra: dict[str, torch
 
 
 def model_from_tensors(tensors: dict, spec: dict, where: str, expect_arch: str | None = None) -> Classifier:
+    lacking = [k for k in ("arch", "in_channels", "n_classes", "layers", "hidden") if k not in spec]
+    if lacking:
+        raise EarlykdError(f"{where}: the model description lacks {', '.join(lacking)}")
     if expect_arch is not None and spec["arch"] != expect_arch:
         raise EarlykdError(f"{where}: checkpoint holds a '{spec['arch']}' model, expected '{expect_arch}'")
     model = build_model(spec["arch"], spec["in_channels"], spec["n_classes"], spec["layers"], spec["hidden"])
     if spec.get("norm_levels"):
         use_level_norm(model, int(spec["norm_levels"]))
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise EarlykdError(f"{where}: weights do not fit a '{spec['arch']}' model ({first[:120]})") from None
+    want = model.state_dict()
+    missing, unexpected = sorted(set(want) - set(state)), sorted(set(state) - set(want))
+    wrong = [k for k in want if k in state and state[k].shape != want[k].shape]
+    problem = (f"missing tensor model.{missing[0]}" if missing else f"unexpected tensor model.{unexpected[0]}"
+               if unexpected else f"tensor model.{wrong[0]} has shape {tuple(state[wrong[0]].shape)}, expected "
+               f"{tuple(want[wrong[0]].shape)}" if wrong else None)
+    if problem:
+        raise EarlykdError(f"{where}: weights do not fit a '{spec['arch']}' model ({problem})")
+    model.load_state_dict(state, strict=True)
+    if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+        raise EarlykdError(f"{where}: the weights hold NaN or infinite values")
     return model
 
 
 def load_model(path: Path, expect_arch: str | None = None) -> tuple[Classifier, dict, dict]:
     """-> (model in eval mode, metadata, all tensors)."""
     tensors, meta = load_tensors(path)
-    if "model" not in meta:
+    if not isinstance(meta.get("model"), dict):
         raise EarlykdError(f"{path}: checkpoint has no model description")
     model = model_from_tensors(tensors, meta["model"], str(path), expect_arch)
+    mean, std = tensors.get("data.mean"), tensors.get("data.std")
+    if std is not None and (mean is None or mean.shape != std.shape or mean.dim() != 1
+                            or not torch.isfinite(mean).all() or not (std > 0).all()):
+        raise EarlykdError(f"{path}: its training statistics (data.mean, data.std) are damaged")
     return model.eval(), meta, tensors

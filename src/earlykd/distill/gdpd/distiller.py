@@ -77,7 +77,6 @@ class GDPD(Distiller):
     def __init__(self, student, teacher, options=None, warmup=0):
         super().__init__(student, teacher, options, warmup)
         o = self.options
-        self._check(o)
         self.joint = bool(o["joint"])
         if self.joint:
             self.warmup = 0
@@ -98,12 +97,19 @@ class GDPD(Distiller):
         self._sums: dict[str, float] = {}
         self._prior_frozen = False
 
+    @classmethod
+    def resolve_options(cls, options: dict) -> dict:
+        o = super().resolve_options(options)
+        cls._check(o)
+        return o
+
     @staticmethod
     def _check(o: dict) -> None:
         def whole(key, low, high=None):
             v = o[key]
-            if v != int(v) or v < low or (high is not None and v > high):
-                raise EarlykdError(f"gdpd option '{key}' must be an integer in [{low}, {high or 'inf'}], got {v}")
+            if not float(v).is_integer() or v < low or (high is not None and v > high):
+                top = "inf" if high is None else high
+                raise EarlykdError(f"gdpd option '{key}' must be an integer in [{low}, {top}], got {v}")
         whole("timesteps", 1)
         whole("steps", 0)
         whole("start", 0, int(o["timesteps"]) - 1)
@@ -113,6 +119,8 @@ class GDPD(Distiller):
             whole(key, 0, 1)
         if not 0 < o["beta_start"] <= o["beta_end"] < 1:
             raise EarlykdError("gdpd options need 0 < beta_start <= beta_end < 1")
+        if not 0 < o["temperature"] < math.inf:
+            raise EarlykdError(f"gdpd option 'temperature' must be > 0, got {o['temperature']!r}")
         if o["teacher_head"] and not o["use_prior"]:
             raise EarlykdError("gdpd option teacher_head = 1 needs use_prior = 1 (the hint is decoded by the prior's "
                                "autoencoder or standardisation)")

@@ -1,0 +1,198 @@
+"""Bad input around finished runs: output paths that must not be replaced, damaged run directories and
+checkpoints, devices, resumes, streams and the estimator's settings. Each is one line and exit 2 (or an
+EarlykdError), and nothing the user had is overwritten."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import assert_clean_error, run_cli
+from safetensors.torch import load_file, save_file
+
+from earlykd import EarlyClassifier, cli
+from earlykd.early.estimator import EarlyInputError
+from earlykd.errors import EarlykdError
+
+
+@pytest.fixture
+def student_copy(student_dir, tmp_path):
+    """A copy of the shared student run that a test may damage."""
+    return shutil.copytree(student_dir, tmp_path / "student")
+
+
+@pytest.fixture
+def series_file(tmp_path):
+    path = tmp_path / "x.npy"
+    np.save(path, np.random.default_rng(0).standard_normal((4, 24)))
+    return path
+
+
+def _damage_checkpoint(run, change):
+    """Rewrite run/model.safetensors with change(tensors, metadata) applied."""
+    from safetensors import safe_open
+    path = run / "model.safetensors"
+    with safe_open(str(path), framework="pt") as fh:
+        meta = dict(fh.metadata())
+    tensors = load_file(str(path))
+    change(tensors, meta)
+    save_file(tensors, str(path), metadata=meta)
+
+
+# -- outputs the user names ---------------------------------------------------------------------------------------
+def test_predict_output_never_replaces_a_pipe_or_a_runs_file_and_writes_through_a_link(
+        student_copy, series_file, tmp_path, capsys):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    code, _, err = run_cli(capsys, "predict", student_copy, "--input", series_file, "--output", fifo)
+    assert_clean_error(code, err, "not a regular file")
+    assert fifo.is_fifo()
+    before = (student_copy / "model.safetensors").read_bytes()
+    code, _, err = run_cli(capsys, "predict", student_copy, "--input", series_file, "--output",
+                           student_copy / "model.safetensors")
+    assert_clean_error(code, err, "is a file of the run directory")
+    assert (student_copy / "model.safetensors").read_bytes() == before
+    target, link = tmp_path / "target.csv", tmp_path / "link.csv"
+    target.write_text("old")
+    link.symlink_to(target)
+    code, _, err = run_cli(capsys, "predict", student_copy, "--input", series_file, "--output", link)
+    assert code == 0, err
+    assert link.is_symlink() and target.read_text().startswith("row,label")
+
+
+def test_export_refuses_a_sidecar_that_is_its_model_or_a_folder_and_replaces_nothing(student_copy, tmp_path, capsys):
+    pytest.importorskip("onnx")
+    code, _, err = run_cli(capsys, "export", student_copy, "--out", tmp_path / "m.json")
+    assert_clean_error(code, err, "sidecar")
+    code, _, err = run_cli(capsys, "export", student_copy, "--out", student_copy / "model.safetensors")
+    assert_clean_error(code, err, "is a file of the run directory")
+    (tmp_path / "m.onnx").write_text("old model")
+    (tmp_path / "m.json").mkdir()
+    code, _, err = run_cli(capsys, "export", student_copy, "--out", tmp_path / "m.onnx")
+    assert_clean_error(code, err, "not a regular file")
+    assert (tmp_path / "m.onnx").read_text() == "old model"
+
+
+def test_evaluate_with_a_folder_where_metrics_go_is_one_line(student_copy, capsys):
+    (student_copy / "metrics.json").unlink()
+    (student_copy / "metrics.json").mkdir()
+    code, _, err = run_cli(capsys, "evaluate", student_copy)
+    assert_clean_error(code, err, "metrics.json", "not a regular file")
+
+
+# -- run directories and checkpoints ------------------------------------------------------------------------------
+@pytest.mark.parametrize("record", ["[]", "{}"])
+def test_a_damaged_run_record_is_one_line(student_copy, series_file, record, capsys):
+    (student_copy / "run.json").write_text(record)
+    code, _, err = run_cli(capsys, "evaluate", student_copy)
+    assert_clean_error(code, err, "run.json", "not an earlykd run record")
+
+
+@pytest.mark.parametrize("config", ["", "data: 5\n", "a: [\n  b"])
+def test_a_damaged_run_config_is_one_line(student_copy, series_file, config, capsys):
+    (student_copy / "config.yaml").write_text(config)
+    code, _, err = run_cli(capsys, "predict", student_copy, "--input", series_file)
+    assert_clean_error(code, err, str(student_copy))
+
+
+@pytest.mark.parametrize("change, needle", [
+    (lambda t, m: m.pop("meta"), "metadata missing or unreadable"),
+    (lambda t, m: m.update(meta="{bad"), "metadata missing or unreadable"),
+    (lambda t, m: t.update({k: torch.zeros(3, 3) for k in list(t) if k.endswith("head.weight")}),
+     "has shape (3, 3)"),
+    (lambda t, m: t.update({k: v * float("nan") for k, v in t.items() if k.startswith("model.")}), "NaN"),
+    (lambda t, m: t.update({"data.std": torch.zeros_like(t["data.std"])}), "training statistics"),
+])
+def test_a_damaged_checkpoint_is_one_line_naming_what_is_wrong(student_copy, series_file, change, needle, capsys):
+    _damage_checkpoint(student_copy, change)
+    code, _, err = run_cli(capsys, "predict", student_copy, "--input", series_file)
+    assert_clean_error(code, err, "model.safetensors", needle)
+
+
+def test_unknown_devices_are_refused_by_evaluate_and_predict(student_dir, series_file, capsys):
+    code, _, err = run_cli(capsys, "evaluate", student_dir, "--device", "tpu")
+    assert_clean_error(code, err, "device must be auto, cpu, cuda or cuda:N")
+    code, _, err = run_cli(capsys, "predict", student_dir, "--input", series_file, "--device", "tpu")
+    assert_clean_error(code, err, "device must be auto, cpu, cuda or cuda:N")
+
+
+def test_a_refused_resume_leaves_the_interrupted_runs_config_as_it_was(teacher_dir, tmp_path, monkeypatch, capsys):
+    from conftest import interrupt_at
+    out = tmp_path / "x"
+    undo = interrupt_at(monkeypatch, 2)
+    code, _, _ = run_cli(capsys, "distill", "--teacher", teacher_dir, "--method", "kd", "--earliness", "0.5",
+                         "--epochs", "4", "--batch-size", "8", "--no-progress", "--set", "train.checkpoint_every=1",
+                         "--out", out)
+    undo()
+    assert code != 0 and (out / "last.safetensors").is_file()
+    before = (out / "config.yaml").read_text()
+    code, _, err = run_cli(capsys, "distill", "--teacher", teacher_dir, "--method", "base", "--earliness", "0.5",
+                           "--epochs", "7", "--batch-size", "8", "--no-progress", "--set", "train.checkpoint_every=1",
+                           "--resume", "--out", out)
+    assert_clean_error(code, err, "last.safetensors")
+    assert (out / "config.yaml").read_text() == before
+
+
+def test_probabilities_that_are_not_finite_are_one_line():
+    from earlykd.evaluate import classification_metrics
+    with pytest.raises(EarlykdError, match="not finite"):
+        classification_metrics(np.full((3, 2), np.nan), np.array([0, 1, 0]))
+
+
+# -- anytime runs: stored policies and streams ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def anytime_dir(teacher_dir, tmp_path_factory):
+    path = tmp_path_factory.mktemp("bad-anytime") / "a"
+    assert cli.main(["early", "--teacher", str(teacher_dir), "--method", "base", "--policy", "threshold,calibrated",
+                     "--levels", "0.5", "--epochs", "2", "--batch-size", "8", "--no-progress", "--out", str(path)]) == 0
+    return path
+
+
+def test_a_misspelt_policy_gets_close_matches_and_a_damaged_decide_file_one_line(anytime_dir, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "predict", anytime_dir, "--stream", "--policy", "thresold")
+    assert_clean_error(code, err, "did you mean threshold")
+    copy = shutil.copytree(anytime_dir, tmp_path / "a")
+    (copy / "decide.json").write_text("[]")
+    with pytest.raises(EarlykdError, match="not a stored set of policies"):
+        EarlyClassifier.from_run(copy)
+
+
+def test_a_stream_with_a_byte_that_is_not_utf8_names_its_line(anytime_dir, tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_bytes(b"a,1\n\xff\xfe,2\n")
+    for kind in ("file", "stdin"):
+        args = [sys.executable, "-m", "earlykd", "predict", str(anytime_dir), "--stream"]
+        done = subprocess.run(args + (["--input", str(path)] if kind == "file" else []), capture_output=True,
+                              input=None if kind == "file" else path.read_bytes())
+        lines = done.stderr.decode().strip().splitlines()
+        assert done.returncode == 2 and lines == [lines[0]] and "line 2: not UTF-8 text" in lines[0], done.stderr
+
+
+# -- the estimator --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("setting", [{"epochs": 0}, {"epochs": "abc"}, {"batch_size": 0}, {"length": 0},
+                                     {"teacher_epochs": -1}, {"val_fraction": 1.5}, {"device": "tpu"}])
+def test_the_estimators_bad_settings_are_one_line(setting):
+    X, y = np.random.default_rng(0).standard_normal((12, 1, 16)), np.array(["a", "b"] * 6)
+    with pytest.raises(EarlyInputError, match=list(setting)[0] if list(setting)[0] != "device" else "device"):
+        EarlyClassifier(**setting).fit(X, y)
+
+
+def test_the_estimator_refuses_infinite_or_empty_series_shrinking_updates_and_unknown_labels(anytime_dir):
+    est = EarlyClassifier.from_run(anytime_dir)
+    X = np.random.default_rng(0).standard_normal((3, 1, 24))
+    with pytest.raises(EarlyInputError, match="case 1 holds an infinite value"):
+        est.predict(np.where(np.arange(3)[:, None, None] == 1, np.inf, X))
+    with pytest.raises(EarlyInputError, match="case 0 is all NaN"):
+        est.predict(np.where(np.arange(3)[:, None, None] == 0, np.nan, X))
+    decider = est.decider_
+    state = decider.start(1)
+    decider.advance(state, [X[0][..., :13]])   # past the first checkpoint (12 samples)
+    state["stop"][:] = -1                       # still open, whatever the policy said
+    with pytest.raises(EarlykdError, match="a series of 4 samples is shorter than the 12"):
+        decider.advance(state, [X[0][..., :4]])
+    with pytest.raises(EarlyInputError, match="not fitted on: z"):
+        est.score(X, np.array(["z"] * 3))
