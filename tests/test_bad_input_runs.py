@@ -196,3 +196,10 @@ def test_the_estimator_refuses_infinite_or_empty_series_shrinking_updates_and_un
         decider.advance(state, [X[0][..., :4]])
     with pytest.raises(EarlyInputError, match="not fitted on: z"):
         est.score(X, np.array(["z"] * 3))
+
+
+def test_the_api_takes_one_set_string_as_one_override():
+    from earlykd.api import make_config
+    assert make_config(sets="train.epochs=3")["train"]["epochs"] == 3
+    with pytest.raises(EarlykdError, match="--set expects key=value, got 'epochs'"):
+        make_config(sets=["epochs"])

@@ -32,6 +32,7 @@ OPTIONS = {
 def make_config(config: str | list | None = None, sets: list[str] = (), **options) -> dict:
     """Resolve a full config: defaults <- YAML files <- keyword options <- dotted sets."""
     files = [config] if isinstance(config, (str, Path)) else list(config or [])
+    sets = [sets] if isinstance(sets, str) else list(sets)   # one "key=value" string, or a list of them
     unknown = set(options) - set(OPTIONS)
     if unknown:
         from .errors import EarlykdError
