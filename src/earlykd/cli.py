@@ -27,6 +27,15 @@ def _default(dotted: str):
     return value
 
 
+def add_training_args(g) -> None:
+    """--epochs, --batch-size, --lr, --seed, --device and --threads, with their defaults in the help."""
+    g.add_argument("--epochs", type=int, help=f"training epochs (default {_default('train.epochs')})")
+    g.add_argument("--batch-size", type=int, help=f"mini-batch size (default {_default('train.batch_size')})")
+    g.add_argument("--lr", type=float, help=f"Adam learning rate (default {_default('train.lr')})")
+    g.add_argument("--seed", type=int, help=f"seed (default {_default('train.seed')})")
+    g.add_argument("--device", help=DEVICE_HELP)
+    g.add_argument("--threads", type=int, help=THREADS_HELP)
+
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run settings (each also settable in YAML or with --set)")
     g.add_argument("--config", action="append", default=[], metavar="YAML", help="config file(s), applied in order")
@@ -34,12 +43,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--arch", help="lstm, inception, fcn or resnet; a teacher takes a comma list (an ensemble)")
     g.add_argument("--layers", type=int, help="depth (LSTM layers, blocks)")
     g.add_argument("--hidden", type=int, help="width (LSTM units, filters)")
-    g.add_argument("--epochs", type=int, help=f"training epochs (default {_default('train.epochs')})")
-    g.add_argument("--batch-size", type=int, help=f"mini-batch size (default {_default('train.batch_size')})")
-    g.add_argument("--lr", type=float, help=f"Adam learning rate (default {_default('train.lr')})")
-    g.add_argument("--seed", type=int, help=f"seed (default {_default('train.seed')})")
-    g.add_argument("--device", help=DEVICE_HELP)
-    g.add_argument("--threads", type=int, help=THREADS_HELP)
+    add_training_args(g)
     g.add_argument("--out", help="run directory (default runs/<name>)")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     g.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="hide progress bars")

@@ -9,7 +9,7 @@ OPTIONS = ("method", "arch", "layers", "hidden", "epochs", "batch_size", "lr", "
 
 def add_commands(sub, commands: dict) -> None:
     """Add the `early` subparser to `sub` and its handler to `commands`."""
-    from ..cli import DEVICE_HELP, THREADS_HELP, _default
+    from ..cli import add_training_args
     p = sub.add_parser("early", help="train one anytime student on prefixes of many lengths; calibrate when to stop",
                        description="One student for every prefix length, distilled from a teacher run with any "
                        "registered method; stopping policies (see earlykd.decide) are calibrated on validation only.")
@@ -30,12 +30,7 @@ def add_commands(sub, commands: dict) -> None:
     p.add_argument("--arch", help="student architecture (default: the teacher's)")
     p.add_argument("--layers", type=int, help="student depth")
     p.add_argument("--hidden", type=int, help="student width")
-    p.add_argument("--epochs", type=int, help=f"training epochs (default {_default('train.epochs')})")
-    p.add_argument("--batch-size", type=int, help=f"mini-batch size (default {_default('train.batch_size')})")
-    p.add_argument("--lr", type=float, help=f"Adam learning rate (default {_default('train.lr')})")
-    p.add_argument("--seed", type=int, help=f"seed (default {_default('train.seed')})")
-    p.add_argument("--device", help=DEVICE_HELP)
-    p.add_argument("--threads", type=int, help=THREADS_HELP)
+    add_training_args(p)
     p.add_argument("--config", action="append", default=[], metavar="YAML", help="config file(s), applied in order")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted config override")
     p.add_argument("--out", help="run directory (default runs/anytime-<method>-<data>-<arch>-s<seed>)")
