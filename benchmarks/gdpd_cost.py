@@ -12,7 +12,7 @@ summed seconds (as a sweep's totals give it), both in CPU seconds of the trainin
 shared machine) and in wall seconds.
 
 Usage: python benchmarks/gdpd_cost.py [--regimes quick,paper] [--epochs 20] [--repeats 3] [--datasets A,B]
-                                     [--out DIR] [--summarise]
+                                     [--out DIR] [--summarise] [--gdpd-options freeze_prior=1]
 Writes DIR/{results.json,summary.md} (default benchmarks/results/gdpd_cost).
 """
 import argparse
@@ -58,12 +58,12 @@ def cell(dataset: str, earliness: float, mode: str) -> tuple:
     return data, splits
 
 
-def run(method: str, data, splits, student: tuple, epochs: int) -> tuple[float, float]:
+def run(method: str, data, splits, student: tuple, epochs: int, options: dict | None = None) -> tuple[float, float]:
     """(CPU seconds, wall seconds) per epoch of one training run, checkpoints included."""
     arch, layers, hidden = student
     torch.manual_seed(0)
     model = build_model(arch, splits["train"].x.shape[1], data.n_classes, layers, hidden)
-    distiller = build_method(method, model, splits["train"].teacher.dims, {}, epochs // 2)
+    distiller = build_method(method, model, splits["train"].teacher.dims, options or {}, epochs // 2)
     cfg = {**DEFAULTS["train"], "epochs": epochs, "batch_size": 16, "select": "loss", "min_epochs": 0,
            "progress": False}
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,7 +90,10 @@ def main() -> None:
     ap.add_argument("--datasets", default=None, help="comma list: only these of each regime's datasets")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gdpd_cost"))
     ap.add_argument("--summarise", action="store_true", help="only rewrite summary.md from OUT/results.json")
+    ap.add_argument("--gdpd-options", default="", help="k=v,... options of the gdpd and gdpd_kd runs, e.g. "
+                    "freeze_prior=1 (a variant's cost)")
     a = ap.parse_args()
+    gdpd_options = {k: float(v) for k, v in (item.split("=") for item in a.gdpd_options.split(",") if item)}
     if a.summarise:
         write_summary(Path(a.out))
         return
@@ -111,7 +114,8 @@ def main() -> None:
                     order = METHODS[rep % 3:] + METHODS[:rep % 3]
                     row = {"dataset": dataset, "earliness": e, "repeat": rep}
                     for method in order:
-                        cpu, wall = run(method, data, splits, regime["student"], a.epochs)
+                        cpu, wall = run(method, data, splits, regime["student"], a.epochs,
+                                        gdpd_options if method != "kd" else None)
                         row[method] = {"cpu": cpu, "wall": wall}
                     rows.append(row)
                     print(name, dataset, e, rep, {m: round(row[m]["cpu"] / row["kd"]["cpu"], 3) for m in METHODS[1:]},
@@ -122,7 +126,7 @@ def main() -> None:
         print(name, json.dumps(results[name]["ratios"]), flush=True)
     cpu_model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                       if line.startswith("model name")), platform.processor())
-    meta = {"epochs": a.epochs, "warmup": a.epochs // 2, "repeats": a.repeats, "threads": a.threads,
+    meta = {"epochs": a.epochs, "warmup": a.epochs // 2, "gdpd_options": gdpd_options, "repeats": a.repeats, "threads": a.threads,
             "batch_size": 16, "torch": torch.__version__, "python": platform.python_version(),
             "cpu": cpu_model, "cores": os.cpu_count(), "minutes": round((time.time() - started) / 60, 1),
             "load_average_1min": {"min": min(x[0] for x in load), "max": max(x[0] for x in load),
@@ -142,7 +146,8 @@ def write_summary(out: Path) -> None:
              (f"{meta['cpu']}, {meta['cores']} cores, torch {meta['torch']}, {meta['threads']} torch thread(s); "
               f"{meta['epochs']} epochs (warm-up {meta['warmup']}), batch 16, {meta['repeats']} alternating repeats "
               f"per cell; 1-min load average {load['min']:.1f}-{load['max']:.1f} (median {load['median']:.1f}) "
-              f"over {meta['minutes']} min."), "",
+              f"over {meta['minutes']} min."
+              + (f" gdpd and gdpd_kd options: {meta['gdpd_options']}." if meta.get("gdpd_options") else "")), "",
              ("| regime | method | median ratio, CPU s | summed ratio, CPU s | median ratio, wall s "
               "| summed ratio, wall s | range of pair ratios (CPU) |"),
              "|---|---|---|---|---|---|---|"]
