@@ -1,6 +1,7 @@
 """Text the command line prints: tables, the methods list, prediction rows (CSV or JSON)."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 
@@ -67,3 +68,8 @@ def rows_text(rows: list[dict], json_format: bool) -> str:
     for r in rows:
         w.writerow([f"{v:.6f}" if isinstance(v, float) else v for v in r.values()])
     return buf.getvalue()
+
+
+def written(path) -> None:
+    """The line that says a file was written (stderr: results keep stdout)."""
+    print(f"written: {path}", file=sys.stderr)
