@@ -17,12 +17,10 @@ FORMAT = "earlykd-checkpoint/1"
 
 
 def atomic_write(path: Path, writer) -> None:
-    """Write through a temporary file in the same folder, then rename over `path`. A symbolic link is written
-    through (its target is replaced); a folder, device or pipe at `path` is refused, never replaced."""
+    """Write through a temporary file in the same folder, then rename over `path` (a symbolic link there is
+    replaced; `rundir.check_output` resolves the links a user names). A folder, device or pipe is refused."""
     path = Path(path)
-    if path.is_symlink():
-        path = path.resolve()
-    if path.exists() and not path.is_file():
+    if not path.is_symlink() and path.exists() and not path.is_file():
         raise EarlykdError(f"cannot write {path}: it exists and is not a regular file")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
