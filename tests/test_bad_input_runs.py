@@ -203,3 +203,20 @@ def test_the_api_takes_one_set_string_as_one_override():
     assert make_config(sets="train.epochs=3")["train"]["epochs"] == 3
     with pytest.raises(EarlykdError, match="--set expects key=value, got 'epochs'"):
         make_config(sets=["epochs"])
+
+
+def test_a_refused_resume_of_an_anytime_run_leaves_its_config_as_it_was(teacher_dir, tmp_path, monkeypatch, capsys):
+    from conftest import interrupt_at
+    out = tmp_path / "a"
+    base = ["early", "--teacher", teacher_dir, "--levels", "0.5", "--epochs", "4", "--batch-size", "8",
+            "--no-progress", "--set", "train.checkpoint_every=1", "--out", out]
+    undo = interrupt_at(monkeypatch, 2)
+    code, _, _ = run_cli(capsys, *base, "--method", "kd")
+    undo()
+    assert code != 0 and (out / "last.safetensors").is_file()
+    before = (out / "config.yaml").read_text()
+    code, _, err = run_cli(capsys, *base, "--method", "base", "--resume")
+    assert_clean_error(code, err, "last.safetensors")
+    assert (out / "config.yaml").read_text() == before
+    code, _, err = run_cli(capsys, *base, "--method", "kd", "--resume")
+    assert code == 0, err
