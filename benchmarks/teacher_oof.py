@@ -21,7 +21,8 @@ import torch
 def backfill(member: Path) -> str:
     from earlykd import threads
     from earlykd.rundir import load_prepared, read_run
-    from earlykd.teacher import CV_FILE, OOF_FILE, run_cv, save_out_of_fold
+    from earlykd.teacher import CV_FILE, OOF_FILE
+    from earlykd.teacher_training import run_cv, save_out_of_fold
     from earlykd.train import Split
     if (member / OOF_FILE).is_file():
         return f"{member}: already there"

@@ -18,7 +18,8 @@ from .models import build_model
 from .prefix import observed_samples, prefix_steps, student_view
 from .rundir import (METRICS_FILE, MODEL_FILE, RUN_FILE, STATE_FILE, Run, _prepared, default_out,
                      load_prepared, open_run_dir, read_run, resolve_device, unfinished, versions)
-from .teacher import SPLITS, Teacher, load_run_model, teacher_outputs, train_teacher
+from .teacher import SPLITS, Teacher, load_run_model, teacher_outputs
+from .teacher_training import train_teacher
 from .train import Split, predict_logits
 from .train.checkpoint import write_json
 
