@@ -3,6 +3,7 @@ checkpoints, devices, resumes, streams and the estimator's settings. Each is one
 EarlykdError), and nothing the user had is overwritten."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -220,3 +221,43 @@ def test_a_refused_resume_of_an_anytime_run_leaves_its_config_as_it_was(teacher_
     assert (out / "config.yaml").read_text() == before
     code, _, err = run_cli(capsys, *base, "--method", "kd", "--resume")
     assert code == 0, err
+
+
+def test_predict_never_writes_over_its_input(student_dir, series_file, capsys):
+    before = series_file.read_bytes()
+    code, _, err = run_cli(capsys, "predict", student_dir, "--input", series_file, "--output", series_file)
+    assert_clean_error(code, err, "is the input file")
+    assert series_file.read_bytes() == before
+
+
+def test_damaged_run_files_are_named(student_copy, series_file, capsys):
+    (student_copy / "config.yaml").write_text("a: [\n  b")
+    code, _, err = run_cli(capsys, "predict", student_copy, "--input", series_file)
+    assert_clean_error(code, err, "config.yaml: unreadable")
+
+
+def test_a_checkpoint_whose_model_description_is_damaged_is_named(student_copy, series_file, capsys):
+    def bad_width(tensors, meta):
+        spec = json.loads(meta["meta"])
+        spec["model"]["hidden"] = "x"
+        meta["meta"] = json.dumps(spec)
+    _damage_checkpoint(student_copy, bad_width)
+    code, _, err = run_cli(capsys, "predict", student_copy, "--input", series_file)
+    assert_clean_error(code, err, "model.safetensors: its model description is damaged")
+    (student_copy / "model.safetensors").unlink()
+    (student_copy / "model.safetensors").mkdir()
+    code, _, err = run_cli(capsys, "predict", student_copy, "--input", series_file)
+    assert_clean_error(code, err, "model.safetensors: is not a file")
+
+
+def test_a_series_decides_only_once_it_holds_a_value(anytime_dir, tmp_path, capsys):
+    from earlykd.early.run import load_decider
+    decider = load_decider(anytime_dir)
+    lines = ["series,value"] + ["gaps,nan"] * 24
+    (tmp_path / "gaps.csv").write_text("\n".join(lines) + "\n")
+    code, out, err = run_cli(capsys, "predict", anytime_dir, "--stream", "--input", tmp_path / "gaps.csv")
+    assert code == 0 and out.strip().count("\n") == 0 and "1 undecided when the input ended (gaps)" in err
+    late = np.r_[np.full(int(decider.samples[0]), np.nan), np.ones(24 - int(decider.samples[0]))][None]
+    state = decider.start(1)
+    decider.advance(state, [late])
+    assert state["stop"][0] >= 1   # its first checkpoint held no observed sample

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from .cli_text import rows_text, table, written
-from .errors import EarlykdError
+from .errors import EarlykdError, check
 
 
 def _label_column(text: str | None):
@@ -43,6 +43,8 @@ def cmd_predict(a) -> None:
     from . import api
     from .rundir import check_output
     target = check_output(a.output) if a.output else None   # before any work
+    if target is not None and Path(a.input).exists():
+        check(target.resolve() != Path(a.input).resolve(), f"--output {a.output} is the input file; write elsewhere")
     labels, probs, notes = api.predict_file(a.run_dir, a.input, a.full, _label_column(a.label_column), a.device,
                                             a.threads, a.policy)
     if notes["read"]:

@@ -93,6 +93,13 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+def _read(path: Path, parse):
+    """A run file parsed (JSON or YAML), or one line naming the file."""
+    try:
+        return parse(path.read_text())
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise EarlykdError(f"{path}: unreadable ({' '.join(str(exc).split())[:160]})") from None
+
 def read_run(path: str | Path) -> tuple[dict, dict]:
     """-> (resolved config, run record) of a finished run directory; the teacher and data paths in the
     config point at files that exist where they can be found (see earlykd.paths)."""
@@ -100,11 +107,7 @@ def read_run(path: str | Path) -> tuple[dict, dict]:
     path = Path(path)
     check(path.is_dir(), f"run directory not found: {path}")
     check((path / RUN_FILE).is_file(), f"{path}: not a finished earlykd run (no {RUN_FILE})")
-    try:
-        record = json.loads((path / RUN_FILE).read_text())
-        cfg = yaml.safe_load((path / "config.yaml").read_text())
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise EarlykdError(f"{path}: unreadable run record ({' '.join(str(exc).split())[:160]})") from None
+    record, cfg = _read(path / RUN_FILE, json.loads), _read(path / "config.yaml", yaml.safe_load)
     check(isinstance(record, dict) and isinstance(record.get("kind"), str),
           f"{path / RUN_FILE}: not an earlykd run record (no 'kind')")
     missing = [k for k in ("data", "prefix", "model", "method", "train") if not isinstance((cfg or {}).get(k), dict)] \

@@ -71,7 +71,7 @@ class Teacher:
     @classmethod
     def load(cls, path: str | Path) -> "Teacher":
         cfg, record = read_run(path)
-        check(record.get("kind") == "teacher", f"{path}: is a {record.get('kind')} run, not a teacher")
+        check(record.get("kind") == "teacher", f"{path}: is a run of kind '{record.get('kind')}', not a teacher")
         return cls(Path(path).resolve(), cfg, record)
 
     @property

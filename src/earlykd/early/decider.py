@@ -76,10 +76,13 @@ class Decider:
                                               "decided on: pass each series as far as it has arrived, or start anew")
         reached = self.reached(shortest)
         last = len(self.levels) - 1
+        first = np.array([_first_observed(s) for s in series])   # a case decides only once it holds a value
         for c in range(state["next"], reached):
-            open_ = np.flatnonzero(state["stop"] < 0)
-            if not len(open_):
+            if not (state["stop"] < 0).any():
                 break
+            open_ = np.flatnonzero((state["stop"] < 0) & (first < self.samples[c]))
+            if not len(open_):
+                continue
             features = None
             if self.policy.needs_features:
                 logits, features = self.outputs([series[i] for i in open_], c)
@@ -97,3 +100,9 @@ class Decider:
 def _softmax(logits: np.ndarray) -> np.ndarray:
     z = np.exp(logits - logits.max(-1, keepdims=True))
     return z / z.sum(-1, keepdims=True)
+
+
+def _first_observed(series: np.ndarray) -> int:
+    """Index of the first sample where some channel is observed (not NaN); the length if none is."""
+    seen = np.flatnonzero(~np.isnan(np.atleast_2d(series)).all(axis=0))
+    return int(seen[0]) if len(seen) else series.shape[-1]

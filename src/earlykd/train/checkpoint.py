@@ -73,8 +73,10 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> No
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise EarlykdError(f"checkpoint not found: {path}")
+    if not path.is_file():
+        raise EarlykdError(f"{path}: is not a file")
     try:
         from safetensors import safe_open
         with safe_open(str(path), framework="pt") as fh:
@@ -105,7 +107,10 @@ def model_from_tensors(tensors: dict, spec: dict, where: str, expect_arch: str |
         raise EarlykdError(f"{where}: the model description lacks {', '.join(lacking)}")
     if expect_arch is not None and spec["arch"] != expect_arch:
         raise EarlykdError(f"{where}: checkpoint holds a '{spec['arch']}' model, expected '{expect_arch}'")
-    model = build_model(spec["arch"], spec["in_channels"], spec["n_classes"], spec["layers"], spec["hidden"])
+    try:
+        model = build_model(spec["arch"], spec["in_channels"], spec["n_classes"], spec["layers"], spec["hidden"])
+    except EarlykdError as exc:
+        raise EarlykdError(f"{where}: its model description is damaged ({exc})") from None
     if spec.get("norm_levels"):
         use_level_norm(model, int(spec["norm_levels"]))
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
