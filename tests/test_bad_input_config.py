@@ -205,3 +205,10 @@ def test_builtin_grids_still_expand_when_methods_are_narrowed(capsys):
                              "--earliness", "0.2", "--seeds", "0", "--dry-run")
     assert code == 0, err
     assert "2 jobs" in out
+
+
+def test_a_switch_given_twice_is_shown_as_typed(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "teacher", "--data", "UnitTest", "--no-progress", "--set", "train.progress=true",
+                           "--out", tmp_path / "t")
+    assert_clean_error(code, err, "given twice: --no-progress and --set train.progress=true")
+    assert not (tmp_path / "t").exists()

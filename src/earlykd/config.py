@@ -163,7 +163,8 @@ def conflicts(flags: dict, sets: list[str]) -> None:
         if key.strip() in flags and flags[key.strip()][1] is not None:
             flag, value = flags[key.strip()]
             if parse_value(text.strip()) != value:
-                raise EarlykdError(f"{key.strip()} is given twice: {flag} {value} and --set {item.strip()}; keep one")
+                given = flag if isinstance(value, bool) else f"{flag} {value}"   # a switch is shown as typed
+                raise EarlykdError(f"{key.strip()} is given twice: {given} and --set {item.strip()}; keep one")
 
 
 def require(cfg: dict, kind: str) -> None:
