@@ -261,3 +261,13 @@ def test_a_series_decides_only_once_it_holds_a_value(anytime_dir, tmp_path, caps
     state = decider.start(1)
     decider.advance(state, [late])
     assert state["stop"][0] >= 1   # its first checkpoint held no observed sample
+
+
+def test_evaluating_a_file_of_short_series_warns_as_predict_does(student_dir, anytime_dir, tmp_path, capsys):
+    from earlykd.data import load_raw
+    raw = load_raw({"name": "UnitTest"})
+    path = tmp_path / "short.npz"
+    np.savez(path, X=np.stack(raw.X_test)[..., :10], y=np.asarray(raw.y_test))
+    for run in (student_dir, anytime_dir):
+        code, _, err = run_cli(capsys, "evaluate", run, "--test-path", path)
+        assert code == 0 and "earlykd: warning:" in err and "held at its last value" in err, err

@@ -19,7 +19,11 @@ def cmd_evaluate(a) -> None:
 
     from . import runs, threads
     threads.apply(a.threads)
-    metrics = runs.evaluate_run(a.run_dir, a.device, test_path=a.test_path, label_column=_label_column(a.label_column))
+    warnings: list[str] = []
+    metrics = runs.evaluate_run(a.run_dir, a.device, test_path=a.test_path, label_column=_label_column(a.label_column),
+                                warnings=warnings)
+    for line in warnings:
+        print(f"earlykd: warning: {line}", file=sys.stderr)
     if a.json:
         print(json.dumps(metrics, indent=2))
     elif "test_policies" in metrics:   # an anytime run: its policies' decisions, then the mean over checkpoints

@@ -55,16 +55,17 @@ def distill(cfg: dict, resume: bool = False) -> Run:
 # -- evaluation and prediction --------------------------------------------------------------------
 
 def evaluate_run(run_dir: str | Path, device: str = "auto", test_path: str | Path | None = None,
-                 label_column="run") -> dict:
+                 label_column="run", warnings: list | None = None) -> dict:
     """Recompute the test metrics of a finished run from its checkpoint; writes metrics.json.
-    With `test_path`, score the labelled series of that file instead, and write nothing. An anytime run is
-    scored by its policies' decisions and at every checkpoint (early.assess)."""
+    With `test_path`, score the labelled series of that file instead, and write nothing (`warnings`, when
+    given, receives one line per kind of row that cannot be what the model was trained on). An anytime run
+    is scored by its policies' decisions and at every checkpoint (early.assess)."""
     if read_run(run_dir)[1].get("kind") == "anytime":
         from .early.assess import evaluate_anytime
-        return evaluate_anytime(run_dir, device, test_path, label_column)
+        return evaluate_anytime(run_dir, device, test_path, label_column, warnings)
     if test_path is not None:
         from .evaluate.new_data import evaluate_file
-        return evaluate_file(run_dir, test_path, label_column, device)
+        return evaluate_file(run_dir, test_path, label_column, device, warnings)
     run_dir = Path(run_dir)
     dev = resolve_device(device)
     cfg, record = read_run(run_dir)

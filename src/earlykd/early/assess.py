@@ -48,7 +48,7 @@ def clean_rows(decider: Decider, series: list[np.ndarray], what: str) -> list[np
 
 
 def evaluate_anytime(run_dir: str | Path, device: str = "auto", test_path: str | Path | None = None,
-                     label_column="run") -> dict:
+                     label_column="run", warnings: list | None = None) -> dict:
     """Every calibrated policy's (HM, accuracy, earliness) and the metrics at every checkpoint (and their mean).
     Without `test_path`: on the run's test split, as `earlykd early` scored it (metrics.json is rewritten). With
     it: on the whole labelled series of that file, without teacher fidelity; nothing is written."""
@@ -74,6 +74,10 @@ def evaluate_anytime(run_dir: str | Path, device: str = "auto", test_path: str |
     unknown = sorted(set(labels.tolist()) - set(classes))
     check(not unknown, f"{test_path}: labels {unknown[:5]} are not classes of this run ({', '.join(map(str, classes))})")
     rows = clean_rows(decider, series, str(test_path))
+    shorter = sum(r.shape[-1] < decider.reference_length for r in rows)
+    if shorter and warnings is not None:
+        warnings.append(f"{shorter} row(s) have fewer samples than a whole series ({decider.reference_length}); "
+                        "each is held at its last value, as for a series that ended")
     logits, features = _all_outputs(decider, rows)
     y = np.array([classes.index(c) for c in labels])
     return scores_on_test(logits, y, None, levels, policies, decider.earliness, features)

@@ -9,7 +9,8 @@ from ..errors import check
 from .metrics import classification_metrics
 
 
-def evaluate_file(run_dir: str | Path, test_path: str | Path, label_column="run", device: str = "auto") -> dict:
+def evaluate_file(run_dir: str | Path, test_path: str | Path, label_column="run", device: str = "auto",
+                  warnings: list | None = None) -> dict:
     """Whole labelled series from a .npz/.csv file through the run's own view (as `predict --full`);
     a student's fidelity is measured against its teacher on the same series. Nothing is written."""
     from .. import runs
@@ -19,6 +20,8 @@ def evaluate_file(run_dir: str | Path, test_path: str | Path, label_column="run"
     from ..data.load import read_array_file
     series, labels = read_array_file(test_path, label_column, need_labels=True)
     _, probs, notes = runs.predict(run_dir, series, full=True, what=str(test_path), device=device)
+    if warnings is not None:
+        warnings.extend(notes["warnings"])
     classes = notes["classes"]
     unknown = sorted(set(labels.tolist()) - set(classes))
     check(not unknown, f"{test_path}: labels {unknown[:5]} are not classes of this run ({', '.join(classes)})")
