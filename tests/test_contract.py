@@ -77,7 +77,6 @@ def test_check_policy_fails_when_a_case_depends_on_its_batch(registry):
         check_policy("crowd")
 
 
-
 def test_a_taken_name_is_refused_and_an_unknown_name_gets_close_matches():
     from earlykd.decide import register as register_policy
     from earlykd.distill import register

@@ -18,7 +18,6 @@ STEPS, CLASSES, BATCH = 20, 3, 6
 PREFIX_CASES = [(channels, e, mode) for channels in (1, 3) for e in (0.2, 0.5, 1.0) for mode in ("stretch", "truncate")]
 
 
-
 def _entry(table: dict, entry, what: str):
     """The registered class of a name (an AssertionError naming it when unknown), or the class given."""
     if not isinstance(entry, str):
@@ -27,6 +26,7 @@ def _entry(table: dict, entry, what: str):
     if entry not in table:
         raise AssertionError(f"{what} '{entry}' is not registered ({did_you_mean(entry, sorted(table))})")
     return table[entry]
+
 
 def _require(ok, entry: str, rule: str) -> None:
     if not ok:

@@ -37,6 +37,7 @@ def add_training_args(g) -> None:
     g.add_argument("--device", help=DEVICE_HELP)
     g.add_argument("--threads", type=int, help=THREADS_HELP)
 
+
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run settings (each also settable in YAML or with --set)")
     g.add_argument("--config", action="append", default=[], metavar="YAML", help="config file(s), applied in order")

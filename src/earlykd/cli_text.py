@@ -28,7 +28,6 @@ def methods_markdown() -> str:
     return "\n".join(lines)
 
 
-
 def write_methods_table(readme: str = "README.md") -> None:
     """Replace the generated methods table in `readme` (between its methods:start and methods:end markers)."""
     path = Path(readme)
@@ -36,6 +35,7 @@ def write_methods_table(readme: str = "README.md") -> None:
     start = text.index("\n", text.index("<!-- methods:start")) + 1
     end = text.index("<!-- methods:end -->")
     path.write_text(text[:start] + methods_markdown() + "\n" + text[end:])
+
 
 def methods_text() -> str:
     """One entry per method, wrapped to the terminal (at most 100 columns): name and description,

@@ -5,6 +5,7 @@ import copy
 import hashlib
 import json
 from pathlib import Path
+from numbers import Integral
 from typing import Any
 
 import yaml
@@ -197,18 +198,24 @@ def _positive(value: Any, name: str, kind=int) -> None:
     check(ok, f"{name} must be a positive {'integer' if kind is int else 'number'}, got {value!r}")
 
 
-def _whole(value: Any, name: str, low: int = 0, null: bool = False) -> None:
+def check_whole(value: Any, name: str, low: int = 0, null: bool = False) -> None:
     """An integer (not a bool) >= low, or null where `null` allows it."""
-    ok = (null and value is None) or (isinstance(value, int) and not isinstance(value, bool) and value >= low)
+    ok = (null and value is None) or (isinstance(value, Integral) and not isinstance(value, bool) and value >= low)
     what = {0: "a non-negative integer", 1: "a positive integer"}.get(low, f"an integer >= {low}")
     check(ok, f"{name} must be {what}{' or null' if null else ''}, got {value!r}")
+
+
+def check_folds(value: Any, name: str) -> None:
+    """Cross-fitting's K: 0 (calibrate on validation) or at least 2 folds."""
+    check(isinstance(value, Integral) and not isinstance(value, bool) and (value == 0 or value >= 2),
+          f"{name} must be 0 (calibrate on validation) or a number of folds >= 2, got {value!r}")
 
 
 SEED_LIMIT = 2 ** 31   # numpy and scikit-learn take seeds below 2**32; ensemble members and folds add to it
 
 
 def check_seed(value: Any, name: str) -> None:
-    _whole(value, name)
+    check_whole(value, name)
     check(value < SEED_LIMIT, f"{name} must be below 2**31, got {value!r}")
 
 
@@ -216,10 +223,10 @@ def validate(cfg: dict) -> None:
     t, p, d = cfg["train"], cfg["prefix"], cfg["data"]
     check_seed(t["seed"], "train.seed")
     check_seed(d["split_seed"], "data.split_seed")
-    _whole(t["threads"], "train.threads", 1, null=True)
-    _whole(t["checkpoint_every"], "train.checkpoint_every")
-    _whole(t["cv_folds"], "train.cv_folds", 2)
-    _whole(cfg["ensemble"]["size"], "ensemble.size", 1)
+    check_whole(t["threads"], "train.threads", 1, null=True)
+    check_whole(t["checkpoint_every"], "train.checkpoint_every")
+    check_whole(t["cv_folds"], "train.cv_folds", 2)
+    check_whole(cfg["ensemble"]["size"], "ensemble.size", 1)
     check(isinstance(t["progress"], bool), f"train.progress must be true or false, got {t['progress']!r}")
     c = p["channels"]
     check(c is None or (isinstance(c, list) and c and len(set(c)) == len(c)
@@ -247,13 +254,11 @@ def validate(cfg: dict) -> None:
     length = cfg["early"]["length"]
     check(length is None or (isinstance(length, int) and not isinstance(length, bool) and length >= 1),
           f"early.length must be a positive integer or null, got {length!r}")
-    folds = cfg["early"]["crossfit"]
-    check(isinstance(folds, int) and not isinstance(folds, bool) and (folds == 0 or folds >= 2),
-          f"early.crossfit must be 0 (calibrate on validation) or a number of folds >= 2, got {folds!r}")
+    check_folds(cfg["early"]["crossfit"], "early.crossfit")
     check(isinstance(cfg["early"]["level_norm"], bool),
           f"early.level_norm must be true or false, got {cfg['early']['level_norm']!r}")
     for key in ("warmup", "patience", "min_epochs"):
-        _whole(t[key], f"train.{key}", null=True)
+        check_whole(t[key], f"train.{key}", null=True)
 
 
 def config_hash(cfg: dict, drop: tuple[str, ...] = ("out",)) -> str:

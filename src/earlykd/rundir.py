@@ -100,6 +100,7 @@ def _read(path: Path, parse):
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise EarlykdError(f"{path}: unreadable ({' '.join(str(exc).split())[:160]})") from None
 
+
 def read_run(path: str | Path) -> tuple[dict, dict]:
     """-> (resolved config, run record) of a finished run directory; the teacher and data paths in the
     config point at files that exist where they can be found (see earlykd.paths)."""

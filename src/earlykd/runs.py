@@ -95,7 +95,7 @@ def predict(run_dir: str | Path, series: list[np.ndarray], full: bool = False, w
     An anytime run (`earlykd early`) answers with its policy's decisions (`policy`: another calibrated one), on
     the CPU: each row is a series as far as it has arrived (early.assess), so `full` does not apply.
     """
-    from .data.prepare import clean_series
+    from .data.prepare import clean_rows
     run_dir = Path(run_dir)
     if read_run(run_dir)[1].get("kind") == "anytime":
         from .early.assess import predict_anytime
@@ -111,13 +111,7 @@ def predict(run_dir: str | Path, series: list[np.ndarray], full: bool = False, w
     prefix = meta["prefix"] if student else {"earliness": 1.0, "mode": "stretch", "channels": None}
     subset, total = prefix["channels"], meta["reference_length"]
     accepted = [mean.numel()] + ([len(subset)] if subset and len(subset) != mean.numel() else [])
-    check(len(series) > 0, f"{what}: no series")
-    rows = []
-    for i, s in enumerate(series):
-        s = np.atleast_2d(s)
-        check(s.shape[0] in accepted, f"{what}: row {i + 1}: {s.shape[0]} channel(s), the model expects "
-                                      + " or ".join(map(str, accepted)))
-        rows.append(clean_series(s, f"{what}: row {i + 1}"))
+    rows = clean_rows(series, accepted, what)
     keep = observed_samples(prefix["earliness"], total)
     lengths = np.array([r.shape[-1] for r in rows])
     warnings = _predict_warnings(lengths, keep, total, student, full, meta.get("equal_length", True), prefix)

@@ -35,6 +35,7 @@ class FileData:
         return cls(str(Path(str(entry["name"])).resolve()), str(Path(str(entry["test_path"])).resolve()),
                    entry.get("label_column", 0))
 
+
 QUICK_DATASETS = ("GunPoint", "ArrowHead", "ItalyPowerDemand", "OSULeaf", "JapaneseVowels", "ACSF1")
 LSTM3_100 = {"arch": "lstm", "layers": 3, "hidden": 100}
 FCN_128 = {"arch": "fcn", "layers": 3, "hidden": 128}

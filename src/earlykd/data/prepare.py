@@ -88,6 +88,19 @@ def clean_series(x: np.ndarray, where: str) -> np.ndarray:
     return x[:, :last]
 
 
+def clean_rows(series: list[np.ndarray], channels: list[int], what: str) -> list[np.ndarray]:
+    """New series for a trained model: each (channels, samples) with one of the channel counts it takes,
+    cleaned as in training; one line names a bad row."""
+    check(len(series) > 0, f"{what}: no series")
+    rows = []
+    for i, s in enumerate(series):
+        s = np.atleast_2d(s)
+        check(s.shape[0] in channels, f"{what}: row {i + 1}: {s.shape[0]} channel(s), the model expects "
+                                      + " or ".join(map(str, channels)))
+        rows.append(clean_series(s, f"{what}: row {i + 1}"))
+    return rows
+
+
 def _clean_all(series: list[np.ndarray], what: str) -> list[np.ndarray]:
     check(len(series) > 0, f"{what}: no series")
     channels = series[0].shape[0]

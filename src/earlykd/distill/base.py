@@ -1,6 +1,7 @@
 """The distiller interface: a student, optional adapters, and named loss terms per batch."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -87,6 +88,7 @@ class Distiller(nn.Module):
     defaults: ClassVar[dict] = {}
     needs_teacher: ClassVar[bool] = True
     two_stage: ClassVar[bool] = False   # checkpoint selection starts after the warm-up
+    positive: ClassVar[tuple[str, ...]] = ()   # options that must be finite and above 0 (a temperature, a smoothing)
     needs_teacher_head: bool = False    # True: give it the teacher's head with attach_teacher_head(weight, bias)
 
     def __init__(self, student: Classifier, teacher: TeacherDims | None, options: dict | None = None,
@@ -108,6 +110,9 @@ class Distiller(nn.Module):
                 if not isinstance(value, (int, float)) or isinstance(value, bool):
                     raise EarlykdError(f"option '{key}' of method '{cls.name}' must be a number, got {value!r}")
             out[key] = value
+        for key in cls.positive:
+            if not 0 < out[key] < math.inf:
+                raise EarlykdError(f"{cls.name} option '{key}' must be > 0, got {out[key]!r}")
         return out
 
     def forward_train(self, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -22,7 +22,6 @@ import math
 
 import torch
 
-from ..errors import check
 from .base import Distiller, pair_steps, register
 from .softdtw import soft_dtw
 
@@ -57,11 +56,7 @@ class DT2W(Distiller):
     defaults = {"weight": 0.01, "gamma": 1.2, "random_channels": 1, "joint": 0, "time_warp": 0}
     two_stage = True
 
-    @classmethod
-    def resolve_options(cls, options: dict) -> dict:
-        o = super().resolve_options(options)
-        check(0 < o["gamma"] < math.inf, f"dt2w option 'gamma' must be > 0 (soft-DTW's smoothing), got {o['gamma']!r}")
-        return o
+    positive = ("gamma",)   # soft-DTW's smoothing
 
     def __init__(self, student, teacher, options=None, warmup=0):
         super().__init__(student, teacher, options, warmup)

@@ -2,12 +2,9 @@
 
 The GDPD release uses tau = 2; weight 1 here.
 """
-import math
-
 import torch
 import torch.nn.functional as F
 
-from ..errors import check
 from .base import Distiller, register
 
 
@@ -24,11 +21,7 @@ class KD(Distiller):
     description = "Hinton KD: KL to the teacher's tempered probabilities (Base-KD)"
     defaults = {"weight": 1.0, "temperature": 2.0}
 
-    @classmethod
-    def resolve_options(cls, options: dict) -> dict:
-        o = super().resolve_options(options)
-        check(0 < o["temperature"] < math.inf, f"kd option 'temperature' must be > 0, got {o['temperature']!r}")
-        return o
+    positive = ("temperature",)
 
     def distill_losses(self, out, batch, epoch):
         kl = soft_kl(out.logits, batch.teacher.logits, self.options["temperature"])

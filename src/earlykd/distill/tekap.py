@@ -13,8 +13,6 @@ at full weight; the official code pairs them with a feature-distillation method,
 (feature_weight > 0) and the default is the logit-level TeKAP on KD. copies 5 is this project's choice
 (the official default is not known here).
 """
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -45,11 +43,11 @@ class TeKAP(Distiller):
     name = "tekap"
     description = "teacher knowledge augmentation: KD to the teacher and to noise-perturbed teacher views"
     defaults = {"weight": 1.0, "temperature": 2.0, "copies": 5, "view_weight": 0.8, "feature_weight": 0.0}
+    positive = ("temperature",)
 
     @classmethod
     def resolve_options(cls, options: dict) -> dict:
         o = super().resolve_options(options)
-        check(0 < o["temperature"] < math.inf, f"tekap option 'temperature' must be > 0, got {o['temperature']!r}")
         check(float(o["copies"]).is_integer() and o["copies"] >= 1,
               f"tekap option 'copies' must be a positive integer, got {o['copies']!r}")
         return o

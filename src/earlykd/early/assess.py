@@ -14,11 +14,13 @@ import numpy as np
 
 from .. import runs
 from ..decide import Policy, build_policy
-from ..errors import check
+from ..data.prepare import clean_rows
+from ..decide.base import softmax
+from ..evaluate.new_data import class_indices, read_labelled
 from ..teacher import Teacher
 from ..train.checkpoint import write_json
 from .anytime import LevelSplit
-from .decider import Decider, _softmax
+from .decider import Decider
 from .run import load_decider, read_decide, scores_on_test
 
 
@@ -33,18 +35,6 @@ def _all_outputs(decider: Decider, series: list[np.ndarray]) -> tuple[np.ndarray
     """(checkpoints, cases, classes) logits and (checkpoints, cases, feature) features of whole series."""
     pairs = [decider.outputs(series, c) for c in range(len(decider.levels))]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
-
-
-def clean_rows(decider: Decider, series: list[np.ndarray], what: str) -> list[np.ndarray]:
-    """Rows as (channels, samples) float arrays with the model's channel count; one-line errors name the row."""
-    from ..data.prepare import clean_series
-    check(len(series) > 0, f"{what}: no series")
-    channels, rows = len(decider.mean), []
-    for i, s in enumerate(series):
-        s = np.atleast_2d(np.asarray(s, dtype=float))
-        check(s.shape[0] == channels, f"{what}: row {i + 1}: {s.shape[0]} channel(s), the model expects {channels}")
-        rows.append(clean_series(s, f"{what}: row {i + 1}"))
-    return rows
 
 
 def evaluate_anytime(run_dir: str | Path, device: str = "auto", test_path: str | Path | None = None,
@@ -66,26 +56,20 @@ def evaluate_anytime(run_dir: str | Path, device: str = "auto", test_path: str |
                                 decider.earliness, features)
         write_json(run_dir / runs.METRICS_FILE, scores)
         return scores
-    from ..data.load import read_array_file
-    if label_column == "run":
-        label_column = cfg["data"].get("label_column", 0)
-    series, labels = read_array_file(test_path, label_column, need_labels=True)
-    classes = list(decider.classes)
-    unknown = sorted(set(labels.tolist()) - set(classes))
-    check(not unknown, f"{test_path}: labels {unknown[:5]} are not classes of this run ({', '.join(map(str, classes))})")
-    rows = clean_rows(decider, series, str(test_path))
+    series, labels = read_labelled(cfg, test_path, label_column)
+    y = class_indices(labels, decider.classes, test_path)
+    rows = clean_rows(series, [len(decider.mean)], str(test_path))
     shorter = sum(r.shape[-1] < decider.reference_length for r in rows)
     if shorter and warnings is not None:
         warnings.append(f"{shorter} row(s) have fewer samples than a whole series ({decider.reference_length}); "
                         "each is held at its last value, as for a series that ended")
     logits, features = _all_outputs(decider, rows)
-    y = np.array([classes.index(c) for c in labels])
     return scores_on_test(logits, y, None, levels, policies, decider.earliness, features)
 
 
 def decide_rows(decider: Decider, rows: list[np.ndarray]) -> list[dict]:
     """Per row: label, decided, checkpoint (-1: none reached), samples, earliness and probabilities."""
-    out: list[dict] = [{}] * len(rows)
+    out: list[dict | None] = [None] * len(rows)
     lengths = np.array([r.shape[-1] for r in rows])
     for n in np.unique(lengths):   # rows of one length reach the same checkpoints
         idx = np.flatnonzero(lengths == n)
@@ -95,7 +79,7 @@ def decide_rows(decider: Decider, rows: list[np.ndarray]) -> list[dict]:
         reached = decider.reached(int(n))
         open_ = np.flatnonzero(state["stop"] < 0)
         if reached and len(open_):   # provisional: the last checkpoint reached
-            state["probs"][open_] = _softmax(decider.logits([group[i] for i in open_], reached - 1))
+            state["probs"][open_] = softmax(decider.logits([group[i] for i in open_], reached - 1))
         for j, i in enumerate(idx):
             stop = int(state["stop"][j])
             at = stop if stop >= 0 else reached - 1
@@ -111,7 +95,7 @@ def predict_anytime(run_dir: str | Path, series: list[np.ndarray], policy: str |
     """(labels, probabilities, notes) of an anytime run's decisions; notes['decisions'] holds each row's
     decided / checkpoint / samples / earliness, notes['warnings'] the rows that reached no checkpoint."""
     decider = load_decider(run_dir, policy)
-    rows = decide_rows(decider, clean_rows(decider, series, what))
+    rows = decide_rows(decider, clean_rows(series, [len(decider.mean)], what))
     short = sum(r["checkpoint"] < 0 for r in rows)
     warnings = [f"{short} row(s) are shorter than the first checkpoint ({int(decider.samples[0])} samples): no "
                 "prediction for them"] if short else []

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..decide import Policy, decide
+from ..decide.base import softmax
 from ..errors import check
 from ..models import Classifier, at_level
 from ..prefix import observed_samples, student_view
@@ -93,13 +94,8 @@ class Decider:
             for k, v in sub.items():
                 state["policy"][k][open_] = v
             state["stop"][open_[stop]] = c
-            state["probs"][open_[stop]] = _softmax(logits[stop])
+            state["probs"][open_[stop]] = softmax(logits[stop])
         state["next"] = max(state["next"], reached)
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.exp(logits - logits.max(-1, keepdims=True))
-    return z / z.sum(-1, keepdims=True)
 
 
 def _first_observed(series: np.ndarray) -> int:

@@ -84,17 +84,12 @@ class EarlyClassifier(BaseEarlyClassifier):
     # -- fit ----------------------------------------------------------------------------------------
     def _check_params(self) -> None:
         """One clear line for a bad setting, before any work (the CLI checks the same settings in its config)."""
-        def whole(name, low, none_ok=False):
-            v = getattr(self, name)
-            ok = (none_ok and v is None) or (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= low)
-            check(ok, f"{name} must be an integer >= {low}{' or None' if none_ok else ''}, got {v!r}")
+        from ..config import check_folds, check_whole
         for name, low in (("epochs", 1), ("batch_size", 2), ("length", 2), ("random_state", 0)):
-            whole(name, low)
+            check_whole(getattr(self, name), name, low)
         for name in ("teacher_epochs", "layers", "hidden", "threads"):
-            whole(name, 1, none_ok=True)
-        v = self.val_fraction
-        check(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1,
-              f"val_fraction must be in [0, 1), got {v!r}")
+            check_whole(getattr(self, name), name, 1, null=True)
+        check_folds(self.crossfit, "crossfit")   # val_fraction: prepare checks it
 
     def _fit(self, X: np.ndarray, y: np.ndarray):
         from ..rundir import resolve_device
@@ -113,9 +108,6 @@ class EarlyClassifier(BaseEarlyClassifier):
             policy = build_policy(self.policy)
             two_stage = method_class(self.method).two_stage
             check(self.mode in MODES, f"prefix mode must be one of {MODES}, got {self.mode!r}")
-            check(isinstance(self.crossfit, (int, np.integer)) and not isinstance(self.crossfit, bool)
-                  and (self.crossfit == 0 or self.crossfit >= 2),
-                  f"crossfit must be 0 (calibrate on validation) or a number of folds >= 2, got {self.crossfit!r}")
         except EarlykdError as exc:
             raise EarlyInputError(str(exc)) from None
         if not len(data.labels["val"]):

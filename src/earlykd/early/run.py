@@ -193,6 +193,7 @@ def read_decide(run_dir: Path) -> dict:
     check(ok, f"{path}: not a stored set of policies (expected default and policies)")
     return stored
 
+
 def load_decider(run_dir: str | Path, policy: str | None = None) -> Decider:
     """The anytime student of a run directory with its calibrated policy (default: the run's own)."""
     run_dir = Path(run_dir)
