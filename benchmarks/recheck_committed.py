@@ -1,0 +1,59 @@
+"""Do the committed results still hold for the present code? Three checks, no new numbers:
+
+1. the bundled quick datasets prepare to the same data (fingerprints of the early benchmark's seed-0 runs);
+2. the early benchmark's seed-0 Base and DLF anytime runs, scored again from their checkpoints (copies), give
+   exactly their stored test metrics and policy decisions;
+3. two quick-suite students (kd, gdpd; GunPoint, e 0.2, seed 0) retrained from their own config.yaml give the
+   same weights, test metrics and config hash.
+
+    python benchmarks/recheck_committed.py     # needs benchmarks/results/{early,quick}/runs (not in git)
+"""
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from earlykd import runs
+from earlykd.early.assess import evaluate_anytime
+from earlykd.train import load_model
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DATASETS = ("GunPoint", "ArrowHead", "ItalyPowerDemand", "OSULeaf", "JapaneseVowels", "ACSF1")
+STUDENTS = ("kd-GunPoint-e0.2-truncate-s0-f82fb8d1", "gdpd-GunPoint-e0.2-truncate-s0-8b4ea86b")
+
+
+def main() -> int:
+    ok, tmp = True, Path(tempfile.mkdtemp())
+    for d in DATASETS:
+        run = RESULTS / "early" / "runs" / d / "s0" / "anytime-base"
+        same = runs.load_prepared(runs.read_run(run)[0]["data"]).fingerprint() == \
+            load_model(run / "model.safetensors")[1]["data_fingerprint"]
+        print(f"data {d}: {'same' if same else 'DIFFERENT'}")
+        ok &= same
+        for group in ("anytime-base", "anytime-dlf"):
+            run = RESULTS / "early" / "runs" / d / "s0" / group
+            stored = json.loads((run / "run.json").read_text())
+            got = evaluate_anytime(shutil.copytree(run, tmp / d / group), "cpu")
+            same = got["test"] == stored["test"] and got["test_policies"] == stored["test_policies"]
+            print(f"early {d} {group}: {'same' if same else 'DIFFERENT'}")
+            ok &= same
+    for name in STUDENTS:
+        run, again = RESULTS / "quick" / "runs" / name, tmp / name
+        subprocess.run([sys.executable, "-m", "earlykd", "distill", "--config", str(run / "config.yaml"), "--out",
+                        str(again), "--no-progress"], check=True, capture_output=True)
+        a, b = (json.loads((p / "run.json").read_text()) for p in (run, again))
+        wa, wb = (load_file(str(p / "model.safetensors")) for p in (run, again))
+        same = a["test"] == b["test"] and a["config_hash"] == b["config_hash"] and all(torch.equal(wa[k], wb[k]) for k in wa)
+        print(f"retrained {name}: {'same' if same else 'DIFFERENT'}")
+        ok &= same
+    shutil.rmtree(tmp)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
