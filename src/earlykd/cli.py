@@ -42,7 +42,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run settings (each also settable in YAML or with --set)")
     g.add_argument("--config", action="append", default=[], metavar="YAML", help="config file(s), applied in order")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override, e.g. train.epochs=50")
-    g.add_argument("--arch", help="lstm, inception, fcn or resnet; a teacher takes a comma list (an ensemble)")
+    g.add_argument("--arch", help="architecture (built in: lstm, inception, fcn, resnet; plugins add more); "
+                   "a teacher takes a comma list (an ensemble)")
     g.add_argument("--layers", type=int, help="depth (LSTM layers, blocks)")
     g.add_argument("--hidden", type=int, help="width (LSTM units, filters)")
     add_training_args(g)

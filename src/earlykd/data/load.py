@@ -277,10 +277,11 @@ SOURCES: list[Source] = []   # asked in order; the first that claims a config lo
 
 
 def register_source(name: str, claims: Callable[[dict], bool], first: bool = False):
-    """Decorator: register `load(data_cfg) -> RawData` as a data source (`first`: before the built-in ones)."""
+    """Decorator: register `load(data_cfg) -> RawData` as a data source, asked before the bundled datasets (which
+    claim any name and come last); `first`: before every other source too."""
     def add(load: Callable[[dict], RawData]) -> Callable[[dict], RawData]:
         check(name not in {s.name for s in SOURCES}, f"a data source named '{name}' is already registered")
-        SOURCES.insert(0 if first else len(SOURCES), Source(name, claims, load))
+        SOURCES.insert(0 if first else sum(s.name != "bundled" for s in SOURCES), Source(name, claims, load))
         return load
     return add
 

@@ -1,11 +1,8 @@
-"""Distillation methods, one module (or sub-package) each, registered by name on import."""
-import importlib
-import pkgutil
-
+"""Distillation methods, one module (or sub-package) each, registered by name on import; then the plugins of
+entry-point group earlykd.methods."""
+from ..plugins import GROUPS, fill_registry
 from .base import METHODS, Batch, Distiller, TeacherDims, TeacherOutputs, build_method, method_class, register
 
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "base":
-        importlib.import_module(f"{__name__}.{_module.name}")
+fill_registry(__name__, __path__, GROUPS["methods"])
 
 __all__ = ["METHODS", "Batch", "Distiller", "TeacherDims", "TeacherOutputs", "build_method", "method_class", "register"]

@@ -18,7 +18,7 @@ def add_commands(sub, commands: dict) -> None:
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="method option")
     p.add_argument("--policy", default="threshold",
                    help="stopping policies to calibrate, comma-separated; the first is the run's default "
-                   "(threshold, calibrated, elects, uncertainty; default threshold)")
+                   "(built in: threshold, calibrated, elects, uncertainty; plugins add more; default threshold)")
     p.add_argument("--sampling", choices=["uniform", "aria"],
                    help="how batches draw (series, earliness): uniform (default: one level per batch, every series "
                    "once per epoch) or aria (region-adaptive, see docs/early.md; settings: --aria or early.aria.*)")
