@@ -62,14 +62,17 @@ STORED = COLUMNS + RUN_COLUMNS   # the database's columns
 
 # -- data: the same equal-length arrays for everyone ---------------------------------------------
 def arrays(name: str):
-    """(X, y, X_test, y_test) as float (cases, channels, T) arrays. Unequal-length data (JapaneseVowels) are
-    brought to the longest series by holding each series' last value (what earlykd's prefix contract does)."""
+    """(X, y, X_test, y_test) as float (cases, channels, T) arrays, T the protocol's (and earlykd's) reference
+    length: the longest training series. Unequal-length data (JapaneseVowels) are brought to T as earlykd's prefix
+    contract does: a shorter series is held at its last value, a longer test series is seen up to T samples. So
+    every contender reads the same samples, and earliness has one scale."""
     from earlykd.data import load_raw
     raw = load_raw({"name": name})
-    T = max(x.shape[-1] for x in raw.X_train + raw.X_test)
+    T = max(x.shape[-1] for x in raw.X_train)
 
     def pad(xs):
-        return np.stack([np.concatenate([x, np.repeat(x[:, -1:], T - x.shape[-1], 1)], 1) for x in xs]).astype(float)
+        return np.stack([np.concatenate([x[:, :T], np.repeat(x[:, -1:], max(0, T - x.shape[-1]), 1)], 1)
+                         for x in xs]).astype(float)
     return pad(raw.X_train), np.asarray(raw.y_train), pad(raw.X_test), np.asarray(raw.y_test)
 
 

@@ -173,9 +173,10 @@ def given(settings: dict, native: list[str] = (), crossfit: bool = False) -> lis
     return [
         "## What each contender was given", "",
         "- **Data, all contenders:** the bundled UCR/UEA train/test split; the same arrays for everyone. "
-        "JapaneseVowels (7–29 samples) is brought to 29 samples by holding each series' last value (earlykd's "
-        "prefix contract does the same for a series that ended). Earliness = share of the T raw samples seen "
-        "when the decision is made; HM = 2·acc·(1 − e)/(acc + 1 − e).",
+        "JapaneseVowels (7–26 samples in training, up to 29 in test) is brought to T = 26, the longest training "
+        "series, as earlykd's prefix contract does: a shorter series is held at its last value, a longer test series "
+        "is read up to its 26th sample. Earliness = share of the T raw samples seen when the decision is made; "
+        "HM = 2·acc·(1 − e)/(acc + 1 − e).",
         f"- **earlykd:<method>:<policy>:** {teacher_text(t, te)} and one anytime student "
         f"({s['arch'].upper()}, width {s['hidden']}, {se} epochs, 20 earliness levels 0.05 … 1.0, {s['mode']} "
         f"prefixes{', batch-norm statistics per checkpoint' if s.get('level_norm') else ''}) per method, trained with `earlykd.early.run.train_early`; every registered policy calibrated "

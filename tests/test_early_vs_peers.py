@@ -122,16 +122,21 @@ def test_cuts_give_fewer_seeds_only_where_stated(monkeypatch):
     assert sum(1 for d, g, _ in todo if g == "nonmyopic") == 6
 
 
-def test_unequal_lengths_are_held_at_the_last_value(monkeypatch):
+def test_unequal_lengths_are_brought_to_the_longest_training_series_as_earlykd_does(monkeypatch):
+    """Shorter series are held at their last value; a longer test series is cut at T, the reference length
+    earlykd's prefixes and earliness use, so peers and earlykd see the same samples on one scale."""
     import numpy as np
 
     import earlykd.data
-    from earlykd.data import RawData
-    series = [np.array([[1.0, 2.0, 3.0]]), np.array([[4.0, 5.0]])]
-    monkeypatch.setattr(earlykd.data, "load_raw", lambda cfg: RawData("u", series, np.array(["a", "b"]),
-                                                                      series[1:], np.array(["b"]), "test"))
+    from earlykd.data import RawData, prepare
+    train = [np.array([[1.0, 2.0, 3.0]]), np.array([[4.0, 5.0]])] * 2
+    test = [np.array([[4.0, 5.0]]), np.array([[6.0, 7.0, 8.0, 9.0]])]
+    raw = RawData("u", train, np.array(["a", "b"] * 2), test, np.array(["b", "a"]), "test")
+    monkeypatch.setattr(earlykd.data, "load_raw", lambda cfg: raw)
     X, y, Xt, yt = bench.arrays("u")
-    assert X.tolist() == [[[1, 2, 3]], [[4, 5, 5]]] and Xt.tolist() == [[[4, 5, 5]]] and list(yt) == ["b"]
+    assert X.tolist() == [[[1, 2, 3]], [[4, 5, 5]]] * 2 and list(yt) == ["b", "a"]
+    assert Xt.tolist() == [[[4, 5, 5]], [[6, 7, 8]]]
+    assert Xt.shape[-1] == prepare(raw, length=3, val_fraction=0).reference_length
 
 
 def test_the_native_grid_is_a_variant_chosen_on_validation_where_the_series_are_long(tmp_path, monkeypatch):
