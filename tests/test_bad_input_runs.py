@@ -263,6 +263,27 @@ def test_a_series_decides_only_once_it_holds_a_value(anytime_dir, tmp_path, caps
     assert state["stop"][0] >= 1   # its first checkpoint held no observed sample
 
 
+def test_scores_count_the_decisions_predict_makes_on_series_with_leading_gaps(anytime_dir, tmp_path):
+    """A case decides nothing before it holds a value, in batch scoring (evaluate, calibration) as in predict and
+    streams: evaluate --test-path equals the accuracy and earliness of predict's decisions, for every policy."""
+    from earlykd.data import load_raw
+    from earlykd.early.assess import decide_rows, evaluate_anytime, stored_policies
+    from earlykd.early.run import load_decider
+    raw = load_raw({"name": "UnitTest"})
+    X, labels = np.stack(raw.X_test).astype(float), np.asarray(raw.y_test)
+    X[::2, :, :12] = np.nan   # every other series starts half-way through
+    path = tmp_path / "gaps.npz"
+    np.savez(path, X=X, y=labels)
+    scores = evaluate_anytime(anytime_dir, test_path=path)["test_policies"]
+    for name in stored_policies(anytime_dir):
+        rows = decide_rows(load_decider(anytime_dir, name), list(X))
+        assert all(r["decided"] for r in rows)
+        assert min(r["samples"] for r in rows[::2]) > 12   # nothing decided before a value arrived
+        accuracy = np.mean([r["label"] == str(y) for r, y in zip(rows, labels)])
+        assert scores[name]["accuracy"] == pytest.approx(accuracy, abs=1e-12), name
+        assert scores[name]["earliness"] == pytest.approx(np.mean([r["earliness"] for r in rows]), abs=1e-12), name
+
+
 def test_evaluating_a_file_of_short_series_warns_as_predict_does(student_dir, anytime_dir, tmp_path, capsys):
     from earlykd.data import load_raw
     raw = load_raw({"name": "UnitTest"})

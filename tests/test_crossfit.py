@@ -51,8 +51,9 @@ def _problem(cases: int = 30):
 
     def view(name, e, mode, channels):
         return x[split[name], :, :max(1, int(round(16 * e)))]
+    series = {k: list(x[v].numpy()) for k, v in split.items()}
     return SimpleNamespace(view=view, labels={k: y[v] for k, v in split.items()}, n_classes=3,
-                           classes=["a", "b", "c"]), x, y
+                           classes=["a", "b", "c"], series=series, reference_length=16), x, y
 
 
 def test_every_series_is_predicted_once_by_a_student_that_did_not_see_it(monkeypatch, tmp_path):
@@ -75,7 +76,7 @@ def test_every_series_is_predicted_once_by_a_student_that_did_not_see_it(monkeyp
              "min_epochs": 0, "checkpoint_every": 0, "progress": False}
     state = tmp_path / "last.safetensors"
     args = (data, None, "base", {}, model, train, [0.5, 1.0], "truncate", None, torch.device("cpu"), 3)
-    _, _, oof, pooled_y, k = crossfit.crossfit_anytime(*args, state_path=state)
+    _, _, oof, pooled_y, _, k = crossfit.crossfit_anytime(*args, state_path=state)
     everything = {bytes(v.numpy()) for v in x}
     assert k == 3 and len(fitted) == 4 and fitted[-1] == everything        # 3 folds, then the pooled student
     held = [cases for cases, _ in predicted]

@@ -194,9 +194,9 @@ def test_parameters_come_from_validation_only(elects_run, monkeypatch):
     seen = []
     real = ElectsPolicy.calibrate
 
-    def spy(self, logits, y, earliness, features=None):
+    def spy(self, logits, y, earliness, features=None, ready=None):
         seen.append((logits.shape, features.shape, np.asarray(y).tolist()))
-        return real(self, logits, y, earliness, features)
+        return real(self, logits, y, earliness, features, ready)
 
     monkeypatch.setattr(ElectsPolicy, "calibrate", spy)
     out = elects_run.parent / "again"

@@ -37,6 +37,18 @@ def observed_samples(earliness: float, reference_length: int) -> int:
     return min(reference_length, max(1, _ceil(earliness * reference_length)))
 
 
+def ready_checkpoints(series: list[np.ndarray], samples, channels: list[int] | None = None) -> np.ndarray:
+    """Per series, the first checkpoint (index into `samples`, the raw samples each checkpoint needs) by which one
+    of its channels (of `channels`, if given) holds an observed value: a case decides nothing before it.
+    len(samples) for a series with no observed value."""
+    first = []
+    for s in series:
+        part = np.atleast_2d(s)[list(channels)] if channels is not None else np.atleast_2d(s)
+        seen = np.flatnonzero(~np.isnan(part).all(axis=0))
+        first.append(seen[0] if len(seen) else part.shape[-1])
+    return np.searchsorted(np.asarray(samples), np.asarray(first, dtype=np.int64), side="right")
+
+
 def observe(series: list[np.ndarray], keep: int) -> np.ndarray:
     """(N, C, keep): the first `keep` raw samples of each (C, n) series.
 

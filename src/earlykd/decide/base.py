@@ -67,16 +67,16 @@ class Policy:
         return [{}]
 
     def calibrate(self, logits: np.ndarray, y: np.ndarray, earliness: np.ndarray,
-                  features: np.ndarray | None = None) -> "Policy":
+                  features: np.ndarray | None = None, ready: np.ndarray | None = None) -> "Policy":
         """Choose the candidate with the highest validation HM (ties: higher accuracy, then the first).
 
         logits: (checkpoints, cases, classes); earliness: the share of the series seen at each checkpoint;
-        features: (checkpoints, cases, feature_dim), for policies that read them."""
+        features: (checkpoints, cases, feature_dim), for policies that read them; ready: see `first_stops`."""
         self.fit_extra(logits, y)
         best = None
         for candidate in self.candidates():
             self.params.update(candidate)
-            hm, acc, earl = self.score(logits, y, earliness, features)
+            hm, acc, earl = self.score(logits, y, earliness, features, ready)
             if best is None or (hm, acc) > best[0]:
                 best = ((hm, acc), dict(candidate), {"hm": hm, "accuracy": acc, "earliness": earl})
         self.params.update(best[1])
@@ -84,9 +84,9 @@ class Policy:
         return self
 
     def score(self, logits: np.ndarray, y: np.ndarray, earliness: np.ndarray,
-              features: np.ndarray | None = None) -> tuple[float, float, float]:
+              features: np.ndarray | None = None, ready: np.ndarray | None = None) -> tuple[float, float, float]:
         """(HM, accuracy, mean earliness) of the decisions on labelled cases."""
-        stops = first_stops(self, logits, features)
+        stops = first_stops(self, logits, features, ready)
         predicted = logits[stops, np.arange(len(stops))].argmax(-1)
         acc = float((predicted == y).mean())
         earl = float(np.asarray(earliness)[stops].mean())
@@ -111,15 +111,29 @@ def decide(policy: Policy, state: dict, checkpoint: int, last: int, logits: np.n
     return np.ones(len(logits), dtype=bool) if checkpoint == last else stop
 
 
-def first_stops(policy: Policy, logits: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
-    """Checkpoint index at which each case stops, from logits (checkpoints, cases, classes)."""
+def first_stops(policy: Policy, logits: np.ndarray, features: np.ndarray | None = None,
+                ready: np.ndarray | None = None) -> np.ndarray:
+    """Checkpoint index at which each case stops, from logits (checkpoints, cases, classes). `ready`: per case, the
+    first checkpoint at which it holds an observed value (prefix.ready_checkpoints; default 0); before it the case
+    is skipped, its policy state untouched, as the Decider skips it in a stream."""
     checkpoints, cases = logits.shape[:2]
     state = policy.start(cases)
     stops = np.full(cases, -1)
+    if ready is None or not np.any(ready):
+        for c in range(checkpoints):
+            seen = None if features is None else features[c]
+            stop = decide(policy, state, c, checkpoints - 1, logits[c], seen) & (stops < 0)
+            stops[stop] = c
+        return stops
     for c in range(checkpoints):
-        seen = None if features is None else features[c]
-        stop = decide(policy, state, c, checkpoints - 1, logits[c], seen) & (stops < 0)
-        stops[stop] = c
+        open_ = np.flatnonzero((stops < 0) & (np.asarray(ready) <= c))
+        if not len(open_):
+            continue
+        sub = {k: v[open_] for k, v in state.items()}
+        stop = decide(policy, sub, c, checkpoints - 1, logits[c][open_], None if features is None else features[c][open_])
+        for k, v in sub.items():
+            state[k][open_] = v
+        stops[open_[stop]] = c
     return stops
 
 

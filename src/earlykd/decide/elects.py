@@ -145,8 +145,9 @@ class ElectsPolicy(Policy):
     def candidates(self) -> list[dict]:
         return [{"alpha": a, "penalty": r, "quantile": q} for a in ALPHAS for r in PENALTIES for q in QUANTILES]
 
-    def calibrate(self, logits, y, earliness, features=None) -> "ElectsPolicy":
-        """Head, alpha, penalty and quantile from the validation split (features None: the head reads logits)."""
+    def calibrate(self, logits, y, earliness, features=None, ready=None) -> "ElectsPolicy":
+        """Head, alpha, penalty and quantile from the validation split (features None: the head reads logits);
+        a case's halting starts at its first level with an observed value (`ready`, as in first_stops)."""
         logits, y = np.asarray(logits, np.float64), np.asarray(y)
         earliness = np.asarray(earliness, np.float64)
         check(len(earliness) == len(logits), f"{len(earliness)} earliness values for {len(logits)} checkpoints")
@@ -160,6 +161,8 @@ class ElectsPolicy(Policy):
         with threadpool_limits(1):  # tiny problems: BLAS threads only contend
             for alpha, penalty in itertools.product(ALPHAS, PENALTIES):
                 hazard = self._cross_fitted(x, log_true, earliness, folds, alpha, penalty)
+                if ready is not None:   # skipped checkpoints leave the survival untouched
+                    hazard[np.arange(len(hazard))[:, None] < np.asarray(ready)[None]] = 0.0
                 for q in QUANTILES:
                     stops = quantile_stops(hazard, q)
                     acc = float((logits[stops, np.arange(len(y))].argmax(-1) == y).mean())

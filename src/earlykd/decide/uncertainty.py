@@ -64,11 +64,11 @@ class UncertaintyPolicy(Policy):
     def step(self, state, checkpoint, logits, features=None):
         return self.uncertainty(logits, features) <= self.params["threshold"]
 
-    def calibrate(self, logits, y, earliness, features=None):
+    def calibrate(self, logits, y, earliness, features=None, ready=None):
         seen = [self.uncertainty(level, None if features is None else features[k]) for k, level in enumerate(logits)]
         grid = np.unique(np.quantile(np.concatenate(seen), QUANTILES))
         self._grid = grid[grid < np.log(logits.shape[-1]) - 1e-9]   # a uniform prediction is never certain
-        return super().calibrate(logits, y, earliness, features)
+        return super().calibrate(logits, y, earliness, features, ready)
 
     def candidates(self) -> list[dict]:
         grid = getattr(self, "_grid", None)

@@ -18,7 +18,7 @@ from ..distill import Batch, TeacherOutputs, build_method
 from ..errors import check
 from ..models import at_level, build_model, eval_mode, fit_level_stats, set_level, use_level_norm
 from ..models.levelnorm import batch_statistics
-from ..prefix import observed_samples, prefix_steps
+from ..prefix import observed_samples, prefix_steps, ready_checkpoints
 from ..train import FitResult, Trainer, batch_slices, predict_logits
 
 DEFAULT_LEVELS = tuple(round(0.05 * i, 2) for i in range(1, 21))
@@ -58,14 +58,18 @@ def student_train_cfg(train: dict, two_stage: bool) -> dict:
 class LevelSplit:
     """A split's views at every level, its labels and teacher outputs: a batch source for the Trainer."""
 
-    def __init__(self, views: list[torch.Tensor], y: torch.Tensor, teacher: TeacherOutputs | None = None):
+    def __init__(self, views: list[torch.Tensor], y: torch.Tensor, teacher: TeacherOutputs | None = None,
+                 ready: np.ndarray | None = None):
         self.views, self.y, self.teacher = views, y, teacher
+        self.ready = ready     # per case, the first level at which it holds a value (prefix.ready_checkpoints)
         self.on_level = None   # called with a batch's level before it is yielded (the student's norm row)
 
     @classmethod
     def of(cls, data: Prepared, split: str, levels: list[float], mode: str, channels: list[int] | None,
            teacher: TeacherOutputs | None = None) -> "LevelSplit":
-        return cls([data.view(split, e, mode, channels) for e in levels], data.labels[split], teacher)
+        samples = [observed_samples(e, data.reference_length) for e in levels]
+        return cls([data.view(split, e, mode, channels) for e in levels], data.labels[split], teacher,
+                   ready_checkpoints(data.series[split], samples, channels))
 
     def __len__(self) -> int:
         return len(self.y)
@@ -74,11 +78,12 @@ class LevelSplit:
         """The cases at `index` (an integer array), at every level."""
         idx = torch.as_tensor(index, dtype=torch.long)
         teacher = self.teacher[idx] if self.teacher is not None else None
-        return LevelSplit([v[idx] for v in self.views], self.y[idx], teacher)
+        ready = self.ready[np.asarray(index, dtype=np.int64)] if self.ready is not None else None
+        return LevelSplit([v[idx] for v in self.views], self.y[idx], teacher, ready)
 
     def to(self, device) -> "LevelSplit":
         teacher = self.teacher.to(device) if self.teacher is not None else None
-        moved = LevelSplit([v.to(device) for v in self.views], self.y.to(device), teacher)
+        moved = LevelSplit([v.to(device) for v in self.views], self.y.to(device), teacher, self.ready)
         moved.on_level = self.on_level
         return moved
 

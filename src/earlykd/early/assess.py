@@ -49,11 +49,12 @@ def evaluate_anytime(run_dir: str | Path, device: str = "auto", test_path: str |
     if test_path is None:
         dev = runs.resolve_device(device)
         data = runs.load_prepared(cfg["data"])
-        logits, features = LevelSplit.of(data, "test", levels, decider.mode, decider.channels).outputs(decider.student)
+        test = LevelSplit.of(data, "test", levels, decider.mode, decider.channels)
+        logits, features = test.outputs(decider.student)
         teacher = Teacher.load(cfg["teacher"])
         teacher_logits = teacher.outputs(runs.load_prepared(teacher.cfg["data"]), dev)["test"].logits
         scores = scores_on_test(logits, data.labels["test"].numpy(), teacher_logits, levels, policies,
-                                decider.earliness, features)
+                                decider.earliness, features, test.ready)
         write_json(run_dir / runs.METRICS_FILE, scores)
         return scores
     series, labels = read_labelled(cfg, test_path, label_column)
@@ -64,7 +65,7 @@ def evaluate_anytime(run_dir: str | Path, device: str = "auto", test_path: str |
         warnings.append(f"{shorter} row(s) have fewer samples than a whole series ({decider.reference_length}); "
                         "each is held at its last value, as for a series that ended")
     logits, features = _all_outputs(decider, rows)
-    return scores_on_test(logits, y, None, levels, policies, decider.earliness, features)
+    return scores_on_test(logits, y, None, levels, policies, decider.earliness, features, decider.ready(rows))
 
 
 def decide_rows(decider: Decider, rows: list[np.ndarray]) -> list[dict]:

@@ -42,7 +42,7 @@ def pooled_split(data: Prepared, levels: list[float], mode: str, channels, outpu
         oof = [p.teacher.member_oof for p in parts]
         teacher = TeacherOutputs(*(torch.cat([getattr(p.teacher, f) for p in parts]) for f in FIELDS),
                                  None if any(o is None for o in oof) else torch.cat(oof))
-    return LevelSplit(views, torch.cat([p.y for p in parts]), teacher)
+    return LevelSplit(views, torch.cat([p.y for p in parts]), teacher, np.concatenate([p.ready for p in parts]))
 
 
 class AveragingTrainer(Trainer):
@@ -92,7 +92,7 @@ def crossfit_anytime(data: Prepared, outputs: dict | None, method: str, options:
                      train_cfg: dict, levels: list[float], mode: str, channels, device, folds: int,
                      level_norm: bool = True, state_path: Path | None = None, resume: bool = False, desc: str = ""):
     """-> (distiller trained on the pool, its FitResult, out-of-fold logits (levels, cases, classes), the pooled
-    labels, the number of folds). Each fold's logits are kept beside `state_path` (the pooled fit's resume
+    labels, the pooled cases' first decidable levels (`LevelSplit.ready`), the number of folds). Each fold's logits are kept beside `state_path` (the pooled fit's resume
     state), so that a resumed run skips finished folds."""
     pool = pooled_split(data, levels, mode, channels, outputs)
     y = pool.y.numpy()
@@ -113,7 +113,7 @@ def crossfit_anytime(data: Prepared, outputs: dict | None, method: str, options:
             np.save(kept, oof[:, held])
     distiller, fit = fit_on(pool, data.n_classes, method, options, model_cfg, train_cfg, device, level_norm,
                             state_path, resume, desc)
-    return distiller, fit, oof, y, k
+    return distiller, fit, oof, y, pool.ready, k
 
 
 def fold_file(state_path: Path, fold: int) -> Path:

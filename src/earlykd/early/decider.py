@@ -16,7 +16,7 @@ from ..decide import Policy, decide
 from ..decide.base import softmax
 from ..errors import check
 from ..models import Classifier, at_level
-from ..prefix import observed_samples, student_view
+from ..prefix import observed_samples, ready_checkpoints, student_view
 from ..train import predict_logits
 from .anytime import predict_outputs
 
@@ -38,6 +38,10 @@ class Decider:
     def samples(self) -> np.ndarray:
         """Raw samples a series needs to reach each checkpoint."""
         return np.array([observed_samples(e, self.reference_length) for e in self.levels])
+
+    def ready(self, series: list[np.ndarray]) -> np.ndarray:
+        """Per series, the first checkpoint at which it holds an observed value (prefix.ready_checkpoints)."""
+        return ready_checkpoints(series, self.samples, self.channels)
 
     @property
     def earliness(self) -> np.ndarray:
@@ -77,11 +81,11 @@ class Decider:
                                               "decided on: pass each series as far as it has arrived, or start anew")
         reached = self.reached(shortest)
         last = len(self.levels) - 1
-        first = np.array([_first_observed(s) for s in series])   # a case decides only once it holds a value
+        ready = self.ready(series)   # a case decides only once it holds a value
         for c in range(state["next"], reached):
             if not (state["stop"] < 0).any():
                 break
-            open_ = np.flatnonzero((state["stop"] < 0) & (first < self.samples[c]))
+            open_ = np.flatnonzero((state["stop"] < 0) & (ready <= c))
             if not len(open_):
                 continue
             features = None
@@ -97,8 +101,3 @@ class Decider:
             state["probs"][open_[stop]] = softmax(logits[stop])
         state["next"] = max(state["next"], reached)
 
-
-def _first_observed(series: np.ndarray) -> int:
-    """Index of the first sample where some channel is observed (not NaN); the length if none is."""
-    seen = np.flatnonzero(~np.isnan(np.atleast_2d(series)).all(axis=0))
-    return int(seen[0]) if len(seen) else series.shape[-1]

@@ -121,7 +121,7 @@ class EarlyClassifier(BaseEarlyClassifier):
         args = (data, outputs, self.method, self.options or {}, self._model_cfg(), train_cfg, levels, self.mode, None,
                 device)
         if self.crossfit:
-            distiller, _, logits, y_cal, _ = crossfit_anytime(*args, int(self.crossfit))
+            distiller, _, logits, y_cal, ready, _ = crossfit_anytime(*args, int(self.crossfit))
             features, tensors = None, {}   # fold students' features are not comparable (early/crossfit.py)
         else:
             distiller, _, val = train_anytime(*args)
@@ -130,8 +130,8 @@ class EarlyClassifier(BaseEarlyClassifier):
                           data.mean, data.std, list(self.classes_))
         if not self.crossfit:
             logits, features = val.outputs(student)
-            y_cal, tensors = data.labels["val"].numpy(), distiller.checkpoint_tensors()
-        policy.bind(tensors).calibrate(logits, y_cal, decider.earliness, features)
+            y_cal, tensors, ready = data.labels["val"].numpy(), distiller.checkpoint_tensors(), val.ready
+        policy.bind(tensors).calibrate(logits, y_cal, decider.earliness, features, ready)
         self._set_decider(decider)
         return self
 

@@ -38,8 +38,9 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def calibrate(names: list[str], val_logits: np.ndarray, y_val: np.ndarray, earliness: np.ndarray,
-              val_features: np.ndarray | None = None, tensors: dict | None = None) -> dict[str, Policy]:
-    return {name: build_policy(name).bind(tensors or {}).calibrate(val_logits, y_val, earliness, val_features)
+              val_features: np.ndarray | None = None, tensors: dict | None = None,
+              ready: np.ndarray | None = None) -> dict[str, Policy]:
+    return {name: build_policy(name).bind(tensors or {}).calibrate(val_logits, y_val, earliness, val_features, ready)
             for name in names}
 
 
@@ -93,8 +94,8 @@ def train_early(cfg: dict, levels=None, policies: list[str] = ("threshold",), re
     level_norm = bool(early.get("level_norm", True))
     if folds:
         check(aria is None, "early.crossfit needs early.sampling = uniform (ARIA fits its regions on one split)")
-        distiller, fit, cal_logits, cal_y, folds = crossfit_anytime(*args, folds, level_norm, out / runs.STATE_FILE,
-                                                                    resume, desc)
+        distiller, fit, cal_logits, cal_y, cal_ready, folds = crossfit_anytime(*args, folds, level_norm,
+                                                                               out / runs.STATE_FILE, resume, desc)
         cal_features, cal_tensors = None, {}   # fold students' features are not comparable (early/crossfit.py)
     else:
         fitted = train_anytime(*args, out / runs.STATE_FILE, resume, desc=desc, aria=aria, level_norm=level_norm)
@@ -110,12 +111,12 @@ def train_early(cfg: dict, levels=None, policies: list[str] = ("threshold",), re
                       data.reference_length, data.length, data.mean, data.std, data.classes)
     if not folds:
         cal_logits, cal_features = val.outputs(student)
-        cal_y, cal_tensors = data.labels["val"].numpy(), method_tensors
-    chosen = calibrate(list(policies), cal_logits, cal_y, decider.earliness, cal_features, cal_tensors)
+        cal_y, cal_tensors, cal_ready = data.labels["val"].numpy(), method_tensors, val.ready
+    chosen = calibrate(list(policies), cal_logits, cal_y, decider.earliness, cal_features, cal_tensors, cal_ready)
     test = LevelSplit.of(data, "test", levels, prefix["mode"], prefix["channels"])
     test_logits, test_features = test.outputs(student)
     scores = scores_on_test(test_logits, data.labels["test"].numpy(), outputs["test"].logits,
-                         levels, chosen, decider.earliness, test_features)
+                         levels, chosen, decider.earliness, test_features, test.ready)
     record = {
         "kind": "anytime", "status": "finished", "dataset": data.name, "method": method_cls.name,
         "earliness": levels, "prefix_mode": prefix["mode"], "seed": train_cfg["seed"],
@@ -169,13 +170,14 @@ def teacher_ambiguity(teacher: Teacher, data, levels: list[float], mode: str, fu
 
 
 def scores_on_test(logits: np.ndarray, y: np.ndarray, teacher_logits: torch.Tensor | None, levels: list[float],
-                policies: dict[str, Policy], earliness: np.ndarray, features: np.ndarray | None = None) -> dict:
+                policies: dict[str, Policy], earliness: np.ndarray, features: np.ndarray | None = None,
+                ready: np.ndarray | None = None) -> dict:
     """Test metrics per level, their mean over levels ("test"), and each policy's (HM, accuracy, earliness);
-    fidelity to the teacher when its logits are given."""
+    fidelity to the teacher when its logits are given; `ready` as in decide.first_stops."""
     teacher_probs = None if teacher_logits is None else torch.softmax(teacher_logits, 1).numpy()
     per_level = {str(e): classification_metrics(_softmax(logits[m]), y, teacher_probs) for m, e in enumerate(levels)}
     mean = {k: float(np.mean([m[k] for m in per_level.values()])) for k in next(iter(per_level.values()))}
-    decided = {name: dict(zip(("hm", "accuracy", "earliness"), p.score(logits, y, earliness, features)))
+    decided = {name: dict(zip(("hm", "accuracy", "earliness"), p.score(logits, y, earliness, features, ready)))
                for name, p in policies.items()}
     return {"test": mean, "test_levels": per_level, "test_policies": decided}
 
