@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from earlykd.report.tables import split, teacher_scores
-from paired_gains import paired_cells  # a sibling script: benchmarks/ is on sys.path when run as a script
+from paired_gains import one_prefix_mode, paired_cells  # a sibling script: benchmarks/ is on sys.path when run as a script
 
 
 def stats(students: pd.DataFrame) -> pd.DataFrame:
@@ -21,22 +21,25 @@ def stats(students: pd.DataFrame) -> pd.DataFrame:
 
 
 def paired(real: pd.DataFrame, control: pd.DataFrame) -> list[str]:
-    """real − control per (dataset, seed), summarised per method and earliness, then over all earliness."""
+    """real − control per (dataset, seed), summarised per method and earliness; then over all earliness, each
+    (dataset, seed)'s differences averaged over its levels first, so that the test's pairs are independent."""
     key = ["method", "earliness", "dataset", "seed"]
     both = real.set_index(key).auc_prc.to_frame("real").join(control.set_index(key).auc_prc.rename("control"),
                                                               how="inner").reset_index()
     both["diff"] = both.real - both.control
     lines = ["| method | e | pairs | real − know-nothing (mean) | real ahead | Wilcoxon p |", "|---|---|---|---|---|---|"]
-    groups = list(both.groupby(["method", "earliness"])) + [((m, "all"), g) for m, g in both.groupby("method")]
-    for (method, e), g in sorted(groups, key=lambda item: (item[0][0], str(item[0][1]))):
+    groups = [(key, g["diff"]) for key, g in both.groupby(["method", "earliness"])]
+    groups += [((m, "all, mean per (dataset, seed)"), g.groupby(["dataset", "seed"])["diff"].mean())
+               for m, g in both.groupby("method")]
+    for (method, e), diff in sorted(groups, key=lambda item: (item[0][0], str(item[0][1]))):
         e_label = e if isinstance(e, str) else f"{e:g}"
-        lines.append(f"| {method} | {e_label} | {paired_cells(g['diff'])} |")
+        lines.append(f"| {method} | {e_label} | {paired_cells(diff)} |")
     return lines
 
 
 def main() -> None:
     real_dir, control_dir = Path(sys.argv[1]), Path(sys.argv[2])
-    (real, real_t), (control, control_t) = (split(pd.read_csv(d / "runs.csv")) for d in (real_dir, control_dir))
+    (real, real_t), (control, control_t) = (split(one_prefix_mode(d / "runs.csv")) for d in (real_dir, control_dir))
     r, c = stats(real), stats(control)
     teachers, know_nothing = teacher_scores(real_t), teacher_scores(control_t)
     lines = [(f"Test AUC-PRC. Teachers: real {teachers.round(3).to_dict()}, "

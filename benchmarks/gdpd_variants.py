@@ -41,8 +41,9 @@ def chosen(cands: pd.DataFrame) -> pd.DataFrame:
 
 def table(students: pd.DataFrame, e: float, names: list[str]) -> list[str]:
     means = per_dataset_means(students, e)[names]
-    ranks = means.rank(axis=1, ascending=False).mean()
-    wins = (means.rank(axis=1, ascending=False) == 1).sum()
+    ranked = means.rank(axis=1, ascending=False)
+    ranks = ranked.mean()
+    wins = ranked.eq(ranked.min(axis=1), axis=0).sum()   # a tie for first is a win for each
     return [f"| {e:g} | {n} | {means[n].mean():.3f} | {ranks[n]:.2f} | {wins[n]} |" for n in names]
 
 

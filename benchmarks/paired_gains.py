@@ -14,6 +14,15 @@ from scipy.stats import wilcoxon
 from earlykd.report.tables import split
 
 
+def one_prefix_mode(path: Path) -> pd.DataFrame:
+    """runs.csv of one prefix mode: runs of another mode are other cells, which a pairing would silently mix."""
+    runs = pd.read_csv(path)
+    modes = sorted(runs.loc[runs.method != "teacher", "prefix_mode"].dropna().unique())
+    if len(modes) > 1:
+        sys.exit(f"error: {path} holds runs of prefix modes {', '.join(modes)}; pair one mode at a time")
+    return runs
+
+
 def paired_cells(diff: pd.Series) -> str:
     """'pairs | mean difference | ahead | Wilcoxon p' of paired differences, as markdown cells."""
     p = wilcoxon(diff).pvalue if (diff != 0).any() else float("nan")
@@ -22,7 +31,7 @@ def paired_cells(diff: pd.Series) -> str:
 
 def main() -> None:
     root, references = Path(sys.argv[1]), sys.argv[2:] or ["base", "kd"]
-    students, _ = split(pd.read_csv(root / "runs.csv"))
+    students, _ = split(one_prefix_mode(root / "runs.csv"))
     wide = students.pivot_table(index=["earliness", "dataset", "seed"], columns="method", values="auc_prc")
     lines = [f"Test AUC-PRC of `{root.name}`: method − reference per (dataset, seed), over the cells where both ran.",
              "", "| reference | method | e | pairs | mean difference | method ahead | Wilcoxon p |",

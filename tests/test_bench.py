@@ -285,6 +285,20 @@ def test_report_writes_tables_plots_and_html(tmp_path):
     assert page.count("data:image/png;base64,") == 4 and "src='http" not in page and "teacher (full series)" in page
 
 
+def test_the_fidelity_average_is_over_datasets_not_runs():
+    """Per earliness the average row is the mean of per-dataset means, over datasets where every method has a
+    result: a dataset with more seeds weighs no more, one that a method lacks is left out."""
+    import pandas as pd
+
+    from earlykd.report.tables import fidelity_table
+    rows = [("A", "kd", s, 1.0) for s in (0, 1, 2)] + [("B", "kd", 0, 0.0), ("A", "base", 0, 0.5),
+                                                        ("B", "base", 0, 0.5), ("C", "kd", 0, 0.3)]
+    df = pd.DataFrame([dict(dataset=d, method=m, seed=s, earliness=0.4, fidelity_top1=v, fidelity_kl=v,
+                            auc_prc=0.5) for d, m, s, v in rows])
+    average = next(r for r in fidelity_table(df).rows if r[0] == "average")
+    assert average[3] == pytest.approx(0.5) and average[5] == pytest.approx(0.5)   # kd top-1, base top-1
+
+
 def test_bench_and_report_end_to_end(capsys, tmp_path):
     out = tmp_path / "sweep"
     sets = [a for s in TINY for a in ("--set", s)]

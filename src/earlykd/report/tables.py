@@ -187,8 +187,9 @@ def fidelity_table(df: pd.DataFrame) -> Table:
         for dataset, group in at.groupby("dataset", sort=True):
             rows.append([dataset, f"{e:g}", t_scores.get(dataset, math.nan)] + [
                 _mean_std(group[group.method == m][k]) for m in methods for k in ("fidelity_top1", "fidelity_kl")])
-        rows.append(["average", f"{e:g}", float(t_scores.reindex(at.dataset.unique()).mean())] + [
-            float(at[at.method == m][k].mean()) for m in methods for k in ("fidelity_top1", "fidelity_kl")])
+        means = {k: per_dataset_means(students, e, k) for k in ("fidelity_top1", "fidelity_kl")}
+        rows.append(["average", f"{e:g}", float(t_scores.reindex(means["fidelity_top1"].index).mean())] + [
+            float(means[k][m].mean()) for m in methods for k in ("fidelity_top1", "fidelity_kl")])
     return Table("fidelity", "Fidelity to the teacher: top-1 agreement and KL(teacher || student), mean ± std",
                  columns, rows)
 
