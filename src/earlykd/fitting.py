@@ -14,7 +14,7 @@ from .distill import build_method
 from .distill.base import method_class
 from .evaluate import classification_metrics
 from .models import build_model
-from .rundir import METRICS_FILE, MODEL_FILE, RUN_FILE, STATE_FILE, Run, resolve_device, versions
+from .rundir import METRICS_FILE, MODEL_FILE, RUN_FILE, STATE_FILE, Run, check_resume, resolve_device, versions
 from .train import Split, Trainer, predict_logits, save_model
 from .train.checkpoint import write_json, write_text
 
@@ -55,7 +55,8 @@ def fit_and_save(cfg: dict, kind: str, data: Prepared, splits: dict[str, Split],
                       desc=f"{kind} {data.name} {m['arch']}" + (f" {method_cls.name} e={cfg['prefix']['earliness']}"
                                                                 if kind == "student" else ""))
     if resume and (out / STATE_FILE).exists():
-        trainer.load_state(out / STATE_FILE)   # refuses a state of other settings before config.yaml changes
+        check_resume(out, cfg)                 # both refuse other settings before config.yaml changes
+        trainer.load_state(out / STATE_FILE)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     started = time.perf_counter()
     fit = trainer.fit(splits["train"], splits["val"])

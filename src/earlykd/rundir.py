@@ -78,6 +78,34 @@ def open_run_dir(out: str | Path, resume: bool) -> Path:
     return writable_dir(path)
 
 
+# what a resumed run may change: how it runs, and where its files are (compared by name: the project may have moved)
+RUNTIME_KEYS = frozenset({"train.device", "train.threads", "train.progress"})
+PATH_KEYS = frozenset({"out", "teacher", "data.name", "data.test_path", "data.archive"})
+
+
+def _differences(old, new, key: str = ""):
+    """Dotted keys whose values differ between two configs, as 'key old -> new'."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for k in dict.fromkeys([*old, *new]):
+            yield from _differences(old.get(k), new.get(k), f"{key}.{k}" if key else str(k))
+    elif key in PATH_KEYS and old is not None and new is not None:
+        if Path(str(old)).name != Path(str(new)).name:
+            yield f"{key} {old} -> {new}"
+    elif key not in RUNTIME_KEYS and old != new:
+        yield f"{key} {old} -> {new}"
+
+
+def check_resume(out: Path, cfg: dict) -> None:
+    """A resumed run continues the interrupted one only with the settings it was started with (config.yaml); how
+    it runs (device, threads) may change. Otherwise one line naming what differs."""
+    path = out / "config.yaml"
+    if not path.is_file():
+        return
+    diff = list(_differences(_read(path, yaml.safe_load), cfg))
+    check(not diff, f"{out}: the interrupted run was started with other settings ({'; '.join(diff[:4])}"
+                    f"{'; ...' if len(diff) > 4 else ''}); resume with the same settings or choose another --out")
+
+
 def default_out(cfg: dict, kind: str) -> Path:
     data = Path(str(cfg["data"]["name"])).stem
     arch, seed = cfg["model"]["arch"], cfg["train"]["seed"]

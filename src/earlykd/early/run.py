@@ -24,6 +24,7 @@ from ..models import build_model
 from ..teacher import Teacher
 from ..train import load_model, save_model
 from ..report.model_card import anytime_card
+from ..rundir import check_resume
 from ..train.checkpoint import write_json, write_text
 from .anytime import LevelSplit, checkpoints, parse_levels, student_train_cfg, train_anytime
 from .aria import AriaConfig
@@ -76,7 +77,9 @@ def train_early(cfg: dict, levels=None, policies: list[str] = ("threshold",), re
     # a resumed run keeps its config.yaml until its saved state has been accepted (training refuses other settings)
     saved = [out / runs.STATE_FILE] + [fold_file(out / runs.STATE_FILE, k) for k in range(int(early.get("crossfit") or 0))]
     resuming = resume and any(path.exists() for path in saved)
-    if not resuming:
+    if resuming:
+        check_resume(out, cfg)
+    else:
         (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     outputs = teacher.outputs(teacher_data, device)
     started = time.perf_counter()
