@@ -92,5 +92,7 @@ def test_interrupted_ensemble_needs_resume_and_completes(tmp_path, monkeypatch):
     assert runs.unfinished(tmp_path / "cut")
     with pytest.raises(EarlykdError, match="--resume"):
         api.train_teacher(**small, out=tmp_path / "cut")
+    with pytest.raises(EarlykdError, match=r"other settings \(train.epochs 3 -> 4\)"):   # its first member is done
+        api.train_teacher(**{**small, "epochs": 4}, out=tmp_path / "cut", resume=True)
     resumed = api.train_teacher(**small, out=tmp_path / "cut", resume=True)
     assert resumed.metrics == full.metrics and resumed.record["members"] == full.record["members"]

@@ -15,8 +15,8 @@ from .distill import build_method
 from .errors import check
 from .fitting import evaluate_split, fit_and_save
 from .models import build_model
-from .rundir import (METRICS_FILE, MODEL_FILE, RUN_FILE, Run, default_out, load_prepared, open_run_dir, read_run,
-                     resolve_device, versions)
+from .rundir import (METRICS_FILE, MODEL_FILE, RUN_FILE, Run, check_resume, default_out, load_prepared, open_run_dir,
+                     read_run, resolve_device, versions)
 from .teacher import CV_FILE, OOF_FILE, SPLITS, EnsembleModel
 from .train import Split, load_model
 from .train.checkpoint import save_tensors, write_json, write_text
@@ -117,6 +117,10 @@ def _train_ensemble(cfg: dict, members: list[tuple[str, int]], resume: bool) -> 
     cfg = {**cfg, "prefix": {"earliness": 1.0, "mode": cfg["prefix"]["mode"], "channels": None}}
     out = open_run_dir(cfg["out"] or default_out({**cfg, "model": {**cfg["model"], "arch": "ensemble"}}, "teacher"),
                        resume)
+    cfg = {**cfg, "out": str(out)}
+    if resume:
+        check_resume(out, cfg)   # finished members are reused: only with the settings they were trained with
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     started = time.perf_counter()
     runs = []
     for arch, seed in members:
@@ -149,8 +153,6 @@ def _train_ensemble(cfg: dict, members: list[tuple[str, int]], resume: bool) -> 
         "device": lead["device"], "threads": lead["threads"], "warmup": 0,
         "val": lead.get("val", {}), "val_metrics": {}, "test": test, "history": [],
     }
-    cfg = {**cfg, "out": str(out)}
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     write_json(out / METRICS_FILE, test)
     write_text(out / "model_card.md", model_card(cfg, record, None))
     write_json(out / RUN_FILE, record)
