@@ -126,7 +126,7 @@ def test_resume_with_another_architecture(tmp_path, capsys, monkeypatch):
     undo()
     code, _, err = run_cli(capsys, "teacher", *TINY, "--select", "acc_loss", "--arch", "fcn", "--resume",
                            "--out", tmp_path / "t")
-    assert_clean_error(code, err, "last.safetensors", "'lstm'", "'fcn'")
+    assert_clean_error(code, err, "started with other settings (model.arch lstm -> fcn)")
 
 
 def test_resume_of_cross_validated_teacher_with_other_settings(tmp_path, capsys, monkeypatch):

@@ -302,3 +302,15 @@ def test_evaluating_a_file_of_short_series_warns_as_predict_does(student_dir, an
     for run in (student_dir, anytime_dir):
         code, _, err = run_cli(capsys, "evaluate", run, "--test-path", path)
         assert code == 0 and "earlykd: warning:" in err and "held at its last value" in err, err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_device_that_is_not_there_makes_no_run_directory(teacher_dir, tmp_path, capsys):
+    commands = {"teacher": ["teacher", "--data", "UnitTest", "--epochs", "1"],
+                "ensemble": ["teacher", "--data", "UnitTest", "--epochs", "1", "--ensemble", "2"],
+                "distill": ["distill", "--teacher", teacher_dir, "--method", "kd", "--earliness", "0.5"],
+                "early": ["early", "--teacher", teacher_dir, "--epochs", "1"]}
+    for name, args in commands.items():
+        code, _, err = run_cli(capsys, *args, "--device", "cuda", "--out", tmp_path / name)
+        assert_clean_error(code, err, "CUDA is not available")
+        assert not (tmp_path / name).exists(), name

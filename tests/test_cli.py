@@ -23,6 +23,23 @@ def test_every_subcommand_has_help(command, capsys):
     assert "usage: earlykd " + command in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("args, needle", [(["bogus"], "invalid choice: 'bogus'"),
+                                          (["early", "--teacher", "t", "--sampling", "ARIA"], "invalid choice: 'ARIA'"),
+                                          (["teacher", "--epochs", "x"], "invalid int value: 'x'")])
+def test_a_usage_error_is_one_line_and_exit_2(args, needle, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and err.startswith("earlykd: error: ") and needle in err
+
+
+def test_a_reader_that_stops_early_ends_the_output_quietly():
+    """`earlykd methods | head -1`: no traceback when the pipe closes."""
+    run = subprocess.Popen([sys.executable, "-m", "earlykd", "methods"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run.stdout.close()
+    assert run.stderr.read() == b"" and run.wait() == 141
+
+
 def test_datasets_lists_bundled(capsys):
     code, out, _ = run_cli(capsys, "datasets")
     assert code == 0

@@ -6,6 +6,7 @@ the parser, so that `--help` and bad arguments answer at once.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -69,8 +70,15 @@ def _prefix_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--warmup", type=int, help="warm-up epochs of two-stage methods")
 
 
+class Parser(argparse.ArgumentParser):
+    """A usage error is one line and exit 2, as any other bad input (the usage is one --help away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"earlykd: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="earlykd", description="Full-to-partial knowledge distillation for early "
+    ap = Parser(prog="earlykd", description="Full-to-partial knowledge distillation for early "
                                  "time-series classification.")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("datasets", help="bundled datasets with cases, channels, length and classes")
@@ -257,12 +265,16 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         COMMANDS[args.command](args)
+        sys.stdout.flush()
     except EarlykdError as exc:
         print(f"earlykd: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("earlykd: interrupted; continue with --resume and the same --out", file=sys.stderr)
         return 130
+    except BrokenPipeError:   # the reader stopped early (| head): end quietly, as a killed pipeline member
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return 0
 
 

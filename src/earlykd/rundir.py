@@ -79,7 +79,7 @@ def open_run_dir(out: str | Path, resume: bool) -> Path:
 
 
 # what a resumed run may change: how it runs, and where its files are (compared by name: the project may have moved)
-RUNTIME_KEYS = frozenset({"train.device", "train.threads", "train.progress"})
+RUNTIME_KEYS = frozenset({"train.device", "train.threads", "train.progress", "train.checkpoint_every"})
 PATH_KEYS = frozenset({"out", "teacher", "data.name", "data.test_path", "data.archive"})
 
 
@@ -97,7 +97,7 @@ def _differences(old, new, key: str = ""):
 
 def check_resume(out: Path, cfg: dict) -> None:
     """A resumed run continues the interrupted one only with the settings it was started with (config.yaml); how
-    it runs (device, threads) may change. Otherwise one line naming what differs."""
+    it runs (device, threads, how often it saves its state) may change. Otherwise one line naming what differs."""
     path = out / "config.yaml"
     if not path.is_file():
         return

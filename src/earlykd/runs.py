@@ -43,8 +43,8 @@ def distill(cfg: dict, resume: bool = False) -> Run:
     data = load_prepared(cfg["data"])
     teacher.check_data(data)
     prefix_steps(cfg["prefix"]["earliness"], data.length)
+    device = resolve_device(cfg["train"]["device"])   # before the run directory is made
     out = open_run_dir(cfg["out"] or default_out(cfg, "student"), resume)
-    device = resolve_device(cfg["train"]["device"])
     outputs = teacher.outputs(data, device)  # test logits serve fidelity for every method
     splits = {s: Split(data.view(s, **cfg["prefix"]), data.labels[s],
                        outputs[s] if method_cls.needs_teacher else None) for s in SPLITS}

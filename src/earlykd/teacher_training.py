@@ -50,6 +50,7 @@ def _train_single(cfg: dict, resume: bool) -> Run:
     from . import threads
     cfg = {**cfg, "prefix": {"earliness": 1.0, "mode": cfg["prefix"]["mode"], "channels": None}}
     data = load_prepared(cfg["data"])
+    resolve_device(cfg["train"]["device"])   # before the run directory is made
     out = open_run_dir(cfg["out"] or default_out(cfg, "teacher"), resume)
     cfg = {**cfg, "out": str(out)}
     splits = {s: Split(*data.split(s)) for s in SPLITS}
@@ -115,6 +116,7 @@ def _train_ensemble(cfg: dict, members: list[tuple[str, int]], resume: bool) -> 
     combine = cfg["ensemble"]["combine"]
     check(combine in ("mean", "best"), f"ensemble.combine must be mean or best, got {combine!r}")
     cfg = {**cfg, "prefix": {"earliness": 1.0, "mode": cfg["prefix"]["mode"], "channels": None}}
+    resolve_device(cfg["train"]["device"])   # before the run directory is made
     out = open_run_dir(cfg["out"] or default_out({**cfg, "model": {**cfg["model"], "arch": "ensemble"}}, "teacher"),
                        resume)
     cfg = {**cfg, "out": str(out)}

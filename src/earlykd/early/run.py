@@ -69,8 +69,8 @@ def train_early(cfg: dict, levels=None, policies: list[str] = ("threshold",), re
     levels = checkpoints(parse_levels(levels), data.reference_length, data.length)
     prefix = {"earliness": levels, "mode": cfg["prefix"]["mode"], "channels": cfg["prefix"]["channels"]}
     cfg = {**cfg, "data": data_cfg, "model": model, "prefix": prefix}
+    device = runs.resolve_device(cfg["train"]["device"])   # before the run directory is made
     out = runs.open_run_dir(cfg["out"] or runs.default_out(cfg, "anytime"), resume)
-    device = runs.resolve_device(cfg["train"]["device"])
     threads.apply(cfg["train"].get("threads"))
     train_cfg = student_train_cfg(cfg["train"], method_cls.two_stage)
     cfg = {**cfg, "train": train_cfg, "out": str(out), "teacher": str(teacher.path)}
