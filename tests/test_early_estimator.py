@@ -23,6 +23,15 @@ def fitted(unit_test):
     return est.fit(X, y)
 
 
+@pytest.fixture(scope="module")
+def anytime_run(teacher_dir, tmp_path_factory):
+    from earlykd import cli
+    out = tmp_path_factory.mktemp("anytime") / "run"
+    assert cli.main(["early", "--teacher", str(teacher_dir), "--policy", "calibrated,threshold", "--levels",
+                     "0.3,0.6", "--epochs", "2", "--batch-size", "8", "--no-progress", "--out", str(out)]) == 0
+    return out
+
+
 def spread_decisions(est, X):
     """Set p so that cases decide at different checkpoints (a few epochs leave the calibrated p degenerate)."""
     top = []
@@ -103,26 +112,63 @@ def test_fit_rejects_an_empty_validation_split(unit_test):
         earlykd.EarlyClassifier(epochs=1, val_fraction=0.0, hidden=4, layers=1, length=32).fit(X, y)
 
 
-def test_from_run_reproduces_the_run_test_scores(teacher_dir, tmp_path, unit_test):
+def test_from_run_reproduces_the_run_test_scores(anytime_run, unit_test):
     """The estimator over a run directory decides as the run's own test evaluation did."""
     import json
 
-    from earlykd import cli
-    out = tmp_path / "anytime"
-    assert cli.main(["early", "--teacher", str(teacher_dir), "--policy", "calibrated,threshold", "--levels",
-                     "0.3,0.6", "--epochs", "2", "--batch-size", "8", "--no-progress", "--out", str(out)]) == 0
-    record = json.loads((out / "run.json").read_text())
+    record = json.loads((anytime_run / "run.json").read_text())
     for name in ("calibrated", "threshold"):
-        est = earlykd.EarlyClassifier.from_run(out, policy=name)
+        est = earlykd.EarlyClassifier.from_run(anytime_run, policy=name)
         hm, acc, earl = est.score(unit_test[2], unit_test[3])
         expected = record["test_policies"][name]
         assert (hm, acc, earl) == pytest.approx((expected["hm"], expected["accuracy"], expected["earliness"]))
 
 
+def test_from_run_takes_2d_and_3d_input_as_a_fitted_estimator_does(anytime_run, fitted, unit_test):
+    """(n_cases, n_timepoints) is a univariate collection for predict, predict_proba, update_predict and score."""
+    Xt, yt = unit_test[2], unit_test[3]
+    est = earlykd.EarlyClassifier.from_run(anytime_run)
+    assert set(est.metadata_) == set(fitted.metadata_)
+    for e in (est, fitted):
+        first = e.decider_.samples[0]
+        for X in (Xt, Xt[:, :, :first]):
+            for method in ("predict", "predict_proba"):
+                three, two = getattr(e, method)(X), getattr(e, method)(X[:, 0])
+                assert all(np.array_equal(a, b) for a, b in zip(three, two))
+        e.reset_state_info()
+        assert np.array_equal(e.update_predict(Xt[:, 0])[0], e.predict(Xt)[0])
+        assert e.score(Xt[:, 0], yt) == e.score(Xt, yt)
+
+
 @pytest.mark.parametrize("setting, needle", [({"method": "kdd"}, "unknown method"), ({"policy": "x"}, "unknown policy"),
-                                             ({"mode": "crop"}, "prefix mode"), ({"levels": [0.5, 2]}, "(0, 1]")])
-def test_bad_settings_are_value_errors_naming_the_problem(unit_test, setting, needle):
+                                             ({"mode": "crop"}, "prefix mode"), ({"levels": [0.5, 2]}, "(0, 1]"),
+                                             ({"arch": "lstmm"}, "unknown architecture 'lstmm' (did you mean lstm?)"),
+                                             ({"options": {"temp": 2}}, "(did you mean temperature?)"),
+                                             ({"options": {"temperature": -1}}, "'temperature' must be > 0"),
+                                             ({"options": "temperature=3"}, "options must be a dict")])
+def test_bad_settings_are_value_errors_naming_the_problem(unit_test, monkeypatch, setting, needle):
+    """EarlyInputError (a ValueError) with one line, before any training."""
+    from earlykd.early.estimator import EarlyClassifier, EarlyInputError
+    X, y, _, _ = unit_test
+    monkeypatch.setattr(EarlyClassifier, "_train_teacher", lambda *a: pytest.fail("trained before the check"))
+    with pytest.raises(EarlyInputError) as info:
+        EarlyClassifier(epochs=1, hidden=4, layers=1, length=32, **setting).fit(X, y)
+    assert isinstance(info.value, ValueError) and needle in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("crossfit", [0, 2])
+def test_a_class_of_one_series_gets_advice_the_estimator_accepts(unit_test, crossfit):
+    """prepare's advice (val_fraction 0) is refused by the estimator, and cross-fitting needs 2 per class too."""
+    X, y, _, _ = unit_test
+    keep = np.r_[np.flatnonzero(y == "1"), np.flatnonzero(y == "2")[:1]]
+    with pytest.raises(ValueError) as info:
+        earlykd.EarlyClassifier(epochs=1, hidden=4, layers=1, length=32, crossfit=crossfit).fit(X[keep], y[keep])
+    assert "class '2' has a single series" in str(info.value) and "at least 2" in str(info.value)
+    assert "val_fraction=0" not in str(info.value) and "--val-fraction" not in str(info.value)
+
+
+def test_too_large_a_validation_split_suggests_a_smaller_one(unit_test):
     X, y, _, _ = unit_test
     with pytest.raises(ValueError) as info:
-        earlykd.EarlyClassifier(epochs=1, hidden=4, layers=1, length=32, **setting).fit(X, y)
-    assert needle in str(info.value)
+        earlykd.EarlyClassifier(epochs=1, hidden=4, layers=1, length=32, val_fraction=0.95).fit(X, y)
+    assert "use a smaller val_fraction" in str(info.value) and "val_fraction=0" not in str(info.value)

@@ -19,11 +19,12 @@ from aeon.classification.early_classification import BaseEarlyClassifier
 
 from .. import threads as cpu_threads
 from ..data import RawData, prepare
+from ..data.prepare import NO_VAL
 from ..decide import build_policy, harmonic_mean
 from ..distill import TeacherOutputs, build_method
 from ..distill.base import method_class
-from ..errors import EarlykdError, check
-from ..models import build_model
+from ..errors import EarlykdError, check, lookup
+from ..models import ARCHITECTURES, build_model
 from ..prefix import MODES
 from ..train import Split, Trainer
 from .anytime import checkpoints, parse_levels, student_train_cfg, train_anytime
@@ -71,7 +72,9 @@ class EarlyClassifier(BaseEarlyClassifier):
         from .run import load_decider
         est = cls()
         est._set_decider(load_decider(run_dir, policy))
-        est.metadata_ = {"n_channels": len(est.decider_.mean)}
+        # what fit would store (aeon's checks read it, e.g. to convert 2D input); the run's data is not at hand
+        shape = (1, len(est.decider_.mean), est.decider_.reference_length)
+        est.metadata_ = {**est._get_X_metadata(np.zeros(shape)), "n_cases": None, "missing_values": None}
         est.is_fitted = True
         return est
 
@@ -90,6 +93,9 @@ class EarlyClassifier(BaseEarlyClassifier):
         for name in ("teacher_epochs", "layers", "hidden", "threads"):
             check_whole(getattr(self, name), name, 1, null=True)
         check_folds(self.crossfit, "crossfit")   # val_fraction: prepare checks it
+        lookup(ARCHITECTURES, self.arch, "architecture")
+        check(self.options is None or isinstance(self.options, dict), f"options must be a dict, got {self.options!r}")
+        method_class(self.method).resolve_options(self.options or {})
 
     def _fit(self, X: np.ndarray, y: np.ndarray):
         from ..rundir import resolve_device
@@ -101,6 +107,10 @@ class EarlyClassifier(BaseEarlyClassifier):
         cpu_threads.apply(self.threads)
         codes = np.array([self._class_dictionary[c] for c in y])
         names = np.array([f"{c:06d}" for c in codes])  # sorts like the class indices
+        counts = np.bincount(codes, minlength=self.n_classes_)
+        if counts.min() < 2:
+            raise EarlyInputError(f"y: class '{self.classes_[counts.argmin()]}' has a single series; the policy is "
+                                  "calibrated on a stratified split of X, so every class needs at least 2")
         try:
             data = prepare(RawData("fit", list(X), names, list(X[:1]), names[:1], "arrays"), self.length,
                            self.val_fraction, self.random_state)
@@ -108,8 +118,8 @@ class EarlyClassifier(BaseEarlyClassifier):
             policy = build_policy(self.policy)
             two_stage = method_class(self.method).two_stage
             check(self.mode in MODES, f"prefix mode must be one of {MODES}, got {self.mode!r}")
-        except EarlykdError as exc:
-            raise EarlyInputError(str(exc)) from None
+        except EarlykdError as exc:   # prepare advises val_fraction 0, which the check below refuses
+            raise EarlyInputError(str(exc).replace(NO_VAL, "use a smaller val_fraction")) from None
         if not len(data.labels["val"]):
             raise EarlyInputError("the policy is calibrated on validation: val_fraction must be above 0")
         teacher = self._train_teacher(data, device)
