@@ -276,6 +276,10 @@ def test_batch_predict_of_partial_series_decides_with_what_has_arrived(anytime_r
     short, _, notes = predict_anytime(anytime_run, [test_series[0, :, :1]])
     assert short == [""] and notes["decisions"][0]["checkpoint"] == -1 and "first checkpoint" in notes["warnings"][0]
     assert api.predict(anytime_run, part)[0] == got
+    rows = api.decide(anytime_run, part)   # the API tells decisions from provisional answers, as the CLI does
+    assert [r["label"] for r in rows] == got and [r["decided"] for r in rows] == [bool(d["decided"]) for d in when]
+    assert [r["checkpoint"] for r in rows] == [d["checkpoint"] for d in when]
+    assert np.allclose(np.stack([r["probabilities"] for r in rows]), probs)
 
 
 def test_evaluate_recomputes_the_runs_scores_and_scores_a_labelled_file(anytime_run, tmp_path, capsys):

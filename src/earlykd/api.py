@@ -106,13 +106,29 @@ def predict(run: str | Path | runs.Run, series, full: bool = False, label_column
             threads: int | None = None, policy: str | None = None) -> tuple[list[str], np.ndarray]:
     """`series`: an array (cases, length) or (cases, channels, length), a list of arrays, or a file path. An
     anytime run answers with its policy's decisions (`policy`: another calibrated one); "" for a row that
-    reached no checkpoint."""
+    reached no checkpoint; `decide` says which rows were decided and when."""
     if isinstance(series, (str, Path)):
         labels, probs, _ = predict_file(run, series, full, label_column, device, threads, policy)
         return labels, probs
     cpu_threads.apply(threads)
     labels, probs, _ = runs.predict(_path(run), _series_rows(series), full, "input", device=device, policy=policy)
     return labels, probs
+
+
+def decide(run: str | Path | runs.Run, series, label_column="run", device: str = "auto", threads: int | None = None,
+           policy: str | None = None) -> list[dict]:
+    """An anytime run's decision on each row of `series` (as for `predict`): label, decided (False: no stop yet,
+    the label is the provisional answer of the last checkpoint reached, "" if none), checkpoint, samples, earliness
+    and probabilities, as `earlykd predict` prints them."""
+    if isinstance(series, (str, Path)):
+        labels, probs, notes = predict_file(run, series, False, label_column, device, threads, policy)
+    else:
+        cpu_threads.apply(threads)
+        labels, probs, notes = runs.predict(_path(run), _series_rows(series), False, "input", device=device,
+                                            policy=policy)
+    check("decisions" in notes, f"{_path(run)}: not an anytime run (`earlykd early`); use predict")
+    return [{"label": label, **when, "decided": bool(when["decided"]), "probabilities": p}
+            for label, when, p in zip(labels, notes["decisions"], probs)]
 
 
 SHAPES = "pass an array (cases, length) or (cases, channels, length), a list of series, or a file path"
