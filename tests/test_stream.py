@@ -323,3 +323,19 @@ def test_an_anytime_run_has_a_model_card_with_its_policies(anytime_run):
     calibrated = record["test_policies"]["calibrated"]
     assert f"| calibrated | {record['policies_val']['calibrated']['hm']:.4f} | {calibrated['hm']:.4f} |" in card
     assert "calibrated on the validation split" in card
+
+
+def test_predict_json_output_is_strict_json_with_null_where_a_row_has_no_answer(anytime_run, test_series, tmp_path,
+                                                                                capsys):
+    rows_short = tmp_path / "short.csv"   # a row of one sample reaches no checkpoint
+    rows_short.write_text("1.0\n" + "\n".join(",".join(map(str, r)) for r in test_series[:2, 0, :]) + "\n")
+    code, _, err = run_cli(capsys, "predict", anytime_run, "--input", rows_short, "--label-column", "none",
+                           "--output", tmp_path / "p.json")
+    assert code == 0, err
+    text = (tmp_path / "p.json").read_text()
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+    out = json.loads(text, parse_constant=refuse)
+    assert out[0]["label"] == "" and all(v is None for k, v in out[0].items() if k.startswith("p_"))
+    assert all(isinstance(v, float) for k, v in out[1].items() if k.startswith("p_"))

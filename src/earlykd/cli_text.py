@@ -60,8 +60,9 @@ def rows_text(rows: list[dict], json_format: bool) -> str:
     import csv
     import io
     import json
-    if json_format:
-        return json.dumps(rows, indent=1) + "\n"
+    if json_format:   # strict JSON: a value that is not a number (a row with no answer) is null
+        plain = [{k: None if isinstance(v, float) and v != v else v for k, v in r.items()} for r in rows]
+        return json.dumps(plain, indent=1, allow_nan=False) + "\n"
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(list(rows[0]))
