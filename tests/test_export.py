@@ -105,8 +105,9 @@ def test_anytime_student_exports_with_a_dynamic_time_axis(teacher_dir, tmp_path,
     assert cli.main(["early", "--teacher", str(teacher_dir), "--method", "kd", "--levels", "0.25,0.5",
                      "--mode", "truncate", "--arch", "fcn", "--layers", "1", "--hidden", "4", "--epochs", "1",
                      "--batch-size", "8", "--no-progress", "--out", str(run)]) == 0
-    code, _, err = run_cli(capsys, "export", run)
+    code, out, err = run_cli(capsys, "export", run)
     assert code == 0, err
+    assert "and 'checkpoint' (an int64 scalar" in out   # the summary names both inputs
     path = run / "model.onnx"
     assert onnx_input_shape(path) == ["batch", 1, "steps"]
     decider = load_decider(run)
@@ -136,6 +137,11 @@ def test_export_errors_are_one_line(teacher_dir, student_runs, tmp_path, capsys,
     for args, needles in cases:
         code, _, err = run_cli(capsys, *args)
         assert_clean_error(code, err, *needles)
+    mine = tmp_path / "user.json"   # a file of the user's where the sidecar would go is left alone
+    mine.write_text('{"mine": 1}')
+    code, _, err = run_cli(capsys, "export", run, "--out", tmp_path / "user.onnx")
+    assert_clean_error(code, err, "user.json exists and is not an earlykd export's sidecar")
+    assert mine.read_text() == '{"mine": 1}' and not (tmp_path / "user.onnx").exists()
 
     def unsupported(*args, **kwargs):
         raise RuntimeError("Exporting the operator 'aten::fancy' to ONNX opset version 17 is not supported.\nmore")

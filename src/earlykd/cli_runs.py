@@ -111,7 +111,9 @@ def cmd_export(a) -> None:
     shape = ", ".join(map(str, done["input"]["shape"]))
     parity = ("onnxruntime not installed: parity not checked" if done["parity"] is None
               else f"max |onnxruntime - torch| {done['parity']:.1e} on random input")
+    extra = done.get("checkpoint_input")
+    extra = f" and '{extra['name']}' (an int64 scalar: the checkpoint's index)" if extra else ""
     print(f"{done['kind']} {done['arch']}: input '{done['input']['name']}' ({shape}) float32, preprocessed as "
-          f"in the sidecar; outputs logits, probabilities; {parity}")
+          f"in the sidecar{extra}; outputs logits, probabilities; {parity}")
     written(done["model"])
     written(done["sidecar"])

@@ -174,6 +174,8 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = 
     check(sidecar != path, f"--out {path}: the sidecar is written beside the model as <name>.json; give the model "
                            "another suffix (e.g. .onnx)")
     check_output(sidecar)
+    check(not sidecar.exists() or _is_sidecar(sidecar), f"{sidecar} exists and is not an earlykd export's sidecar; "
+                                                        "choose another --out (the sidecar goes beside it as <name>.json)")
     # the graph goes to a new file first: an existing model and its sidecar are replaced together, or not at all
     fresh = path.with_name(f".{path.name}.new")
     try:
@@ -192,4 +194,12 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = 
     finally:
         fresh.unlink(missing_ok=True)
     return {"model": path, "sidecar": sidecar, "parity": diff, "input": info["input"], "kind": info["kind"],
-            "arch": meta["model"]["arch"]}
+            "arch": meta["model"]["arch"], "checkpoint_input": info.get("checkpoint_input")}
+
+
+def _is_sidecar(path: Path) -> bool:
+    """An earlier export's sidecar (replaced with its model), not a file of the user's."""
+    try:
+        return str(json.loads(path.read_text()).get("format", "")).startswith("earlykd-onnx/")
+    except (OSError, ValueError, AttributeError):
+        return False
