@@ -238,6 +238,9 @@ def test_model_card_in_every_run_directory(teacher_dir, student_dir):
         assert heading in student
     assert "ece" in student and "validation" in student.lower() and str(teacher_dir) in student
     assert "full series" in teacher and "UnitTest" in teacher
+    cv = json.loads((teacher_dir / "run.json").read_text())["cv"]   # the default: epochs by cross-validation
+    assert f"chosen by {cv['folds']}-fold stratified cross-validation" in teacher and "refit" in teacher
+    assert "selected on validation" not in teacher and "pooled for" in teacher
 
 
 def test_bench_on_a_suite_file_and_user_files(tmp_path, capsys):

@@ -16,16 +16,20 @@ def _metrics_table(rows: list[tuple[str, dict]]) -> list[str]:
 
 def _opening(cfg: dict, record: dict) -> list[str]:
     """Title, versions and the data section, shared by every kind of run."""
-    d, info = cfg["data"], record["data"]
+    d, info, cv = cfg["data"], record["data"], record.get("cv")
+    splits = (f"- Splits: {info.get('train')} training and {info.get('val')} validation cases (stratified "
+              f"{d['val_fraction']:.0%} of the training cases, split seed {d['split_seed']}), pooled for "
+              f"{cv['folds']}-fold cross-validation and the refit; {info.get('test')} test cases" if cv else
+              f"- Splits: {info.get('train')} training, {info.get('val')} validation (stratified "
+              f"{d['val_fraction']:.0%} of the training cases, split seed {d['split_seed']}), {info.get('test')} test "
+              "cases")
     return [f"# Model card: {record['kind']} {record['dataset']} ({record['student_arch']})", "",
             f"earlykd {record['version']}, torch {record['versions']['torch']}; seed {record['seed']}; config hash "
             f"{record['config_hash']}. The full settings are in `config.yaml`, the record in `run.json`.", "",
             "## Data", "",
             f"- Source: {info.get('source')} (`data.name`: {d['name']}"
             + (f", test file {d['test_path']}" if d.get("test_path") else "") + ").",
-            f"- Splits: {info.get('train')} training, {info.get('val')} validation (stratified "
-            f"{d['val_fraction']:.0%} of the training cases, split seed {d['split_seed']}), {info.get('test')} test "
-            "cases; the test split is used only for the metrics below.",
+            splits + "; the test split is used only for the metrics below.",
             f"- Every series resampled to {d['length']} steps and standardised with statistics of the training "
             "split only.", ""]
 
@@ -56,10 +60,15 @@ def model_card(cfg: dict, record: dict, teacher: dict | None) -> str:
                      + (f", channels {p['channels']}" if p.get("channels") else "") + ".")
     else:
         lines.append("- A teacher: it sees the full series (earliness 1.0).")
+    cv = record.get("cv")
+    chosen = (f"{record['epochs']} epochs (of a budget of {t['epochs']}) chosen by {cv['folds']}-fold stratified "
+              f"cross-validation (mean fold accuracy {cv['acc']:.3f}, then loss), then a refit on all training and "
+              f"validation cases; checkpoint of epoch {record['best_epoch']}, the refit's lowest training loss"
+              if cv else
+              f"{record['epochs']} epochs of {t['epochs']}; checkpoint of epoch {record['best_epoch']}, selected on "
+              f"validation ({'accuracy, then loss' if t['select'] == 'acc_loss' else 'loss'})")
     lines += ["", "## Model and training", "", _model_line(cfg, record),
-              f"- {record['epochs']} epochs of {t['epochs']} (batch {t['batch_size']}, lr {t['lr']}); checkpoint of "
-              f"epoch {record['best_epoch']}, selected on validation "
-              f"({'accuracy, then loss' if t['select'] == 'acc_loss' else 'loss'}); "
+              f"- {chosen}; batch {t['batch_size']}, lr {t['lr']}; "
               f"{record['seconds_per_epoch']} s per epoch on {record['device']} with {record['threads']} thread(s).",
               "", "## Metrics", "",
               *_metrics_table([("validation", record.get("val_metrics") or {}), ("test", record["test"])]), "",
