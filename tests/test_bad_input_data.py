@@ -133,7 +133,7 @@ def test_empty_label_cell(tmp_path, capsys, good_csv):
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join(lines) + "\n")
     code, _, err = run_cli(capsys, *teacher_args(tmp_path, bad, "--test-path", good_csv))
-    assert_clean_error(code, err, str(bad), "row 4", "column 1", "empty label")
+    assert_clean_error(code, err, str(bad), "row 4", "column 0 (0-based)", "empty label")
 
 
 def test_negative_label_column(tmp_path, capsys, good_csv):
@@ -156,3 +156,93 @@ def test_api_bad_val_fraction():
     with pytest.raises(EarlykdError, match=r"val_fraction 1\.5 must be in \[0, 1\)") as info:
         prepare(raw, length=16, val_fraction=1.5)
     assert "--" not in str(info.value)
+
+
+# 10: columns are named as --label-column counts them, from 0; a text column suggests --label-column
+def test_bad_cell_names_its_file_column(tmp_path, capsys, good_csv):
+    rows = [line.split(",") for line in good_csv.read_text().splitlines()]
+    for row in rows:
+        row.insert(3, row.pop(0))       # the label in column 3
+    rows[2][1] = "oops"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("".join(",".join(row) + "\n" for row in rows))
+    code, _, err = run_cli(capsys, *teacher_args(tmp_path, bad, "--test-path", good_csv, "--set", "data.label_column=3"))
+    assert_clean_error(code, err, str(bad), "row 3, column 1 (0-based): non-numeric value 'oops'")
+    assert "--label-column" not in err
+
+
+def test_label_in_last_column_is_suggested(tmp_path, capsys, good_csv):
+    rows = [line.split(",") for line in good_csv.read_text().splitlines()]
+    bad = tmp_path / "last.csv"
+    bad.write_text("".join(",".join(row[1:] + row[:1]) + "\n" for row in [["label", *map("t{}".format, range(8))]] + rows))
+    code, _, err = run_cli(capsys, *teacher_args(tmp_path, bad, "--test-path", good_csv))
+    assert_clean_error(code, err, str(bad), "row 1, column 8 (0-based): non-numeric value 'a'",
+                       "is the label in column 8? say so with --label-column 8", "--set data.label_column=8")
+
+
+# 11: a file type that is not read names the ones that are
+def test_unsupported_file_extension(tmp_path, capsys, monkeypatch, good_csv):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gp_train_h.tsv").write_text("1\t0.1\t0.2\n")
+    for data in ("gp_train_h.tsv", tmp_path / "gp_train_h.tsv"):
+        code, _, err = run_cli(capsys, *teacher_args(tmp_path, data, "--test-path", good_csv))
+        assert_clean_error(code, err, "gp_train_h.tsv: unsupported file type '.tsv'", "use .csv, .npy or .npz")
+        assert "unknown dataset" not in err
+
+
+# 12: ragged CSV rows (series as far as they have arrived), the first one shorter, for training and prediction
+def test_ragged_csv_rows_first_one_shorter(tmp_path, capsys, good_csv, teacher_dir):
+    lines = good_csv.read_text().splitlines()
+    lines[0] = ",".join(lines[0].split(",")[:5])
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("\n".join(lines) + "\n")
+    data = prepare(load_raw({"name": str(ragged), "test_path": str(ragged)}), length=8, val_fraction=0)
+    assert data.series["train"][0].shape == (1, 4) and data.reference_length == 8
+    new = tmp_path / "new.csv"
+    new.write_text("0.1,0.2,0.3\n" + ",".join(["0.5"] * 24) + "\n")
+    code, out, err = run_cli(capsys, "predict", teacher_dir, "--input", new, "--label-column", "none")
+    assert code == 0 and out.count("\n") == 3, err
+    assert "1 row(s) have fewer samples than a whole series (24)" in err
+
+
+# 13: series longer than the longest training series are read up to it, with a warning
+def test_longer_series_are_named(tmp_path, capsys, teacher_dir):
+    X = np.stack([s[0] for s in load_raw({"name": "UnitTest"}).X_test[:4]])
+    longer = tmp_path / "longer.csv"
+    longer.write_text("".join(f"{i % 2 + 1}," + ",".join(map(str, [*row, *row[:6]])) + "\n" for i, row in enumerate(X)))
+    code, _, err = run_cli(capsys, "evaluate", teacher_dir, "--test-path", longer)
+    assert code == 0, err
+    assert "warning: 4 row(s) are longer than the longest training series (24 samples); read up to sample 24" in err
+
+
+def test_a_label_free_csv_given_to_predict_is_warned_about(teacher_dir, tmp_path, capsys):
+    """The run's label column (0) is dropped from every file; when that column looks like data, say so."""
+    X = np.stack([s[0] for s in load_raw({"name": "UnitTest"}).X_test[:4]])
+    bare = tmp_path / "bare.csv"
+    bare.write_text("".join(",".join(map(str, row)) + "\n" for row in X))
+    code, _, err = run_cli(capsys, "predict", teacher_dir, "--input", bare)
+    assert code == 0 and "column 0 (0-based) was dropped as the run's label column, but with it the rows hold 24" in err
+    part = tmp_path / "part.csv"
+    part.write_text("".join(",".join(map(str, row[:12])) + "\n" for row in X))
+    code, _, err = run_cli(capsys, "predict", teacher_dir, "--input", part)
+    assert code == 0 and "it holds numbers, not the run's classes; if the file has no labels, pass --label-column none" in err
+    code, _, err = run_cli(capsys, "predict", teacher_dir, "--input", part, "--label-column", "0")
+    assert "--label-column none" not in err   # the user said so
+    labelled = tmp_path / "labelled.csv"
+    labelled.write_text("".join(f"{i % 2 + 1}," + ",".join(map(str, row)) + "\n" for i, row in enumerate(X)))
+    code, _, err = run_cli(capsys, "predict", teacher_dir, "--input", labelled)
+    assert code == 0 and "warning" not in err and "label column 0 (0-based) ignored" in err, err
+
+
+def test_series_longer_than_the_longest_training_series_are_named(teacher_dir, tmp_path, capsys):
+    X = np.stack([s[0] for s in load_raw({"name": "UnitTest"}).X_test[:4]])
+    np.save(tmp_path / "long.npy", np.concatenate([X, X[:, :6]], 1))
+    code, _, err = run_cli(capsys, "predict", teacher_dir, "--input", tmp_path / "long.npy")
+    assert code == 0 and "4 row(s) are longer than the longest training series (24 samples)" in err, err
+    rng = np.random.default_rng(0)   # (evaluate --test-path: test_longer_series_are_named)
+    y = np.array(["a", "b"] * 6)
+    np.savez(tmp_path / "tr.npz", X=rng.normal(size=(12, 10)), y=y)
+    np.savez(tmp_path / "te.npz", X=rng.normal(size=(12, 14)), y=y)
+    code, _, err = run_cli(capsys, "teacher", "--data", tmp_path / "tr.npz", "--test-path", tmp_path / "te.npz",
+                           "--epochs", "1", "--no-progress", "--length", "8", "--out", tmp_path / "o")
+    assert code == 0 and "warning: 12 test series are longer than the longest training series (10 samples)" in err, err

@@ -149,3 +149,52 @@ def test_a_registered_data_source_is_asked_first_and_feeds_the_pipeline():
             register_source("memory", lambda cfg: False)(make)
     finally:
         SOURCES[:] = [s for s in SOURCES if s.name != "memory"]
+
+
+def test_ragged_csv_rows_in_any_order(tmp_path):
+    """Rows of different lengths (series as far as they have arrived) read alike whatever their order;
+    a shorter row ends in NaN, which cleaning trims."""
+    rows = ["a,1,2", "b,1,2,3,4", "a,5,6,7"]
+    for name, order in (("short_first.csv", rows), ("long_first.csv", sorted(rows, key=len, reverse=True))):
+        (tmp_path / name).write_text("\n".join(order) + "\n")
+    series, labels = read_array_file(tmp_path / "short_first.csv")
+    assert labels.tolist() == ["a", "b", "a"]
+    np.testing.assert_array_equal(series[0], [[1.0, 2.0, np.nan, np.nan]])
+    assert [clean_series(s, "").shape[-1] for s in series] == [2, 4, 3]
+    other, _ = read_array_file(tmp_path / "long_first.csv")
+    assert sorted(s.tobytes() for s in series) == sorted(s.tobytes() for s in other)
+    (tmp_path / "new.csv").write_text("1,2\n1,2,3,4\n")   # prediction input: no label column
+    info = {}
+    series, _ = read_array_file(tmp_path / "new.csv", None, need_labels=False, info=info)
+    assert info["columns"] == 4 and [clean_series(s, "").shape[-1] for s in series] == [2, 4]
+
+
+def test_test_series_longer_than_training_are_named():
+    data = prepare(load_raw({"name": "JapaneseVowels"}), length=50)
+    longer = sum(s.shape[-1] > data.reference_length for s in data.series["test"])
+    assert longer > 0 and data.warnings == [
+        f"{longer} test series {'is' if longer == 1 else 'are'} longer than the longest training series "
+        f"({data.reference_length} samples); read up to sample {data.reference_length}"]
+    assert prepare(load_raw({"name": "GunPoint"}), length=50).warnings == []
+
+
+@pytest.mark.parametrize("text,label_column,expect", [
+    ("0.5,1,2,3\n0.7,1,2,3\n", 0, "it holds numbers"),             # no header, numbers that are no class
+    ("x,1,2,3,4\ny,1,2,3,4\n", 0, "rows hold 5 values"),            # T values counting the dropped column
+    ("1,1,2,3\n2,1,2,3\n", 0, None),                                # every value a class: labels
+    ("label,t0,t1\n0.5,1,2\n0.7,1,2\n", 0, None),                   # a header names it
+    ("0.5,1,2,3\n", None, None),                                    # nothing dropped
+])
+def test_label_column_warning(tmp_path, text, label_column, expect):
+    from earlykd.data.load import label_column_warning
+    path = tmp_path / "new.csv"
+    path.write_text(text)
+    info = {}
+    read_array_file(path, label_column, need_labels=False, info=info)
+    lines = label_column_warning(path, info, reference_length=5, classes=["1", "2"])
+    if expect is None:
+        assert lines == []
+    else:
+        assert len(lines) == 1 and expect in lines[0] and "column 0 (0-based)" in lines[0]
+        assert lines[0].endswith("pass --label-column none")
+    assert label_column_warning(path, {}, 5, ["1", "2"]) == []       # .npy / .npz: no label column

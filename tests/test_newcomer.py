@@ -63,7 +63,7 @@ def test_predict_csv_drops_the_label_column_and_says_so(student_dir, tmp_path, c
     numeric.write_text("".join(f"{i % 2 + 1}," + ",".join(map(str, row)) + "\n" for i, row in enumerate(X)))
     code, out, err = run_cli(capsys, "predict", student_dir, "--input", numeric)
     assert code == 0 and out == reference, err
-    assert "label column 1" in err and "12 value columns" in err
+    assert "label column 0 (0-based)" in err and "12 value columns" in err
     text = tmp_path / "text.csv"
     text.write_text("label," + ",".join(f"t{i}" for i in range(12)) + "\n"
                     + "".join("one," + ",".join(map(str, row)) + "\n" for row in X))

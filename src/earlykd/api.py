@@ -13,7 +13,7 @@ from . import runs
 from . import threads as cpu_threads
 from .config import conflicts, require, resolve
 from .data import Prepared, load_raw, prepare
-from .data.load import check_real, read_array_file
+from .data.load import check_real, label_column_warning, read_array_file
 from .errors import check
 
 OPTIONS = {
@@ -78,16 +78,19 @@ def evaluate(run: str | Path | runs.Run, test_path: str | Path | None = None, la
     return runs.evaluate_run(_path(run), device, test_path=test_path, label_column=label_column)
 
 
-def read_input(run: str | Path | runs.Run, path: str | Path, label_column="run") -> tuple[list, str | None]:
+def read_input(run: str | Path | runs.Run, path: str | Path, label_column="run",
+               info: dict | None = None) -> tuple[list, str | None]:
     """Series from a .npy/.npz/.csv file, and for a CSV one line saying which columns were used. Its label column is
-    dropped as in training: "run" takes the run's data.label_column, None means the file has none."""
+    dropped as in training: "run" takes the run's data.label_column, None means the file has none. `info`, when
+    given, receives what was read (see read_array_file)."""
     if label_column == "run":
         label_column = runs.read_run(_path(run))[0]["data"].get("label_column", 0)
-    info: dict = {}
+    info = {} if info is None else info
     series, _ = read_array_file(path, label_column, need_labels=False, info=info)
-    if not info:  # .npy / .npz: nothing to choose
+    if "label_column" not in info:  # .npy / .npz: nothing to choose
         return series, None
-    label = "no label column" if info["label_column"] is None else f"label column {info['label_column'] + 1} ignored"
+    label = "no label column" if info["label_column"] is None else \
+        f"label column {info['label_column']} (0-based) ignored"
     return series, (f"{path}: {info['rows']} rows; {label}; {info['columns']} value columns; "
                     + ("header row skipped" if info["header"] else "no header"))
 
@@ -96,9 +99,13 @@ def predict_file(run, path, full: bool = False, label_column="run", device: str 
                  policy: str | None = None):
     """-> (labels, probabilities, notes) for the series in a file; notes['read'] says what was read (an anytime
     run's notes['decisions'] say when each row was decided)."""
-    series, read = read_input(run, path, label_column)
+    info: dict = {}
+    series, read = read_input(run, path, label_column, info)
     cpu_threads.apply(threads)
     labels, probs, notes = runs.predict(_path(run), series, full, str(path), device=device, policy=policy)
+    if label_column == "run":   # the run's label column: does the file have one?
+        reference = runs.read_run(_path(run))[1].get("data", {}).get("reference_length", 0)
+        notes["warnings"] += label_column_warning(path, info, reference, notes["classes"])
     return labels, probs, {**notes, "read": read}
 
 

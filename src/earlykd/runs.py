@@ -135,7 +135,8 @@ def predict(run_dir: str | Path, series: list[np.ndarray], full: bool = False, w
 def _predict_warnings(lengths: np.ndarray, keep: int, total: int, student: bool, full: bool, equal_length: bool,
                       prefix: dict) -> list[str]:
     """One line per kind of input that cannot be what the model was trained on."""
-    out = []
+    from .data.prepare import longer_than_reference
+    out = [] if student and not full else longer_than_reference(lengths, total)
     longer, shorter = int((lengths > keep).sum()), int((lengths < keep).sum())
     if student and not full and longer:
         out.append(f"{longer} row(s) are longer than the trained prefix of {keep} samples (earliness "

@@ -13,7 +13,10 @@ import numpy as np
 
 from ..errors import EarlykdError, check, did_you_mean
 
-SUFFIXES = (".ts", ".tsv", ".arff")
+SUFFIXES = (".ts", ".tsv", ".arff")         # of an archive's dataset files
+FILE_SUFFIXES = (".csv", ".npy", ".npz")    # of a data file passed by path
+FILE_TYPES = ("use .csv, .npy or .npz; a UCR/UEA archive's .ts, .tsv or .arff files are read by dataset name "
+              "with --archive PATH")
 
 
 @dataclass
@@ -131,17 +134,22 @@ def _utf8_text(path: Path) -> str:
 
 
 def _read_csv(path: Path, label_column, info: dict | None = None) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """Rows are univariate series; one column holds the label (None for unlabelled input).
-    `info`, when given, receives what was read: header (bool), label column (0-based or None), columns."""
+    """Rows are univariate series, possibly of different lengths (a shorter row ends in NaN); one column holds
+    the label (None for unlabelled input). Messages count columns from 0, as `--label-column` does.
+    `info`, when given, receives what was read: header (bool), label column (0-based or None), columns, rows and
+    labels (the label column's values, or None)."""
+    import csv
     import io
 
     import pandas as pd
-    try:
-        frame = pd.read_csv(io.StringIO(_utf8_text(path)), header=None, dtype=str, keep_default_na=False,
-                            skip_blank_lines=True)
+    text = _utf8_text(path)
+    try:  # the widest row, so that rows of any length and order are read (pandas counts the first row's fields)
+        width = max((len(row) for row in csv.reader(io.StringIO(text))), default=0)
+        frame = pd.read_csv(io.StringIO(text), header=None, names=range(max(width, 1)), index_col=False, dtype=str,
+                            keep_default_na=False, skip_blank_lines=True).fillna("")
     except pd.errors.EmptyDataError:
         raise EarlykdError(f"{path}: file is empty") from None
-    except pd.errors.ParserError as exc:
+    except (pd.errors.ParserError, csv.Error) as exc:
         raise EarlykdError(f"{path}: cannot parse CSV: {str(exc).strip().splitlines()[-1]}") from None
     check(len(frame) > 0, f"{path}: file is empty")
     header = None
@@ -160,19 +168,19 @@ def _read_csv(path: Path, label_column, info: dict | None = None) -> tuple[list[
             header, frame = first, frame.iloc[1:]
     check(len(frame) > 0, f"{path}: file has a header but no rows")
     if label_idx is not None:
-        check(-frame.shape[1] <= label_idx < frame.shape[1],
-              f"{path}: label column {label_idx} is out of range ({frame.shape[1]} columns)")
-        label_idx %= frame.shape[1]
+        check(label_idx < frame.shape[1],
+              f"{path}: label column {label_idx} (0-based) is out of range ({frame.shape[1]} columns)")
         labels = frame.iloc[:, label_idx].str.strip().to_numpy().astype(str)
         frame = frame.drop(columns=frame.columns[label_idx])
     else:
         labels = None
     if info is not None:
-        info.update(header=header is not None, label_column=label_idx, columns=frame.shape[1], rows=len(frame))
+        info.update(header=header is not None, label_column=label_idx, columns=frame.shape[1], rows=len(frame),
+                    labels=labels)
     series = []
     for r, row in enumerate(frame.itertuples(index=False)):
         vals = []
-        for c, cell in enumerate(row):
+        for column, cell in zip(frame.columns, row):
             cell = cell.strip()
             if cell == "" or cell.lower() in ("nan", "na", "?"):
                 vals.append(np.nan)
@@ -180,9 +188,36 @@ def _read_csv(path: Path, label_column, info: dict | None = None) -> tuple[list[
             try:
                 vals.append(float(cell))
             except ValueError:
-                raise EarlykdError(f"{path}: row {r + 1}, column {c + 1}: non-numeric value '{cell[:20]}'") from None
+                raise EarlykdError(f"{path}: row {r + 1}, column {column} (0-based): non-numeric value '{cell[:20]}'"
+                                   + _label_hint(frame[column], column)) from None
         series.append(np.asarray(vals, dtype=np.float64)[None, :])
     return series, labels
+
+
+def _label_hint(cells, column: int) -> str:
+    """A column of text in every row is likely the label column."""
+    cells = [c.strip() for c in cells if c.strip() != ""]
+    if all(_not_number(c) for c in cells):
+        return (f"; is the label in column {column}? say so with --label-column {column} "
+                f"(when training: --set data.label_column={column})")
+    return ""
+
+
+def label_column_warning(path, info: dict, reference_length: int, classes) -> list[str]:
+    """A warning when the CSV column dropped as a run's label column looks like series data rather than labels:
+    with it the rows hold a whole series (T values), or, in a file without a header, it holds numbers; never when
+    every value in it is one of the run's classes. `info`: as `read_array_file` filled it."""
+    labels = info.get("labels")
+    if labels is None or set(labels.tolist()) <= set(map(str, classes)):
+        return []
+    whole = info["columns"] + 1 == reference_length
+    values = [v for v in labels if v != ""]
+    if not whole and (info["header"] or not values or any(_not_number(v) for v in values)):
+        return []
+    why = f"with it the rows hold {reference_length} values, a whole series" if whole else \
+        "it holds numbers, not the run's classes"
+    return [f"{path}: column {info['label_column']} (0-based) was dropped as the run's label column, but {why}; "
+            "if the file has no labels, pass --label-column none"]
 
 
 def _not_number(text: str) -> bool:
@@ -237,9 +272,9 @@ def read_array_file(path: str | Path, label_column=0, need_labels: bool = True, 
         series, labels = _read_csv(path, label_column, info)
         check(labels is not None or not need_labels, f"{path}: no labels (a CSV for this needs a label column)")
         if need_labels:
-            _check_labels(labels, path, f"column {info['label_column'] + 1}")
+            _check_labels(labels, path, f"column {info['label_column']} (0-based)")
         return series, labels
-    check(suffix in (".npy", ".npz"), f"{path}: unsupported file type '{suffix}' (use .npy, .npz or .csv)")
+    check(suffix in FILE_SUFFIXES, f"{path}: unsupported file type '{suffix}' ({FILE_TYPES})")
     X, labels = _read_numpy(path, suffix, need_labels)
     check(X.size > 0, f"{path}: array is empty")
     check_real(X.dtype, f"{path}: " + ("array" if suffix == ".npy" else "field 'X'"))
@@ -261,7 +296,7 @@ def _load_files(train: str, test: str | None, label_column) -> RawData:
 
 
 def is_file_source(name: str) -> bool:
-    return Path(name).suffix.lower() in (".npy", ".npz", ".csv") or os.sep in name
+    return Path(name).suffix.lower() in FILE_SUFFIXES or os.sep in name
 
 
 @dataclass(frozen=True)
@@ -299,6 +334,8 @@ def _archive_source(cfg: dict) -> RawData:
 @register_source("bundled", lambda cfg: True)
 def _bundled_source(cfg: dict) -> RawData:
     name = str(cfg["name"])
+    suffix = Path(name).suffix
+    check(name in bundled_datasets() or not suffix, f"{name}: unsupported file type '{suffix}' ({FILE_TYPES})")
     if name not in bundled_datasets():
         hint = did_you_mean(name, bundled_datasets(), f"bundled: {', '.join(bundled_datasets())}; or pass --archive PATH")
         raise EarlykdError(f"unknown dataset '{name}' ({hint})")

@@ -36,6 +36,7 @@ class Prepared:
     length: int                      # L: model steps of a full series
     equal_length: bool
     info: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)   # one line per kind of series read other than as given
     _views: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -101,6 +102,13 @@ def clean_rows(series: list[np.ndarray], channels: list[int], what: str) -> list
     return rows
 
 
+def longer_than_reference(lengths, reference_length: int, what: str = "row(s)") -> list[str]:
+    """A warning for series longer than T (the longest training series): they are read up to T samples."""
+    longer = sum(int(n) > reference_length for n in lengths)
+    return [f"{longer} {what} {'is' if longer == 1 else 'are'} longer than the longest training series "
+            f"({reference_length} samples); read up to sample {reference_length}"] if longer else []
+
+
 def _clean_all(series: list[np.ndarray], what: str) -> list[np.ndarray]:
     check(len(series) > 0, f"{what}: no series")
     channels = series[0].shape[0]
@@ -158,6 +166,7 @@ def prepare(raw: RawData, length: int = 100, val_fraction: float = 0.2, split_se
     return Prepared(raw.name, classes, series, {"train": y[fit], "val": y[val], "test": yt}, mean, std,
                     reference_length=reference, length=length,
                     equal_length=len(train_lengths | {s.shape[-1] for s in Xt}) == 1,
+                    warnings=longer_than_reference([s.shape[-1] for s in Xt], reference, "test series"),
                     info={"source": raw.source, "train": len(fit), "val": len(val), "test": len(yt),
                           "length": length, "reference_length": reference,
                           "val_fraction": val_fraction, "split_seed": split_seed})

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import runs
 from ..decide import Policy, build_policy
-from ..data.prepare import clean_rows
+from ..data.prepare import clean_rows, longer_than_reference
 from ..decide.base import softmax
 from ..evaluate.new_data import class_indices, read_labelled
 from ..teacher import Teacher
@@ -64,6 +64,8 @@ def evaluate_anytime(run_dir: str | Path, device: str = "auto", test_path: str |
     if shorter and warnings is not None:
         warnings.append(f"{shorter} row(s) have fewer samples than a whole series ({decider.reference_length}); "
                         "each is held at its last value, as for a series that ended")
+    if warnings is not None:
+        warnings += longer_than_reference([r.shape[-1] for r in rows], decider.reference_length)
     logits, features = _all_outputs(decider, rows)
     return scores_on_test(logits, y, None, levels, policies, decider.earliness, features, decider.ready(rows))
 
@@ -96,10 +98,12 @@ def predict_anytime(run_dir: str | Path, series: list[np.ndarray], policy: str |
     """(labels, probabilities, notes) of an anytime run's decisions; notes['decisions'] holds each row's
     decided / checkpoint / samples / earliness, notes['warnings'] the rows that reached no checkpoint."""
     decider = load_decider(run_dir, policy)
-    rows = decide_rows(decider, clean_rows(series, [len(decider.mean)], what))
+    cleaned = clean_rows(series, [len(decider.mean)], what)
+    rows = decide_rows(decider, cleaned)
     short = sum(r["checkpoint"] < 0 for r in rows)
     warnings = [f"{short} row(s) are shorter than the first checkpoint ({int(decider.samples[0])} samples): no "
                 "prediction for them"] if short else []
+    warnings += longer_than_reference([r.shape[-1] for r in cleaned], decider.reference_length)
     notes = {"classes": decider.classes, "warnings": warnings,
              "decisions": [{k: r[k] for k in ("decided", "checkpoint", "samples", "earliness")} for r in rows]}
     return [r["label"] for r in rows], np.stack([r["probs"] for r in rows]), notes
