@@ -48,6 +48,9 @@ def latency(root: Path, rounds: int = 200) -> list[str]:
         run = next(iter(sorted((root / "runs").glob(f"{method}-OSULeaf-e0.4-*"))), None)
         if run is not None:
             models[method] = load_model(run / "model.safetensors")[0]
+    if not models:   # a fresh clone: the run directories are not in git
+        sys.exit(f"error: no base or gdpd OSULeaf e 0.4 run in {root / 'runs'}; the latency table needs the sweep's "
+                 "run directories (train them with the sweep's command)")
     x, times = torch.randn(256, 1, 40), {m: [] for m in models}
     with torch.no_grad():
         for _ in range(rounds + 10):
