@@ -112,6 +112,20 @@ def test_early_run_directory(anytime_dir):
     assert yaml.safe_load((anytime_dir / "config.yaml").read_text())["prefix"]["earliness"] == record["earliness"]
 
 
+def test_an_anytime_runs_config_trains_the_same_run_again(anytime_dir, tmp_path, capsys):
+    """config.yaml names the teacher, the levels and the policies: `earlykd early --config` needs nothing else,
+    and gives the same numbers (same seed, machine and torch build)."""
+    again = tmp_path / "again"
+    code, _, err = run_cli(capsys, "early", "--config", anytime_dir / "config.yaml", "--out", again)
+    assert code == 0, err
+    first, second = (json.loads((d / "run.json").read_text()) for d in (anytime_dir, again))
+    assert second["earliness"] == first["earliness"] and second["config_hash"] == first["config_hash"]
+    assert second["test_policies"] == first["test_policies"] and second["test"] == first["test"]
+    assert json.loads((again / "decide.json").read_text()) == json.loads((anytime_dir / "decide.json").read_text())
+    code, _, err = run_cli(capsys, "distill", "--config", anytime_dir / "config.yaml", "--out", tmp_path / "s")
+    assert_clean_error(code, err, "a student takes one earliness", "earlykd early")
+
+
 def test_policies_are_calibrated_on_validation_logits(anytime_dir):
     """The stored validation scores are what the saved student and policy give on the validation split."""
     from earlykd import runs

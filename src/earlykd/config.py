@@ -48,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
         "level_norm": True,       # batch-norm statistics per checkpoint (docs/early.md); false: one running average
         "length": None,           # the student's grid (model steps); None: the teacher's data.length
         "crossfit": 0,            # K >= 2: calibrate on K-fold out-of-fold predictions of train + val (docs/early.md)
+        "policies": None,         # stopping policies to calibrate, the first the run's default; None: threshold
         "aria": {"bins": 10, "groups": "auto", "clusters": 4, "eps": 0.2, "beta": 0.1, "temperature": 1.0,
                  "warmup_share": 0.1, "weights": False, "clip": 5.0, "normalise": False},
     },
@@ -176,6 +177,8 @@ def require(cfg: dict, kind: str) -> None:
     else:
         check(cfg["prefix"]["earliness"] is not None, "a student needs --earliness: the share of each series it "
               "sees, in (0, 1], e.g. --earliness 0.4")
+        check(not isinstance(cfg["prefix"]["earliness"], list), "a student takes one earliness; prefix.earliness "
+              "holds a list of levels (an anytime run's config: train it with earlykd early)")
 
 
 def _absolute(path) -> str | None:
@@ -239,8 +242,9 @@ def validate(cfg: dict) -> None:
     check(isinstance(t["weight_decay"], (int, float)) and t["weight_decay"] >= 0,
           f"train.weight_decay must be >= 0, got {t['weight_decay']!r}")
     e = p["earliness"]
-    check(e is None or (isinstance(e, (int, float)) and not isinstance(e, bool) and 0 < e <= 1),
-          f"prefix.earliness must be in (0, 1], got {e!r}")
+    one = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1  # noqa: E731
+    check(e is None or one(e) or (isinstance(e, list) and len(e) > 0 and all(map(one, e))),
+          f"prefix.earliness must be in (0, 1] (an anytime run's config: a list of such levels), got {e!r}")
     check(p["mode"] in ("stretch", "truncate"), f"prefix.mode must be stretch or truncate, got {p['mode']!r}")
     v = d["val_fraction"]
     check(isinstance(v, (int, float)) and 0 <= v < 1, f"data.val_fraction must be in [0, 1), got {v!r}")
@@ -255,6 +259,9 @@ def validate(cfg: dict) -> None:
     check(length is None or (isinstance(length, int) and not isinstance(length, bool) and length >= 1),
           f"early.length must be a positive integer or null, got {length!r}")
     check_folds(cfg["early"]["crossfit"], "early.crossfit")
+    names = cfg["early"]["policies"]
+    check(names is None or (isinstance(names, list) and len(names) > 0 and all(isinstance(n, str) for n in names)),
+          f"early.policies must be a list of policy names or null, got {names!r}")
     check(isinstance(cfg["early"]["level_norm"], bool),
           f"early.level_norm must be true or false, got {cfg['early']['level_norm']!r}")
     for key in ("warmup", "patience", "min_epochs"):

@@ -13,12 +13,14 @@ def add_commands(sub, commands: dict) -> None:
     p = sub.add_parser("early", help="train one anytime student on prefixes of many lengths; calibrate when to stop",
                        description="One student for every prefix length, distilled from a teacher run with any "
                        "registered method; stopping policies (see earlykd.decide) are calibrated on validation only.")
-    p.add_argument("--teacher", required=True, help="teacher run directory")
+    p.add_argument("--teacher", help="teacher run directory (or `teacher` in --config, as an earlier run's "
+                   "config.yaml names it)")
     p.add_argument("--method", help="distillation method (default base; see `earlykd methods`)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="method option")
-    p.add_argument("--policy", default="threshold",
+    p.add_argument("--policy",
                    help="stopping policies to calibrate, comma-separated; the first is the run's default "
-                   "(built in: threshold, calibrated, elects, uncertainty; plugins add more; default threshold)")
+                   "(built in: threshold, calibrated, elects, uncertainty; plugins add more; default: "
+                   "early.policies of --config, else threshold)")
     p.add_argument("--sampling", choices=["uniform", "aria"],
                    help="how batches draw (series, earliness): uniform (default: one level per batch, every series "
                    "once per epoch) or aria (region-adaptive, see docs/early.md; settings: --aria or early.aria.*)")
@@ -56,8 +58,8 @@ def cmd_early(a) -> None:
         sets.append("early.aria." + item)
     if a.sampling is not None:
         sets.append(f"early.sampling={a.sampling}")
-    cfg = api.make_config(a.config, sets, teacher=a.teacher, **options)
-    policies = [p.strip() for p in a.policy.split(",") if p.strip()]
+    cfg = api.make_config(a.config, sets, **options, **({"teacher": a.teacher} if a.teacher else {}))
+    policies = None if a.policy is None else [p.strip() for p in a.policy.split(",") if p.strip()]
     run = train_early(cfg, a.levels, policies, a.resume)
     rows = [f"{name:12s} HM {s['hm']:.4f}  accuracy {s['accuracy']:.4f}  earliness {s['earliness']:.4f}"
             for name, s in run.record["test_policies"].items()]

@@ -45,10 +45,16 @@ def calibrate(names: list[str], val_logits: np.ndarray, y_val: np.ndarray, earli
             for name in names}
 
 
-def train_early(cfg: dict, levels=None, policies: list[str] = ("threshold",), resume: bool = False) -> runs.Run:
-    """Train the anytime student of cfg['method'] from the teacher run cfg['teacher'] and calibrate `policies`."""
+def train_early(cfg: dict, levels=None, policies: list[str] | None = None, resume: bool = False) -> runs.Run:
+    """Train the anytime student of cfg['method'] from the teacher run cfg['teacher'] and calibrate `policies`.
+    Levels and policies not given come from the config (an earlier run's config.yaml holds both), else the
+    defaults (0.05, 0.10, ..., 1.0; threshold)."""
     check(cfg["teacher"] is not None, "an anytime student needs a teacher run directory (--teacher RUN_DIR)")
+    early = {**DEFAULTS["early"], **(cfg.get("early") or {})}
+    policies = list(policies if policies is not None else early["policies"] or ["threshold"])
     check(len(policies) > 0, "no stopping policy given")
+    if levels is None and isinstance(cfg["prefix"]["earliness"], list):
+        levels = cfg["prefix"]["earliness"]
     for name in policies:
         policy_class(name)
     teacher = Teacher.load(cfg["teacher"])
@@ -58,7 +64,6 @@ def train_early(cfg: dict, levels=None, policies: list[str] = ("threshold",), re
     if model["arch"] is None:
         model = {k: teacher.model_cfg[k] if v is None else v for k, v in model.items()}
     build_model(model["arch"], 1, 2, model["layers"], model["hidden"])  # fail fast
-    early = cfg.get("early") or DEFAULTS["early"]
     if early["sampling"] == "aria":
         AriaConfig.of(early.get("aria"))  # fail fast
     teacher_data = runs.load_prepared(teacher.cfg["data"])
@@ -68,7 +73,7 @@ def train_early(cfg: dict, levels=None, policies: list[str] = ("threshold",), re
     data_cfg, data = student_data(teacher.cfg["data"], teacher_data, early.get("length"))
     levels = checkpoints(parse_levels(levels), data.reference_length, data.length)
     prefix = {"earliness": levels, "mode": cfg["prefix"]["mode"], "channels": cfg["prefix"]["channels"]}
-    cfg = {**cfg, "data": data_cfg, "model": model, "prefix": prefix}
+    cfg = {**cfg, "data": data_cfg, "model": model, "prefix": prefix, "early": {**early, "policies": policies}}
     device = runs.resolve_device(cfg["train"]["device"])   # before the run directory is made
     out = runs.open_run_dir(cfg["out"] or runs.default_out(cfg, "anytime"), resume)
     threads.apply(cfg["train"].get("threads"))
