@@ -100,11 +100,48 @@ def test_suites_follow_the_protocol():
     (["--suite", "smoke", "--earliness", "0"], "earliness"),
     (["--suite", "smoke", "--seeds", "x"], "seed"),
     (["--suite", "smoke", "--executor", "spark"], "executor"),
+    (["--suite", "smoke", "--dry-run", "--workers", "-1"], "--workers must be >= 0"),
+    # the sweep sets these per job: a --set would change every run under the grid's labels
+    (["--suite", "smoke", "--set", "data.name=GunPoint"], "--set data.name: the sweep sets it per job"),
+    (["--suite", "smoke", "--set", "train.seed=7"], "--set train.seed"),
+    (["--suite", "smoke", "--set", "method.options.weight=5"], "--set method.options.weight"),
+    (["--suite", "smoke", "--set", "prefix.earliness=0.5"], "--set prefix.earliness"),
+    (["--suite", "smoke", "--dry-run", "--set", "model.arch=fcnn"], "unknown architecture 'fcnn'"),
+    (["--suite", "smoke", "--dry-run", "--set", "model.hidden=-3"], "model.hidden must be a positive integer"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, args, needle):
     code, _, err = run_cli(capsys, "bench", *args, "--out", tmp_path / "out")
     assert_clean_error(code, err, needle)
     assert not (tmp_path / "out" / "results.db").exists()
+
+
+def test_a_suite_without_earliness_or_seeds_is_one_line(capsys, tmp_path):
+    for key in ("earliness", "seeds"):
+        suite = tmp_path / f"no-{key}.yaml"
+        suite.write_text(f"datasets: [UnitTest]\nmethods: [base]\nearliness: [0.5]\nseeds: [0]\n{key}: null\n"
+                         .replace(f"{key}: [0.5]\n" if key == "earliness" else f"{key}: [0]\n", ""))
+        code, _, err = run_cli(capsys, "bench", "--suite", suite, "--dry-run")
+        assert_clean_error(code, err, f"names no {key}")
+
+
+def test_a_changed_data_file_makes_new_jobs(tmp_path):
+    """The jobs of a user's files hash their content: results of the old data are not reused."""
+    import numpy as np
+
+    from earlykd.bench.suites import FileData
+    rng = np.random.default_rng(0)
+    train, test = tmp_path / "train.npz", tmp_path / "test.npz"
+    for path in (train, test):
+        np.savez(path, X=rng.normal(size=(12, 16)), y=np.array(["a", "b"] * 6))
+    data = FileData.of({"name": train, "test_path": test}, "test")
+
+    def hashes():
+        return [j.job_hash for j in expand(get_suite("smoke"), [data], ["base"], [0.5], [0], sets=TINY)]
+    before = hashes()
+    assert hashes() == before
+    np.savez(train, X=rng.normal(size=(12, 16)), y=np.array(["a", "b"] * 6))
+    after = hashes()
+    assert len(after) == len(before) and not set(after) & set(before)
 
 
 def test_unwritable_directory(capsys, tmp_path):
@@ -221,6 +258,33 @@ def test_sigkill_mid_sweep_then_rerun_completes_the_grid(tmp_path):
     assert all(len(json.loads((p / "run.json").read_text())["history"]) == 150 for p in interrupted)
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_ctrl_c_stops_the_workers_before_the_sweep_lets_go(tmp_path):
+    """Ctrl-C: the running job is killed and queued ones dropped (no run finishes after it), the sweep exits 130
+    with one line, and the same command then finishes the grid."""
+    out = tmp_path / "sweep"
+    sets = TINY[:-2] + ["train.epochs=400", "train.batch_size=8", "train.select=acc_loss"]
+    args = [sys.executable, "-m", "earlykd.cli", "bench", "--suite", "smoke", "--datasets", "UnitTest",
+            "--methods", "base", "--earliness", "0.5", "--seeds", "0", "1", "--out", str(out),
+            "--workers", "1", "--threads", "1", "--no-progress"] + [a for s in sets for a in ("--set", s)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("runs/base-*/last.safetensors")):
+        time.sleep(0.05)
+    workers = _children(proc.pid)
+    finished = sorted(out.glob("runs/*/run.json"))
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == \
+        "earlykd: interrupted; re-run the same command to continue the sweep", err
+    time.sleep(2)   # (multiprocessing's resource tracker, also a child, ends once the sweep has)
+    assert workers and not any(_alive(pid) for pid in workers)   # gone at once, not after their jobs
+    assert sorted(out.glob("runs/*/run.json")) == finished
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert len(list(out.glob("runs/base-*/run.json"))) == 2
+
+
 # -- executors ------------------------------------------------------------------------------------
 
 def test_local_and_ray_executors_give_the_same_rows(tmp_path):
@@ -283,6 +347,22 @@ def test_report_writes_tables_plots_and_html(tmp_path):
     assert "**" in (tmp_path / "tables" / "summary.md").read_text()
     page = (tmp_path / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 4 and "src='http" not in page and "teacher (full series)" in page
+
+
+def test_report_reads_the_database_without_writing_and_names_a_foreign_one(tmp_path, capsys):
+    import hashlib
+    db = synthetic_db(tmp_path / "results.db")
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    code, _, err = run_cli(capsys, "report", tmp_path)
+    assert code == 0, err
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    for name, sql, needle in (("other", "CREATE TABLE rows (id INTEGER)", "no runs table"),
+                              ("old", "CREATE TABLE runs (id INTEGER, dataset TEXT)", "its runs table lacks method")):
+        (tmp_path / name).mkdir()
+        with sqlite3.connect(tmp_path / name / "results.db") as conn:
+            conn.execute(sql)
+        code, _, err = run_cli(capsys, "report", tmp_path / name)
+        assert_clean_error(code, err, "not an earlykd results database", needle)
 
 
 def test_the_fidelity_average_is_over_datasets_not_runs():

@@ -260,6 +260,7 @@ def cmd_compare(a) -> None:
     print(f"run directory: {root}  (wall time {time.perf_counter() - started:.0f} s)")
 
 
+RESUMABLE = ("teacher", "distill", "compare", "early")
 COMMANDS = {"datasets": cmd_datasets, "methods": cmd_methods, "teacher": cmd_teacher, "distill": cmd_distill,
             "compare": cmd_compare, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export}
 
@@ -273,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"earlykd: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("earlykd: interrupted; continue with --resume and the same --out", file=sys.stderr)
+        advice = {"bench": "; re-run the same command to continue the sweep"}.get(
+            args.command, "; continue with --resume and the same --out" if args.command in RESUMABLE else "")
+        print(f"earlykd: interrupted{advice}", file=sys.stderr)
         return 130
     except BrokenPipeError:   # the reader stopped early (| head): end quietly, as a killed pipeline member
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

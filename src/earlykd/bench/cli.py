@@ -48,7 +48,7 @@ def _list(values: list[str] | None) -> list[str] | None:
 
 def cmd_bench(a: argparse.Namespace) -> None:
     from ..train.checkpoint import writable_dir
-    from .executors import make_executor
+    from .executors import check_executor, make_executor
     from .grid import expand
     from .store import Store
     from .suites import FileData, get_suite
@@ -60,6 +60,7 @@ def cmd_bench(a: argparse.Namespace) -> None:
             raise EarlykdError("--test-path goes with one training file in --datasets (several: a suite file)")
         datasets = [FileData.of({"name": datasets[0], "test_path": a.test_path}, "--datasets")]
     jobs = expand(suite, datasets, _list(a.methods), _list(a.earliness), _list(a.seeds), a.archive, a.set)
+    check_executor(a.executor, a.workers, a.threads, a.address, a.gpus)   # a dry run answers as a real one would
     root = Path(a.out or Path("benchmarks") / "results" / suite.name)
     if a.dry_run:
         for job in jobs:

@@ -60,12 +60,19 @@ class InlineExecutor:
     def close(self) -> None:
         pass
 
+    def abort(self) -> None:
+        pass
+
 
 class LocalExecutor:
     """A pool of `workers` spawned processes, each with `threads` torch threads."""
 
     def __init__(self, workers: int, threads: int):
         self.capacity, self.threads = 2 * workers, threads
+        # workers killed on Ctrl-C (abort) leave a queue's semaphore to multiprocessing's resource tracker, which
+        # removes it and would say so on stderr; the tracker starts with the pool and takes this environment
+        quiet = "ignore::UserWarning:multiprocessing.resource_tracker"
+        os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), quiet]))
         self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                         initializer=_init_worker, initargs=(threads, os.getpid()))
 
@@ -73,6 +80,15 @@ class LocalExecutor:
         return self.pool.submit(fn, *args)
 
     def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def abort(self) -> None:
+        """Stop now (Ctrl-C): queued jobs are dropped and running ones killed; their run directories resume."""
+        processes = list((getattr(self.pool, "_processes", None) or {}).values())   # no public way before 3.14
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(5)
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -131,14 +147,22 @@ class RayExecutor:
         if self.owned:
             self.ray.shutdown()
 
+    def abort(self) -> None:
+        self.close()   # an owned local instance takes its tasks with it
 
-def make_executor(kind: str, workers: int | None = None, threads: int | None = None, address: str | None = None,
-                  gpus: float = 0):
+
+def check_executor(kind: str, workers: int | None = None, threads: int | None = None, address: str | None = None,
+                   gpus: float = 0) -> None:
     check(kind in ("local", "ray"), f"unknown executor '{kind}' (local or ray)")
     check(workers is None or workers >= 0, f"--workers must be >= 0, got {workers}")
     check(threads is None or threads >= 1, f"--threads must be >= 1, got {threads}")
     check(address is None or kind == "ray", "--address needs --executor ray")
     check(not gpus or kind == "ray", "--gpus needs --executor ray")
+
+
+def make_executor(kind: str, workers: int | None = None, threads: int | None = None, address: str | None = None,
+                  gpus: float = 0):
+    check_executor(kind, workers, threads, address, gpus)
     workers = 1 if workers is None else workers
     threads = threads or max(1, cores() // max(1, workers))
     if kind == "ray":

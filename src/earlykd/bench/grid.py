@@ -117,6 +117,45 @@ def check_method_options(suite: Suite) -> None:
         raise EarlykdError(f"{where}: {exc}") from None
 
 
+# what the sweep sets per job: a --set on it would change every run while the rows keep the grid's labels
+PER_JOB = ("data.name", "data.archive", "data.test_path", "data.label_column", "method", "prefix.earliness",
+           "train.seed", "teacher", "out")
+
+
+def check_sets(sets) -> None:
+    for item in sets:
+        key = str(item).split("=", 1)[0].strip()
+        check(not any(key == k or key.startswith(k + ".") for k in PER_JOB),
+              f"--set {key}: the sweep sets it per job; choose datasets, methods, earliness and seeds with --datasets, "
+              "--methods, --earliness and --seeds, and method options in a suite file's options or grids")
+
+
+_BUILT: set[str] = set()
+
+
+def check_model(model: dict) -> None:
+    """A model config builds (architecture, depth, width), before anything trains; a teacher may list architectures.
+    Each distinct config is built once per process."""
+    from ..models import build_model
+    key = repr((model["arch"], model["layers"], model["hidden"]))
+    if model["arch"] is None or key in _BUILT:
+        return
+    for arch in str(model["arch"]).split(","):
+        build_model(arch.strip(), 1, 2, model["layers"], model["hidden"])
+    _BUILT.add(key)
+
+
+def _data_content(d) -> list[str]:
+    """Digests of a user's data files: a file changed since its runs gives new jobs, not stored results."""
+    from ..rundir import file_digest
+    if not isinstance(d, FileData):
+        return []
+    paths = [p for p in (d.name, d.test_path) if p]
+    for p in paths:
+        check(Path(p).is_file(), f"data file not found: {p}")
+    return [file_digest(Path(p)) for p in paths]
+
+
 def _config(suite: Suite, role: dict, overrides: dict, sets) -> dict:
     base = merge(resolve(base=suite.common), role)
     return resolve(overrides={**overrides, "train.progress": False}, sets=list(sets), base=base)
@@ -139,8 +178,12 @@ def expand(suite: Suite, datasets=None, methods=None, earliness=None, seeds=None
     methods = _unique(methods or suite.methods or sorted(METHODS))
     classes = {m: method_class(m) for m in methods}
     check_method_options(suite)
-    earliness = _unique(_earliness(e) for e in (earliness or suite.earliness))
-    seeds = _unique(_seed(s) for s in (seeds if seeds is not None and len(seeds) else suite.seeds))
+    check_sets(sets)
+    earliness, seeds = earliness or suite.earliness, seeds if seeds is not None and len(seeds) else suite.seeds
+    check(earliness, f"suite {suite.name} names no earliness levels (earliness: [0.2, 0.4, ...], or --earliness)")
+    check(seeds is not None and len(seeds) > 0, f"suite {suite.name} names no seeds (seeds: [0, 1, 2], or --seeds)")
+    earliness = _unique(_earliness(e) for e in earliness)
+    seeds = _unique(_seed(s) for s in seeds)
     teachers, students = [], []
     for d in datasets:
         data = {"data.name": d, "data.archive": archive}
@@ -149,7 +192,9 @@ def expand(suite: Suite, datasets=None, methods=None, earliness=None, seeds=None
         label = d.label if isinstance(d, FileData) else d
         t_cfg = _config(suite, suite.teacher, {**data, "method.name": "base", "train.seed": 0,
                                                "prefix.earliness": 1.0}, sets)
-        t_hash = config_hash(t_cfg)
+        check_model(t_cfg["model"])
+        content = _data_content(d)
+        t_hash = _digest(config_hash(t_cfg), content) if content else config_hash(t_cfg)
         mode = t_cfg["prefix"]["mode"]
         teacher = Job("teacher", label, "teacher", 1.0, mode, 0, t_cfg, t_hash, f"teacher-{_safe(label)}-{t_hash[:8]}",
                       suite=suite.name)
@@ -159,6 +204,7 @@ def expand(suite: Suite, datasets=None, methods=None, earliness=None, seeds=None
             over = {**data, "method.name": m, "method.options": suite.options.get(m), "prefix.earliness": e,
                     "train.seed": seed}
             cfg = _config(suite, suite.student, over, sets)
+            check_model(cfg["model"])   # arch None: the teacher's (lead) architecture, checked above
             grid = {k: list(v) for k, v in suite.grids.items() if k in cls.defaults}
             job = Job("student", label, m, e, cfg["prefix"]["mode"], seed, cfg, "", "", teacher.name, suite.name, grid)
             for _, options in job.points():

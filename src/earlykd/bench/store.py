@@ -21,16 +21,24 @@ def _type(column: str) -> str:
 
 class Store:
     def __init__(self, path: str | Path, create: bool = True):
+        """create = False: an existing database, read only (a report never writes to it)."""
         self.path = Path(path)
         check(create or self.path.is_file(), f"results database not found: {self.path}")
         try:
-            self.conn = sqlite3.connect(self.path, timeout=60)
-            columns = ", ".join(f"{c} {_type(c)}" for c in COLUMNS)
-            with self.conn:
-                self.conn.execute(f"CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY, {columns}, "
-                                  f"UNIQUE ({', '.join(KEY)}))")
+            if create:
+                self.conn = sqlite3.connect(self.path, timeout=60)
+                columns = ", ".join(f"{c} {_type(c)}" for c in COLUMNS)
+                with self.conn:
+                    self.conn.execute(f"CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY, {columns}, "
+                                      f"UNIQUE ({', '.join(KEY)}))")
+            else:
+                self.conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+            have = {r[1] for r in self.conn.execute("PRAGMA table_info(runs)")}
         except sqlite3.Error as exc:
             raise EarlykdError(f"{self.path}: cannot open results database ({exc})") from None
+        missing = [c for c in COLUMNS if c not in have]
+        check(not missing, f"{self.path}: not an earlykd results database (" + (
+            "no runs table" if not have else f"its runs table lacks {', '.join(missing[:5])}") + ")")
 
     def keys(self) -> set[tuple]:
         return set(self.conn.execute(f"SELECT {', '.join(KEY)} FROM runs"))

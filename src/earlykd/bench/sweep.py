@@ -140,6 +140,9 @@ def run_sweep(jobs: list[Job], store: Store, executor, root: str | Path, progres
                     if job.kind == "teacher":
                         queue += [j for j in waiting if j.teacher == job.name]
                         waiting = [j for j in waiting if j.teacher != job.name]
+        except KeyboardInterrupt:
+            executor.abort()   # before the lock goes: a re-run must not meet this sweep's workers in its run directories
+            raise
         finally:
             bar.close()
     if failed or waiting:
