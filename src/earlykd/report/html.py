@@ -32,11 +32,13 @@ def export_runs(df: pd.DataFrame, path: Path) -> Path:
 
 def describe(df: pd.DataFrame, superseded: int, db: Path) -> list[str]:
     students, teachers = split(df)
-    seeds = students.groupby("method").seed.nunique()
+    per_cell = students.groupby(["method", "dataset", "earliness"]).seed.nunique().groupby("method")
+    seeds = {m: f"{lo}" if lo == hi else f"{lo}–{hi}" for m, lo, hi in zip(per_cell.min().index, per_cell.min(),
+                                                                            per_cell.max())}
     lines = [f"{len(df)} runs from {db}: {len(teachers)} teacher(s), {len(students)} student(s)",
              f"datasets: {', '.join(sorted(df.dataset.unique()))}",
              f"earliness: {', '.join(f'{e:g}' for e in sorted(students.earliness.unique()))}; prefix mode: "
-             f"{', '.join(sorted(df.prefix_mode.unique()))}; seeds per method: "
+             f"{', '.join(sorted(df.prefix_mode.unique()))}; seeds per method (fewest–most in a dataset and earliness): "
              f"{', '.join(f'{m} {n}' for m, n in seeds.items())}",
              f"architectures: teacher {', '.join(sorted(df.teacher_arch.unique()))}, student "
              f"{', '.join(sorted(students.student_arch.unique()))}; earlykd {', '.join(sorted(df.version.unique()))}"]

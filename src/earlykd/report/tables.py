@@ -154,11 +154,14 @@ def summary_table(df: pd.DataFrame) -> Table:
         if len(means):
             c = len(columns) - 3
             bold |= _best(avg, c) | _best(-avg_rank, c + 1) | _best(wins, c + 2)
-        teacher_row += [float(t_scores.reindex(means.index).mean()) if len(means) else math.nan, None, None]
-        notes.append(f"e={e:g}: {len(means)} dataset(s)")
+        scores = t_scores.reindex(means.index)
+        teacher_row += [float(scores.mean()) if scores.notna().any() else math.nan, None, None]
+        missing = [str(d) for d in scores.index[scores.isna()]]
+        notes.append(f"e={e:g}: {len(means)} dataset(s)" + (f", no teacher row for {', '.join(missing)}" if missing else ""))
     note = ("Average test AUC-PRC over datasets (each the mean over seeds), average rank (1 = best, ties averaged) "
             "and datasets won (ties count for each tied method), over datasets where every method has a result ("
-            + "; ".join(notes) + "). The teacher sees full series: its score is the same at every earliness.")
+            + "; ".join(notes) + "). The teacher sees full series; its row averages the same datasets as the students' "
+            "at that earliness.")
     return Table("summary", "AUC-PRC per earliness: average, average rank, datasets won", columns,
                  rows + [teacher_row], note, bold)
 
