@@ -263,7 +263,7 @@ def test_a_checkpoint_whose_model_description_is_damaged_is_named(student_copy, 
 def test_a_series_decides_only_once_it_holds_a_value(anytime_dir, tmp_path, capsys):
     from earlykd.early.run import load_decider
     decider = load_decider(anytime_dir)
-    lines = ["series,value"] + ["gaps,nan"] * 24
+    lines = ["series,value"] + ["gaps,nan"] * 30   # past the last checkpoint, and more lines after it
     (tmp_path / "gaps.csv").write_text("\n".join(lines) + "\n")
     code, out, err = run_cli(capsys, "predict", anytime_dir, "--stream", "--input", tmp_path / "gaps.csv")
     assert code == 0 and out.strip().count("\n") == 0 and "1 undecided when the input ended (gaps)" in err

@@ -115,6 +115,8 @@ class Stream:
             series = self.open[key] = Series(self.decider.start(1))
         series.columns.extend(values.T)
         state = series.state
+        if state["next"] >= len(self.needed):   # every checkpoint passed with no value observed: it stays undecided
+            return None
         if len(series.columns) < self.needed[state["next"]]:
             return None
         self.decider.advance(state, [np.stack(series.columns, axis=1)])
