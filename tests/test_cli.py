@@ -161,3 +161,16 @@ def test_channel_subset_student_predicts_from_all_or_its_channels(tmp_path, caps
     np.save(tmp_path / "two.npy", X[:, :2])
     code, _, err = run_cli(capsys, "predict", tmp_path / "s", "--input", tmp_path / "two.npy")
     assert code == 2 and "expects 6 or 3" in err
+    # a row as far as it has arrived may hold a channel not begun yet: an answer, not an error
+    unused = X.copy()
+    unused[:, 1] = np.nan   # a channel the student does not read changes nothing
+    np.save(tmp_path / "unused.npy", unused)
+    assert run_cli(capsys, "predict", tmp_path / "s", "--input", tmp_path / "unused.npy")[:2] == outputs[0][:2]
+    late = X.copy()
+    late[:, 2, :20] = np.nan
+    np.save(tmp_path / "late.npy", late)
+    code, out, err = run_cli(capsys, "predict", tmp_path / "s", "--input", tmp_path / "late.npy")
+    assert code == 0 and out.count("\n") == 4, err
+    np.save(tmp_path / "none.npy", np.full_like(X, np.nan))
+    code, _, err = run_cli(capsys, "predict", tmp_path / "s", "--input", tmp_path / "none.npy")
+    assert code == 2 and "row 1: series is all NaN" in err

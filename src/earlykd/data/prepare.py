@@ -78,13 +78,15 @@ class Prepared:
         return h.hexdigest()[:16]
 
 
-def clean_series(x: np.ndarray, where: str) -> np.ndarray:
-    """Reject inf and an all-NaN channel; trim trailing NaN (a shorter series). Gaps stay NaN:
-    the view fills them from earlier values only."""
+def clean_series(x: np.ndarray, where: str, partial: bool = False) -> np.ndarray:
+    """Reject inf and an all-NaN channel (`partial`, a new series as far as it has arrived: only an all-NaN series,
+    since a channel may not have begun yet); trim trailing NaN (a shorter series). Gaps stay NaN: the view fills
+    them from earlier values only."""
     x = np.asarray(x, dtype=np.float64)
     check(not np.isinf(x).any(), f"{where}: infinite value")
     finite = np.isfinite(x)
-    check(finite.any(axis=-1).all(), f"{where}: series is all NaN" + (" in some channel" if x.shape[0] > 1 else ""))
+    check(finite.any() if partial else finite.any(axis=-1).all(),
+          f"{where}: series is all NaN" + (" in some channel" if x.shape[0] > 1 and not partial else ""))
     last = int(np.nonzero(finite.any(axis=0))[0][-1]) + 1
     return x[:, :last]
 
@@ -98,7 +100,7 @@ def clean_rows(series: list[np.ndarray], channels: list[int], what: str) -> list
         s = np.atleast_2d(s)
         check(s.shape[0] in channels, f"{what}: row {i + 1}: {s.shape[0]} channel(s), the model expects "
                                       + " or ".join(map(str, channels)))
-        rows.append(clean_series(s, f"{what}: row {i + 1}"))
+        rows.append(clean_series(s, f"{what}: row {i + 1}", partial=True))
     return rows
 
 
