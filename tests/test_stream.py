@@ -302,11 +302,27 @@ def test_evaluate_recomputes_the_runs_scores_and_scores_a_labelled_file(anytime_
     assert on_file["test"]["accuracy"] == pytest.approx(scores["test"]["accuracy"])
 
 
+def test_predict_full_decides_short_whole_series_as_evaluate_scores_them(anytime_run, test_series, tmp_path):
+    """Unequal-length data: a whole series shorter than T has ended. predict/decide --full reach every checkpoint
+    for it and equal evaluate --test-path; without --full the same rows are series still arriving."""
+    from earlykd import api
+    from earlykd.data import load_raw
+    labels = np.asarray(load_raw({"name": "UnitTest"}).y_test)
+    short = test_series[..., :14]
+    path = tmp_path / "short.npz"
+    np.savez(path, X=short, y=labels)
+    scores = api.evaluate(anytime_run, test_path=path)["test_policies"]
+    for name, scored in scores.items():
+        rows = api.decide(anytime_run, list(short), full=True, policy=name)
+        assert all(r["decided"] for r in rows)
+        assert scored["accuracy"] == pytest.approx(np.mean([r["label"] == str(y) for r, y in zip(rows, labels)]))
+        assert scored["earliness"] == pytest.approx(np.mean([r["earliness"] for r in rows]))
+    assert not all(r["decided"] for r in api.decide(anytime_run, list(short)))   # still arriving: some wait
+
+
 def test_batch_predict_errors_are_one_line(anytime_run, student_dir, test_series, tmp_path, capsys):
     path = tmp_path / "whole.npy"
     np.save(path, test_series)
-    code, _, err = run_cli(capsys, "predict", anytime_run, "--input", path, "--full")
-    assert_clean_error(code, err, "--full does not apply to an anytime run")
     code, _, err = run_cli(capsys, "predict", anytime_run, "--input", path, "--policy", "nope")
     assert_clean_error(code, err, "policy 'nope' was not calibrated")
     code, _, err = run_cli(capsys, "predict", student_dir, "--input", path, "--policy", "calibrated")

@@ -122,16 +122,17 @@ def predict(run: str | Path | runs.Run, series, full: bool = False, label_column
     return labels, probs
 
 
-def decide(run: str | Path | runs.Run, series, label_column="run", device: str = "auto", threads: int | None = None,
-           policy: str | None = None) -> list[dict]:
+def decide(run: str | Path | runs.Run, series, full: bool = False, label_column="run", device: str = "auto",
+           threads: int | None = None, policy: str | None = None) -> list[dict]:
     """An anytime run's decision on each row of `series` (as for `predict`): label, decided (False: no stop yet,
     the label is the provisional answer of the last checkpoint reached, "" if none), checkpoint, samples, earliness
-    and probabilities, as `earlykd predict` prints them."""
+    and probabilities, as `earlykd predict` prints them. `full`: the rows are whole series (a shorter one has
+    ended), as `evaluate` scores them."""
     if isinstance(series, (str, Path)):
-        labels, probs, notes = predict_file(run, series, False, label_column, device, threads, policy)
+        labels, probs, notes = predict_file(run, series, full, label_column, device, threads, policy)
     else:
         cpu_threads.apply(threads)
-        labels, probs, notes = runs.predict(_path(run), _series_rows(series), False, "input", device=device,
+        labels, probs, notes = runs.predict(_path(run), _series_rows(series), full, "input", device=device,
                                             policy=policy)
     check("decisions" in notes, f"{_path(run)}: not an anytime run (`earlykd early`); use predict")
     return [{"label": label, **when, "decided": bool(when["decided"]), "probabilities": p}

@@ -123,7 +123,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--input", help=".npy (cases, [channels,] length), .npz with X, or .csv rows (required); with "
                    "--stream, a file of lines series_id,value[,value...] (default: standard input)")
     p.add_argument("--label-column", help=LABEL_HELP)
-    p.add_argument("--full", action="store_true", help="rows are complete series; the student takes its own prefix")
+    p.add_argument("--full", action="store_true", help="rows are complete series; the student takes its own prefix "
+                   "(an anytime run: a row shorter than a whole series has ended, so every checkpoint is reached)")
     p.add_argument("--policy", help="stopping policy of an `earlykd early` run (default: the run's own); its rows "
                    "get the decision: decided, checkpoint, samples and earliness columns")
     p.add_argument("--output", help="write the predictions here (.json: JSON, otherwise CSV) instead of printing")

@@ -93,15 +93,14 @@ def predict(run_dir: str | Path, series: list[np.ndarray], full: bool = False, w
     channel subset takes either all channels or just its subset.
 
     An anytime run (`earlykd early`) answers with its policy's decisions (`policy`: another calibrated one), on
-    the CPU: each row is a series as far as it has arrived (early.assess), so `full` does not apply.
+    the CPU: each row is a series as far as it has arrived (early.assess), or with `full` a whole series (one
+    shorter than T has ended: every checkpoint is reached, as `evaluate` scores whole series).
     """
     from .data.prepare import clean_rows
     run_dir = Path(run_dir)
     if read_run(run_dir)[1].get("kind") == "anytime":
         from .early.assess import predict_anytime
-        check(not full, f"{run_dir}: --full does not apply to an anytime run (each row is a series as far as it "
-                        "has arrived; a whole series reaches the last checkpoint)")
-        return predict_anytime(run_dir, series, policy, what)
+        return predict_anytime(run_dir, series, policy, what, full)
     check(policy is None, f"{run_dir}: a policy applies to `earlykd early` runs, this is a per-earliness run")
     model, meta, tensors = load_run_model(run_dir)
     check(meta.get("reference_length"), f"{run_dir}: trained before the prefix contract (no reference length); "

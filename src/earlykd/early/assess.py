@@ -70,6 +70,12 @@ def evaluate_anytime(run_dir: str | Path, device: str = "auto", test_path: str |
     return scores_on_test(logits, y, None, levels, policies, decider.earliness, features, decider.ready(rows))
 
 
+def ended(row: np.ndarray, length: int) -> np.ndarray:
+    """A whole series that ended before `length` samples, held at its last column up to it (the view fills a
+    channel's gap from its earlier values, so a NaN there is held too)."""
+    return np.concatenate([row, np.repeat(row[:, -1:], max(0, length - row.shape[-1]), 1)], 1)
+
+
 def decide_rows(decider: Decider, rows: list[np.ndarray]) -> list[dict]:
     """Per row: label, decided, checkpoint (-1: none reached), samples, earliness and probabilities."""
     out: list[dict | None] = [None] * len(rows)
@@ -94,12 +100,13 @@ def decide_rows(decider: Decider, rows: list[np.ndarray]) -> list[dict]:
 
 
 def predict_anytime(run_dir: str | Path, series: list[np.ndarray], policy: str | None = None,
-                    what: str = "input") -> tuple[list, np.ndarray, dict]:
+                    what: str = "input", whole: bool = False) -> tuple[list, np.ndarray, dict]:
     """(labels, probabilities, notes) of an anytime run's decisions; notes['decisions'] holds each row's
-    decided / checkpoint / samples / earliness, notes['warnings'] the rows that reached no checkpoint."""
+    decided / checkpoint / samples / earliness, notes['warnings'] the rows that reached no checkpoint. `whole`:
+    the rows are whole series, so one shorter than T has ended and is held at its last value up to T."""
     decider = load_decider(run_dir, policy)
     cleaned = clean_rows(series, [len(decider.mean)], what)
-    rows = decide_rows(decider, cleaned)
+    rows = decide_rows(decider, [ended(r, decider.reference_length) for r in cleaned] if whole else cleaned)
     short = sum(r["checkpoint"] < 0 for r in rows)
     warnings = [f"{short} row(s) are shorter than the first checkpoint ({int(decider.samples[0])} samples): no "
                 "prediction for them"] if short else []
