@@ -65,6 +65,9 @@ def test_ensemble_teacher_is_one_teacher(tmp_path):
                           out=tmp_path / "s")
     assert student.record["teacher_id"] == teacher.id and student.record["teacher_arch"] == "fcn+lstmx4"
     assert student.record["student_arch"] == teacher.model_cfg["arch"]
+    lead = run.record["members"][0]   # the record and the card name whose features feature methods distil
+    assert student.record["teacher_lead"] == teacher.lead == lead and f"lead member `{lead}`" in \
+        (student.path / "model_card.md").read_text()
     assert runs.evaluate_run(run.path)["accuracy"] == run.metrics["accuracy"]
     best = api.train_teacher(**small, arch="fcn,lstm", combine="best", out=tmp_path / "best")
     assert len(best.record["members"]) == 1 and best.record["members"][0] == best.record["candidates"][0]["member"]

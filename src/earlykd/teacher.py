@@ -158,7 +158,13 @@ class Teacher:
     def info(self, data: Prepared, device: torch.device) -> dict:
         """What a student's record and fidelity metrics need of its teacher."""
         return {"arch": self.arch, "id": self.id, "test_logits": self.outputs(data, device)["test"].logits,
-                "path": str(self.path), "record": self.record}
+                "path": str(self.path), "record": self.record, "lead": self.lead}
+
+    @property
+    def lead(self) -> str | None:
+        """An ensemble's lead member (best CV score): whose features and hidden sequence feature methods distil."""
+        members = self.record.get("members")
+        return members[0] if members else None
 
 
 def _forward(model: nn.Module, x: torch.Tensor, ensemble: bool) -> dict[str, torch.Tensor]:

@@ -128,7 +128,7 @@ def train_early(cfg: dict, levels=None, policies: list[str] | None = None, resum
     record = {
         "kind": "anytime", "status": "finished", "dataset": data.name, "method": method_cls.name,
         "earliness": levels, "prefix_mode": prefix["mode"], "seed": train_cfg["seed"],
-        "student_arch": model["arch"], "teacher_arch": teacher.arch, "teacher_id": teacher.id,
+        "student_arch": model["arch"], "teacher_arch": teacher.arch, "teacher_id": teacher.id, "teacher_lead": teacher.lead,
         "version": __version__, "config_hash": config_hash({**cfg, "teacher": teacher.record["config_hash"]}),
         "versions": runs.versions(), "device": str(device), "threads": torch.get_num_threads(), "data": data.info,
         "warmup": distiller.warmup, "best_epoch": fit.best_epoch, "epochs": fit.epochs_run,

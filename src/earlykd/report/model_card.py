@@ -82,6 +82,9 @@ def model_card(cfg: dict, record: dict, teacher: dict | None) -> str:
                   "full series of the same data.",
                   "- Its test metrics: " + ", ".join(f"{c} {_fmt((tr.get('test') or {}).get(c))}"
                                                      for c in COLUMNS[:4]) + "."]
+        if teacher.get("lead"):
+            lines.append(f"- An ensemble: logit methods distil its mean probabilities, feature methods the features of "
+                         f"its lead member `{teacher['lead']}` (best cross-validation score).")
     else:
         lines.append("- This run is a teacher, trained on full series; students distilled from it name it here.")
     lines += _intended_use(record["dataset"], f"from their first {e:.0%}, as an early classifier" if student
@@ -104,7 +107,9 @@ def anytime_card(cfg: dict, record: dict) -> str:
         "## Model and training", "", _model_line(cfg, record),
         f"- {record['epochs']} epochs of {t['epochs']} (batch {t['batch_size']}, lr {t['lr']}), sampling "
         f"`{record['sampling']}`; {record['seconds_per_epoch']} s per epoch on {record['device']} with "
-        f"{record['threads']} thread(s). Teacher: {record['teacher_arch']} (id {record['teacher_id']}).", "",
+        f"{record['threads']} thread(s). Teacher: {record['teacher_arch']} (id {record['teacher_id']})"
+        + (f"; feature methods distil its lead member `{record['teacher_lead']}`" if record.get("teacher_lead") else "")
+        + ".", "",
         "## Decisions", "",
         "| policy | HM validation | HM test | accuracy test | earliness test |", "|---|---|---|---|---|"]
     for name, val in record["policies_val"].items():
