@@ -314,3 +314,11 @@ def test_a_device_that_is_not_there_makes_no_run_directory(teacher_dir, tmp_path
         code, _, err = run_cli(capsys, *args, "--device", "cuda", "--out", tmp_path / name)
         assert_clean_error(code, err, "CUDA is not available")
         assert not (tmp_path / name).exists(), name
+
+
+def test_a_channel_outside_the_data_makes_no_run_directory(teacher_dir, tmp_path, capsys):
+    for name, args in {"distill": ["distill", "--teacher", teacher_dir, "--method", "kd", "--earliness", "0.5"],
+                       "early": ["early", "--teacher", teacher_dir, "--epochs", "1"]}.items():
+        code, _, err = run_cli(capsys, *args, "--set", "prefix.channels=[0,6]", "--out", tmp_path / name)
+        assert_clean_error(code, err, "channel subset [0, 6] is not within 0..0")
+        assert not (tmp_path / name).exists(), name

@@ -88,14 +88,17 @@ def interpolate(x: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return x[..., lo] * (1 - w) + x[..., hi] * w
 
 
+def check_channels(channels: list[int] | None, n: int) -> None:
+    check(channels is None or (len(channels) > 0 and all(0 <= c < n for c in channels)),
+          f"channel subset {channels} is not within 0..{n - 1}")
+
+
 def raw_view(series: list[np.ndarray], earliness: float, mode: str, reference_length: int, length: int,
              channels: list[int] | None = None) -> np.ndarray:
     """(N, C', steps) float64 in raw units; NaN only before a channel's first observation."""
     check(len(series) > 0, "no series")
     if channels is not None:
-        n = series[0].shape[0]
-        check(len(channels) > 0 and all(0 <= c < n for c in channels),
-              f"channel subset {channels} is not within 0..{n - 1}")
+        check_channels(channels, series[0].shape[0])
         series = [s[list(channels)] for s in series]
     keep = observed_samples(earliness, reference_length)
     positions = model_positions(earliness, keep, reference_length, length, mode)

@@ -15,7 +15,7 @@ from .distill.base import method_class
 from .errors import check
 from .fitting import evaluate_split, fit_and_save
 from .models import build_model
-from .prefix import observed_samples, prefix_steps, student_view
+from .prefix import check_channels, observed_samples, prefix_steps, student_view
 from .rundir import (METRICS_FILE, MODEL_FILE, RUN_FILE, STATE_FILE, Run, _prepared, default_out,
                      load_prepared, open_run_dir, read_run, resolve_device, unfinished, versions)
 from .teacher import SPLITS, Teacher, load_run_model, teacher_outputs
@@ -43,6 +43,7 @@ def distill(cfg: dict, resume: bool = False) -> Run:
     data = load_prepared(cfg["data"])
     teacher.check_data(data)
     prefix_steps(cfg["prefix"]["earliness"], data.length)
+    check_channels(cfg["prefix"]["channels"], data.channels)
     device = resolve_device(cfg["train"]["device"])   # before the run directory is made
     out = open_run_dir(cfg["out"] or default_out(cfg, "student"), resume)
     outputs = teacher.outputs(data, device)  # test logits serve fidelity for every method

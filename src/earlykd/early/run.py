@@ -24,6 +24,7 @@ from ..models import build_model
 from ..teacher import Teacher
 from ..train import load_model, save_model
 from ..report.model_card import anytime_card
+from ..prefix import check_channels
 from ..rundir import check_resume
 from ..train.checkpoint import write_json, write_text
 from .anytime import LevelSplit, checkpoints, parse_levels, student_train_cfg, train_anytime
@@ -70,6 +71,7 @@ def train_early(cfg: dict, levels=None, policies: list[str] | None = None, resum
     check(len(teacher_data.labels["val"]) > 0,
           "stopping policies are calibrated on validation: the validation split is empty")
     teacher.check_data(teacher_data)
+    check_channels(cfg["prefix"]["channels"], teacher_data.channels)
     data_cfg, data = student_data(teacher.cfg["data"], teacher_data, early.get("length"))
     levels = checkpoints(parse_levels(levels), data.reference_length, data.length)
     prefix = {"earliness": levels, "mode": cfg["prefix"]["mode"], "channels": cfg["prefix"]["channels"]}
