@@ -322,3 +322,16 @@ def test_a_channel_outside_the_data_makes_no_run_directory(teacher_dir, tmp_path
         code, _, err = run_cli(capsys, *args, "--set", "prefix.channels=[0,6]", "--out", tmp_path / name)
         assert_clean_error(code, err, "channel subset [0, 6] is not within 0..0")
         assert not (tmp_path / name).exists(), name
+
+
+def test_settings_refused_by_the_method_or_sampling_make_no_run_directory(teacher_dir, tmp_path, capsys):
+    from conftest import TINY
+    plain = tmp_path / "plain"   # selected on validation: no out-of-fold logits
+    assert run_cli(capsys, "teacher", *TINY, "--select", "acc_loss", "--out", plain)[0] == 0
+    cases = {"head": (["early", teacher_dir, "--method", "gdpd", "--option", "teacher_head=1"], "teacher_head = 1"),
+             "aria": (["early", teacher_dir, "--sampling", "aria", "--set", "early.crossfit=2"], "early.crossfit needs"),
+             "oof": (["distill", plain, "--method", "dlf", "--option", "oof=1", "--earliness", "0.5"], "out-of-fold")}
+    for name, (args, needle) in cases.items():
+        code, _, err = run_cli(capsys, args[0], "--teacher", *args[1:], "--epochs", "1", "--out", tmp_path / name)
+        assert_clean_error(code, err, needle)
+        assert not (tmp_path / name).exists(), name

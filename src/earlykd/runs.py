@@ -34,7 +34,7 @@ def distill(cfg: dict, resume: bool = False) -> Run:
     check(cfg["train"]["select"] != "cv", "train.select cv is for teachers; a student is selected on validation")
     teacher = Teacher.load(cfg["teacher"])
     method_cls = method_class(cfg["method"]["name"])
-    method_cls.resolve_options(cfg["method"]["options"])
+    options = method_cls.resolve_options(cfg["method"]["options"])
     model = cfg["model"]
     if model["arch"] is None:  # the teacher's (lead member's) architecture, with any explicit size kept
         model = {k: teacher.model_cfg[k] if v is None else v for k, v in model.items()}
@@ -42,6 +42,7 @@ def distill(cfg: dict, resume: bool = False) -> Run:
     build_model(cfg["model"]["arch"], 1, 2, cfg["model"]["layers"], cfg["model"]["hidden"])  # fail fast
     data = load_prepared(cfg["data"])
     teacher.check_data(data)
+    teacher.check_options(method_cls.name, options, data)
     prefix_steps(cfg["prefix"]["earliness"], data.length)
     check_channels(cfg["prefix"]["channels"], data.channels)
     device = resolve_device(cfg["train"]["device"])   # before the run directory is made

@@ -155,6 +155,11 @@ class Teacher:
         stacked = torch.stack(found, 1)
         return {"train": stacked[:n], "val": stacked[n:]}
 
+    def check_options(self, method: str, options: dict, data: Prepared) -> None:
+        """What a method's resolved options need of this teacher, before any run directory is made."""
+        from .distill.base import NO_OOF
+        check(not options.get("oof") or self.out_of_fold(data) is not None, f"{method}: {NO_OOF}")
+
     def info(self, data: Prepared, device: torch.device) -> dict:
         """What a student's record and fidelity metrics need of its teacher."""
         return {"arch": self.arch, "id": self.id, "test_logits": self.outputs(data, device)["test"].logits,

@@ -143,14 +143,16 @@ class Distiller(nn.Module):
         return self.student(x).logits
 
 
+NO_OOF = ("option oof = 1 needs the teacher members' out-of-fold logits, which this teacher lacks (teachers trained "
+          "with select cv keep them; benchmarks/teacher_oof.py adds them to older ones)")
+
+
 def member_targets(batch: Batch, expected: int, method: str, out_of_fold: bool = False) -> torch.Tensor:
     """The teacher members' logits (B, M, classes), detached; with `out_of_fold` each member's logits from its CV
     fold that held the case out. One clear line if M differs from `expected` or those logits are missing."""
     if out_of_fold:
         if batch.teacher.member_oof is None:
-            raise EarlykdError(f"{method}: option oof = 1 needs the teacher members' out-of-fold logits, which this "
-                               "teacher lacks (teachers trained with select cv keep them; benchmarks/teacher_oof.py "
-                               "adds them to older ones)")
+            raise EarlykdError(f"{method}: {NO_OOF}")
         targets = batch.teacher.member_oof.detach()
     else:
         targets = batch.teacher.members.detach()

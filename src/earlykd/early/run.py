@@ -60,7 +60,11 @@ def train_early(cfg: dict, levels=None, policies: list[str] | None = None, resum
         policy_class(name)
     teacher = Teacher.load(cfg["teacher"])
     method_cls = method_class(cfg["method"]["name"])
-    method_cls.resolve_options(cfg["method"]["options"])
+    options = method_cls.resolve_options(cfg["method"]["options"])
+    check(not options.get("teacher_head"), f"method option teacher_head = 1 is not supported for the anytime student "
+                                           f"({method_cls.name})")
+    check(not (early.get("crossfit") and early["sampling"] == "aria"),
+          "early.crossfit needs early.sampling = uniform (ARIA fits its regions on one split)")
     model = cfg["model"]
     if model["arch"] is None:
         model = {k: teacher.model_cfg[k] if v is None else v for k, v in model.items()}
@@ -71,6 +75,7 @@ def train_early(cfg: dict, levels=None, policies: list[str] | None = None, resum
     check(len(teacher_data.labels["val"]) > 0,
           "stopping policies are calibrated on validation: the validation split is empty")
     teacher.check_data(teacher_data)
+    teacher.check_options(method_cls.name, options, teacher_data)
     check_channels(cfg["prefix"]["channels"], teacher_data.channels)
     data_cfg, data = student_data(teacher.cfg["data"], teacher_data, early.get("length"))
     levels = checkpoints(parse_levels(levels), data.reference_length, data.length)
