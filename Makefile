@@ -3,7 +3,9 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-# The CPU wheel of torch 2.13.0 is what this pin takes; the package itself accepts torch >= 2.4.
+# On this project's CPU machines this pin takes the CPU wheel of torch 2.13.0 (a plain `torch`, or a newer pin,
+# pulls a multi-GB CUDA build); elsewhere it may take a CUDA build: `make TORCH=...` picks another requirement.
+# The package itself accepts torch >= 2.4.
 TORCH   ?= torch==2.13.0
 
 .PHONY: demo test venv clean readme

@@ -207,6 +207,10 @@ def test_the_estimator_refuses_infinite_or_empty_series_shrinking_updates_and_un
         decider.advance(state, [X[0][..., :4]])
     with pytest.raises(EarlyInputError, match="not fitted on: z"):
         est.score(X, np.array(["z"] * 3))
+    est.predict(X)   # every case decided at its whole series: nothing left to update
+    for update in (est.update_predict, est.update_predict_proba):
+        with pytest.raises(EarlyInputError, match="update_predict got no cases"):
+            update(X[:0])
 
 
 def test_the_api_takes_one_set_string_as_one_override():

@@ -211,6 +211,11 @@ def test_outputs_written_lines_and_file_modes(student_dir, tmp_path, capsys):
     assert "written:" in err and "written:" not in out
     modes = {p.name: p.stat().st_mode & 0o777 for p in student_dir.iterdir() if p.suffix in (".json", ".yaml")}
     assert len(set(modes.values())) == 1, modes
+    private = tmp_path / "private.json"   # a file replaced keeps its mode: a private one stays private
+    private.write_text("[]")
+    private.chmod(0o600)
+    assert run_cli(capsys, "predict", student_dir, "--input", tmp_path / "x.npy", "--output", private)[0] == 0
+    assert private.stat().st_mode & 0o777 == 0o600 and len(json.loads(private.read_text())) == 2
 
 
 # -- small features -----------------------------------------------------------------------------------

@@ -39,6 +39,14 @@ class EarlyInputError(EarlykdError, ValueError):
     """Bad input to the estimator (a ValueError too, as aeon's estimators raise)."""
 
 
+def _some_cases(X):
+    """X, or one line when it holds no case (aeon would fail inside with an IndexError)."""
+    if hasattr(X, "__len__") and len(X) == 0:
+        raise EarlyInputError("update_predict got no cases: it takes the cases not yet decided, and every case is "
+                              "decided (start anew with predict)")
+    return X
+
+
 class EarlyClassifier(BaseEarlyClassifier):
     """An early classifier by full-to-partial distillation that decides when to stop."""
 
@@ -55,6 +63,12 @@ class EarlyClassifier(BaseEarlyClassifier):
         self.mode, self.length, self.val_fraction, self.options = mode, length, val_fraction, options
         self.random_state, self.device, self.threads, self.crossfit = random_state, device, threads, crossfit
         super().__init__()
+
+    def update_predict(self, X):
+        return super().update_predict(_some_cases(X))
+
+    def update_predict_proba(self, X):
+        return super().update_predict_proba(_some_cases(X))
 
     @classmethod
     def _get_test_params(cls, parameter_set: str = "default") -> list[dict]:

@@ -29,7 +29,8 @@ def atomic_write(path: Path, writer) -> None:
     os.close(fd)
     try:
         writer(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give result files the mode of any other file
+        # mkstemp makes 0600: a replaced file keeps its mode, a new one gets the mode of any other new file
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.is_file() else 0o666 & ~_umask())
         os.replace(tmp, path)
     except OSError as exc:
         raise EarlykdError(f"cannot write {path} ({exc.strerror})") from None
