@@ -212,3 +212,10 @@ def test_a_switch_given_twice_is_shown_as_typed(capsys, tmp_path):
                            "--out", tmp_path / "t")
     assert_clean_error(code, err, "given twice: --no-progress and --set train.progress=true")
     assert not (tmp_path / "t").exists()
+
+
+def test_a_teacher_takes_no_prefix_settings(tmp_path, capsys):
+    for item in ("prefix.channels=[0]", "prefix.earliness=0.5"):
+        code, _, err = run_cli(capsys, "teacher", "--data", "UnitTest", "--set", item, "--out", tmp_path / "t")
+        assert_clean_error(code, err, "a teacher sees whole series and every channel")
+        assert not (tmp_path / "t").exists()

@@ -50,6 +50,7 @@ def test_ensemble_teacher_is_one_teacher(tmp_path):
     run = api.train_teacher(**small, arch="fcn,lstm", ensemble=2, out=tmp_path / "ens")
     teacher = Teacher.load(run.path)
     assert len(run.record["members"]) == 4 and run.record["combine"] == "mean"
+    assert "an ensemble of 4 member(s) (the mean of their probabilities)" in (run.path / "model_card.md").read_text()
     from earlykd.bench.store import required
     row = {**{k: run.record.get(k) for k in required({"method": "teacher"})}, "method": "teacher"}
     assert row["teacher_arch"] == row["student_arch"] == "fcn+lstmx4"  # a complete teacher row in the store

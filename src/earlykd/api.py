@@ -11,7 +11,7 @@ import numpy as np
 
 from . import runs
 from . import threads as cpu_threads
-from .config import conflicts, require, resolve
+from .config import check_teacher_prefix, conflicts, require, resolve
 from .data import Prepared, load_raw, prepare
 from .data.load import check_real, label_column_warning, read_array_file
 from .errors import check
@@ -52,6 +52,7 @@ def load_dataset(name: str, archive: str | None = None, length: int = 100, val_f
 def train_teacher(config_file=None, sets=(), resume: bool = False, **options) -> runs.Run:
     cfg = make_config(config_file, sets, **options)
     require(cfg, "teacher")
+    check_teacher_prefix(cfg)
     cpu_threads.apply(cfg["train"]["threads"])
     return runs.train_teacher(cfg, resume=resume)
 

@@ -219,6 +219,8 @@ def _train(a, kind: str, *requires: str):
     cfg = _resolve(a, *requires)
     threads.apply(cfg["train"]["threads"])
     if kind == "teacher":   # a student's data is its teacher's, known once the teacher is read
+        from .config import check_teacher_prefix
+        check_teacher_prefix(cfg)
         for line in runs.load_prepared(cfg["data"]).warnings:   # read once: training takes it from the cache
             print(f"earlykd: warning: {line}", file=sys.stderr)
     run = runs.train_teacher(cfg, resume=a.resume) if kind == "teacher" else runs.distill(cfg, resume=a.resume)

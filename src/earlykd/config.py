@@ -174,11 +174,19 @@ def require(cfg: dict, kind: str) -> None:
     if kind == "teacher":
         check(cfg["data"]["name"] is not None, "a teacher needs --data: a bundled dataset (earlykd datasets), "
               "an archive dataset with --archive, or a .npz/.csv file with --test-path")
+
     else:
         check(cfg["prefix"]["earliness"] is not None, "a student needs --earliness: the share of each series it "
               "sees, in (0, 1], e.g. --earliness 0.4")
         check(not isinstance(cfg["prefix"]["earliness"], list), "a student takes one earliness; prefix.earliness "
               "holds a list of levels (an anytime run's config: train it with earlykd early)")
+
+
+def check_teacher_prefix(cfg: dict) -> None:
+    """A teacher trained on its own (not by compare, whose prefix is its students') takes no prefix settings."""
+    p = cfg["prefix"]
+    check(p["earliness"] in (None, 1, 1.0) and p["channels"] is None, "a teacher sees whole series and every "
+          "channel: prefix.earliness and prefix.channels are for students (distill, early)")
 
 
 def _absolute(path) -> str | None:

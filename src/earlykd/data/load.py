@@ -253,7 +253,8 @@ def _read_numpy(path: Path, suffix: str, need_labels: bool) -> tuple[np.ndarray,
     except (ValueError, OSError, EOFError, zlib.error) as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "Object arrays" in text:
-            raise EarlykdError(f"{path}: {field} is not numeric (dtype object)") from None
+            hint = "" if field == "field 'y'" else "; series of unequal lengths: pad them with NaN to one length"
+            raise EarlykdError(f"{path}: {field} is not numeric (dtype object){hint}") from None
         if "pickle" in text:
             raise EarlykdError(f"{path}: not a numeric NumPy array (no .npy header; write it with numpy.save)") from None
         raise EarlykdError(f"{path}: cannot read NumPy file ({text})") from None

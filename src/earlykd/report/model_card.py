@@ -60,8 +60,12 @@ def model_card(cfg: dict, record: dict, teacher: dict | None) -> str:
                      + (f", channels {p['channels']}" if p.get("channels") else "") + ".")
     else:
         lines.append("- A teacher: it sees the full series (earliness 1.0).")
-    cv = record.get("cv")
-    chosen = (f"{record['epochs']} epochs (of a budget of {t['epochs']}) chosen by {cv['folds']}-fold stratified "
+    cv, members = record.get("cv"), record.get("members")
+    how = {"mean": "the mean of their probabilities", "best": "the member of best score"}.get(record.get("combine"), "")
+    chosen = (f"an ensemble of {len(members)} member(s) ({how}), each a run "
+              f"of its own under `members/` with its card; {record['epochs']} epochs over all members (a budget of "
+              f"{t['epochs']} each)" if members else
+              f"{record['epochs']} epochs (of a budget of {t['epochs']}) chosen by {cv['folds']}-fold stratified "
               f"cross-validation (mean fold accuracy {cv['acc']:.3f}, then loss), then a refit on all training and "
               f"validation cases; checkpoint of epoch {record['best_epoch']}, the refit's lowest training loss"
               if cv else
