@@ -174,7 +174,6 @@ def require(cfg: dict, kind: str) -> None:
     if kind == "teacher":
         check(cfg["data"]["name"] is not None, "a teacher needs --data: a bundled dataset (earlykd datasets), "
               "an archive dataset with --archive, or a .npz/.csv file with --test-path")
-
     else:
         check(cfg["prefix"]["earliness"] is not None, "a student needs --earliness: the share of each series it "
               "sees, in (0, 1], e.g. --earliness 0.4")

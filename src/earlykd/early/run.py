@@ -107,8 +107,7 @@ def train_early(cfg: dict, levels=None, policies: list[str] | None = None, resum
             prefix["channels"], device)
     desc = f"anytime {data.name} {model['arch']} {method_cls.name}"
     level_norm = bool(early.get("level_norm", True))
-    if folds:
-        check(aria is None, "early.crossfit needs early.sampling = uniform (ARIA fits its regions on one split)")
+    if folds:   # (with ARIA refused above)
         distiller, fit, cal_logits, cal_y, cal_ready, folds = crossfit_anytime(*args, folds, level_norm,
                                                                                out / runs.STATE_FILE, resume, desc)
         cal_features, cal_tensors = None, {}   # fold students' features are not comparable (early/crossfit.py)
@@ -135,7 +134,8 @@ def train_early(cfg: dict, levels=None, policies: list[str] | None = None, resum
     record = {
         "kind": "anytime", "status": "finished", "dataset": data.name, "method": method_cls.name,
         "earliness": levels, "prefix_mode": prefix["mode"], "seed": train_cfg["seed"],
-        "student_arch": model["arch"], "teacher_arch": teacher.arch, "teacher_id": teacher.id, "teacher_lead": teacher.lead,
+        "student_arch": model["arch"], "teacher_arch": teacher.arch, "teacher_id": teacher.id,
+        "teacher_lead": teacher.lead,
         "version": __version__, "config_hash": config_hash({**cfg, "teacher": teacher.record["config_hash"]}),
         "versions": runs.versions(), "device": str(device), "threads": torch.get_num_threads(), "data": data.info,
         "warmup": distiller.warmup, "best_epoch": fit.best_epoch, "epochs": fit.epochs_run,
