@@ -144,6 +144,21 @@ def test_a_changed_data_file_makes_new_jobs(tmp_path):
     assert len(after) == len(before) and not set(after) & set(before)
 
 
+def test_the_dry_run_says_what_a_real_run_would_train(tiny_sweep, tmp_path, capsys):
+    root, _ = tiny_sweep
+    sets = [a for s in TINY for a in ("--set", s)]
+    code, out, _ = run_cli(capsys, "bench", "--suite", "smoke", "--datasets", "UnitTest", "--methods", "base", "kd",
+                           "--earliness", "0.5", "--seeds", "0", *sets, "--out", root, "--dry-run")
+    assert code == 0 and out.count("(stored)") == 3 and out.strip().endswith(f"3 stored; to train: 0 runs -> {root}")
+    code, out, _ = run_cli(capsys, "bench", "--suite", "paper-cpu", "--datasets", "GunPoint", "--methods", "base",
+                           "kd", "--earliness", "0.2", "--seeds", "0", "--out", tmp_path / "new", "--dry-run")
+    assert code == 0 and "0 stored; to train: 5 runs" in out   # the teacher, base, and kd at 3 weights
+    suite = tmp_path / "twice.yaml"
+    suite.write_text("datasets: [UnitTest]\nmethods: [kd]\nearliness: [0.5]\nseeds: [0]\ngrids: {weight: [1, 1.0]}\n")
+    code, _, err = run_cli(capsys, "bench", "--suite", suite, "--dry-run")
+    assert_clean_error(code, err, "grid option 'weight' lists a value twice")
+
+
 def test_unwritable_directory(capsys, tmp_path):
     (tmp_path / "file").write_text("")
     code, _, err = run_cli(capsys, "bench", "--suite", "smoke", "--out", tmp_path / "file" / "sub")

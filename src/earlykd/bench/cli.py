@@ -62,10 +62,15 @@ def cmd_bench(a: argparse.Namespace) -> None:
     jobs = expand(suite, datasets, _list(a.methods), _list(a.earliness), _list(a.seeds), a.archive, a.set)
     check_executor(a.executor, a.workers, a.threads, a.address, a.gpus)   # a dry run answers as a real one would
     root = Path(a.out or Path("benchmarks") / "results" / suite.name)
-    if a.dry_run:
+    if a.dry_run:   # what a real run would do: stored jobs are skipped, a grid job trains each of its points
+        db = Path(a.db) if a.db else root / "results.db"
+        stored = Store(db, create=False).keys() if db.is_file() else set()
+        todo = [j for j in jobs if j.key not in stored]
         for job in jobs:
-            print(f"{job.kind:8s} {job.name}" + (f"  grid {job.grid}" if job.grid else ""))
-        print(f"{len(jobs)} jobs ({sum(j.kind == 'teacher' for j in jobs)} teachers) -> {root}")
+            print(f"{job.kind:8s} {job.name}" + (f"  grid {job.grid}" if job.grid else "")
+                  + ("  (stored)" if job.key in stored else ""))
+        print(f"{len(jobs)} jobs ({sum(j.kind == 'teacher' for j in jobs)} teachers), {len(jobs) - len(todo)} stored; "
+              f"to train: {sum(len(j.points()) for j in todo)} runs -> {root}")
         return
     writable_dir(root)
     executor = make_executor(a.executor, a.workers, a.threads, a.address, a.gpus)

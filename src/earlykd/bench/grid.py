@@ -110,6 +110,8 @@ def check_method_options(suite: Suite) -> None:
                                    f"({did_you_mean(str(key), known, 'known: ' + ', '.join(known))})")
             check(isinstance(values, (list, tuple)) and len(values) > 0,
                   f"grid option '{key}' needs a non-empty list of values, got {values!r}")
+            check(len({repr(float(v)) if isinstance(v, (int, float)) else repr(v) for v in values}) == len(values),
+                  f"grid option '{key}' lists a value twice: {list(values)}")
             for m in owners:
                 for value in values:
                     method_class(m).resolve_options({key: value})
