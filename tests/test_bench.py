@@ -364,6 +364,18 @@ def test_report_writes_tables_plots_and_html(tmp_path):
     assert page.count("data:image/png;base64,") == 4 and "src='http" not in page and "teacher (full series)" in page
 
 
+def test_a_new_report_leaves_no_table_of_an_earlier_one(tmp_path, capsys):
+    db = synthetic_db(tmp_path / "results.db")
+    assert run_cli(capsys, "report", tmp_path)[0] == 0 and (tmp_path / "tables" / "summary.md").is_file()
+    (tmp_path / "tables" / "mine.md").write_text("a file of the user's")
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM runs WHERE method != 'teacher'")
+    assert run_cli(capsys, "report", tmp_path)[0] == 0
+    tables = sorted(p.name for p in (tmp_path / "tables").iterdir())
+    assert tables == ["mine.md"] + [f"{t}.{e}" for t in ("teacher", "timing") for e in ("csv", "md", "tex")]
+    assert not (tmp_path / "plots" / "auc_prc_vs_earliness.png").exists()
+
+
 def test_report_reads_the_database_without_writing_and_names_a_foreign_one(tmp_path, capsys):
     import hashlib
     db = synthetic_db(tmp_path / "results.db")

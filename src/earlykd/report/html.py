@@ -50,9 +50,15 @@ def describe(df: pd.DataFrame, superseded: int, db: Path) -> list[str]:
     return lines
 
 
+# what a report writes; an earlier report's files of these names that this one does not write are removed
+OWN = ("tables/summary.*", "tables/per_dataset_*.*", "tables/fidelity.*", "tables/teacher.*", "tables/timing.*",
+       "plots/auc_prc_vs_earliness.png", "plots/seconds_per_epoch.png", "plots/critical_difference_e*.png")
+
+
 def write_report(db: Path, out: Path) -> list[Path]:
     raw, superseded = load_runs(db)
     df = labelled(raw)
+    earlier = {p for pattern in OWN for p in out.glob(pattern)}
     (out / "tables").mkdir(parents=True, exist_ok=True)
     written = [export_runs(raw, out / "runs.csv")]
     tables = all_tables(df)
@@ -75,4 +81,6 @@ def write_report(db: Path, out: Path) -> list[Path]:
             + "".join(t.html() for t in tables) + "<h2>Plots</h2>" + images)
     (out / "report.html").write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>earlykd report</title>"
                                      f"<style>{CSS}</style></head><body>{body}</body></html>\n")
+    for stale in earlier - set(written):   # e.g. the students' tables after their rows were dropped
+        stale.unlink()
     return written + [out / "report.md", out / "report.html"]
