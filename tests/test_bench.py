@@ -153,6 +153,12 @@ def test_the_dry_run_says_what_a_real_run_would_train(tiny_sweep, tmp_path, caps
     code, out, _ = run_cli(capsys, "bench", "--suite", "paper-cpu", "--datasets", "GunPoint", "--methods", "base",
                            "kd", "--earliness", "0.2", "--seeds", "0", "--out", tmp_path / "new", "--dry-run")
     assert code == 0 and "0 stored; to train: 5 runs" in out   # the teacher, base, and kd at 3 weights
+    for name, extra, needle in (("other", "options: {fitnets: {weight: 2}}", "'fitnets' is not one of the suite's"),
+                                ("both", "options: {kd: {weight: 2}}\ngrids: {weight: [1, 2]}", "also a grid option"),
+                                ("teacher", "teacher: {method: {name: kd}}", "a teacher is trained without")):
+        (tmp_path / f"{name}.yaml").write_text(f"datasets: [UnitTest]\nmethods: [kd]\nearliness: [0.5]\nseeds: [0]\n{extra}\n")
+        code, _, err = run_cli(capsys, "bench", "--suite", tmp_path / f"{name}.yaml", "--dry-run")
+        assert_clean_error(code, err, needle)
     suite = tmp_path / "twice.yaml"
     suite.write_text("datasets: [UnitTest]\nmethods: [kd]\nearliness: [0.5]\nseeds: [0]\ngrids: {weight: [1, 1.0]}\n")
     code, _, err = run_cli(capsys, "bench", "--suite", suite, "--dry-run")

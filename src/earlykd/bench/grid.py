@@ -98,9 +98,14 @@ def check_method_options(suite: Suite) -> None:
     where = suite.source or f"suite {suite.name}"
     try:
         own = list(suite.methods or sorted(METHODS))
+        check("method" not in (suite.teacher or {}), "teacher: a teacher is trained without distillation; 'method' "
+                                                     "is for students (student: or options:)")
         for m, options in suite.options.items():
             check(options is None or isinstance(options, dict), f"options: {m}: must be a mapping, got {options!r}")
             method_class(m).resolve_options(options or {})
+            check(m in own, f"options: '{m}' is not one of the suite's methods ({', '.join(own)})")
+            for key in sorted(set(options or {}) & set(suite.grids)):
+                raise EarlykdError(f"options: {m}: '{key}' is also a grid option; the grid would override it, keep one")
         for key, values in suite.grids.items():
             owners = [m for m in own if key in method_class(m).defaults]
             if not owners:
