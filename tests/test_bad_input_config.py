@@ -131,6 +131,10 @@ def test_valid_channels_and_folds_still_resolve():
     ("gdpd", "start=5000", "gdpd option 'start' must be an integer in [0, 999]"),
     ("gdpd_kd", "temperature=0", "gdpd option 'temperature' must be > 0"),
     ("vid", "init_variance=0", "vid option 'init_variance' must be >"),
+    ("fitnets", "weight=-1", "option 'weight' of method 'fitnets' must be a finite number >= 0 (a loss weight)"),
+    ("at", "weight=.inf", "option 'weight' of method 'at' must be a finite number >= 0"),
+    ("dlf", "ce_weight=-0.5", "option 'ce_weight' of method 'dlf' must be a finite number >= 0"),
+    ("dkd", "beta=.nan", "option 'beta' of method 'dkd' must be a finite number"),
 ])
 def test_method_option_ranges_before_the_run_directory(teacher_dir, tmp_path, capsys, method, option, needle):
     code, _, err = run_cli(capsys, "distill", "--teacher", teacher_dir, "--method", method, "--earliness", "0.5",

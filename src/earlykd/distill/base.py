@@ -109,6 +109,9 @@ class Distiller(nn.Module):
             if isinstance(default, (int, float)) and not isinstance(default, bool):
                 if not isinstance(value, (int, float)) or isinstance(value, bool):
                     raise EarlykdError(f"option '{key}' of method '{cls.name}' must be a number, got {value!r}")
+                if not math.isfinite(value) or (key == "weight" or key.endswith("_weight")) and value < 0:
+                    raise EarlykdError(f"option '{key}' of method '{cls.name}' must be a finite number"
+                                       + (" >= 0 (a loss weight)" if "weight" in key else "") + f", got {value!r}")
             out[key] = value
         for key in cls.positive:
             if not 0 < out[key] < math.inf:
