@@ -159,6 +159,12 @@ def test_the_dry_run_says_what_a_real_run_would_train(tiny_sweep, tmp_path, caps
         (tmp_path / f"{name}.yaml").write_text(f"datasets: [UnitTest]\nmethods: [kd]\nearliness: [0.5]\nseeds: [0]\n{extra}\n")
         code, _, err = run_cli(capsys, "bench", "--suite", tmp_path / f"{name}.yaml", "--dry-run")
         assert_clean_error(code, err, needle)
+    (tmp_path / "far.yaml").write_text("name: ../../elsewhere\ndatasets: [UnitTest]\nmethods: [kd]\n")
+    code, _, err = run_cli(capsys, "bench", "--suite", tmp_path / "far.yaml", "--dry-run")
+    assert_clean_error(code, err, "must be a plain name")
+    (tmp_path / "all.yaml").write_text("datasets: [UnitTest]\nmethods: [all]\nearliness: [0.5]\nseeds: [0]\n")
+    code, out, err = run_cli(capsys, "bench", "--suite", tmp_path / "all.yaml", "--dry-run")
+    assert code == 0 and "dkd-UnitTest" in out and "dlf-UnitTest" in out, err   # 'all' in a suite as on the command line
     suite = tmp_path / "twice.yaml"
     suite.write_text("datasets: [UnitTest]\nmethods: [kd]\nearliness: [0.5]\nseeds: [0]\ngrids: {weight: [1, 1.0]}\n")
     code, _, err = run_cli(capsys, "bench", "--suite", suite, "--dry-run")

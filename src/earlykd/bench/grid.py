@@ -97,7 +97,7 @@ def check_method_options(suite: Suite) -> None:
     from ..distill import METHODS, method_class
     where = suite.source or f"suite {suite.name}"
     try:
-        own = list(suite.methods or sorted(METHODS))
+        own = sorted(METHODS) if list(suite.methods or []) in ([], ["all"]) else list(suite.methods)
         check("method" not in (suite.teacher or {}), "teacher: a teacher is trained without distillation; 'method' "
                                                      "is for students (student: or options:)")
         for m, options in suite.options.items():
@@ -180,9 +180,8 @@ def expand(suite: Suite, datasets=None, methods=None, earliness=None, seeds=None
     check(datasets, f"no datasets found in archive {archive}")
     for d in datasets:
         check_dataset(d, archive)
-    if methods and list(methods) == ["all"]:
-        methods = sorted(METHODS)
-    methods = _unique(methods or suite.methods or sorted(METHODS))
+    methods = list(methods or suite.methods or [])
+    methods = _unique(sorted(METHODS) if methods in ([], ["all"]) else methods)   # 'all' on the command line or in a suite
     classes = {m: method_class(m) for m in methods}
     check_method_options(suite)
     check_sets(sets)

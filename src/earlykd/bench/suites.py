@@ -8,6 +8,7 @@ tuned by measurement.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -138,7 +139,10 @@ def load_suite(path: str | Path) -> Suite:
     datasets = datasets and tuple(FileData.of(d, where) if isinstance(d, dict) else str(d) for d in datasets)
     for key in ("common", "teacher", "student", "options", "grids"):
         check(isinstance(data.get(key, {}), dict), f"{where}: '{key}' must be a mapping")
-    return Suite(str(data.get("name") or Path(path).stem), str(data.get("description", f"suite file {where}")),
+    name = data.get("name") or Path(path).stem
+    check(isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name) is not None,
+          f"{where}: name {name!r} must be a plain name (letters, digits, _ . -): it names benchmarks/results/<name>")
+    return Suite(name, str(data.get("description", f"suite file {where}")),
                  datasets, _tuple(data.get("methods"), where, "methods"),
                  _tuple(data.get("earliness", (0.2, 0.4, 0.6, 0.8)), where, "earliness"),
                  _tuple(data.get("seeds", (0,)), where, "seeds"),
