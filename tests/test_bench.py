@@ -314,6 +314,19 @@ def test_ctrl_c_stops_the_workers_before_the_sweep_lets_go(tmp_path):
 
 # -- executors ------------------------------------------------------------------------------------
 
+def test_a_database_shared_by_two_sweep_directories_takes_one_sweep_at_a_time(tmp_path, capsys):
+    import fcntl
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    with open(shared / ".sweep.lock", "w") as held:   # another sweep writing to this database
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        sets = [a for s in TINY for a in ("--set", s)]
+        code, _, err = run_cli(capsys, "bench", "--suite", "smoke", "--datasets", "UnitTest", "--methods", "base",
+                               "--earliness", "0.5", "--seeds", "0", *sets, "--out", tmp_path / "mine",
+                               "--db", shared / "results.db", "--workers", "0")
+    assert_clean_error(code, err, f"another sweep is running in {shared}")
+
+
 def test_local_and_ray_executors_give_the_same_rows(tmp_path):
     ray = pytest.importorskip("ray")
     from earlykd.bench.executors import RayExecutor

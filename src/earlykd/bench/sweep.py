@@ -102,8 +102,9 @@ def _one_line(exc: BaseException) -> str:
 
 def run_sweep(jobs: list[Job], store: Store, executor, root: str | Path, progress: bool = True) -> dict:
     """Run every job not yet stored; returns counts. Failed jobs are reported, the rest go on."""
-    root = Path(root).resolve()
-    with _lock(root):
+    root, db_dir = Path(root).resolve(), store.path.resolve().parent
+    # one sweep per directory and per database: a second sweep on a shared --db would train everything again
+    with _lock(root), (_lock(db_dir) if db_dir != root else contextlib.nullcontext()):
         done, todo, counts = store.keys(), [], {"total": len(jobs), "stored": 0, "ingested": 0, "ran": 0}
         for job in jobs:
             if job.key in done:
