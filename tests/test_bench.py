@@ -389,6 +389,19 @@ def test_report_writes_tables_plots_and_html(tmp_path):
     assert page.count("data:image/png;base64,") == 4 and "src='http" not in page and "teacher (full series)" in page
 
 
+def test_the_report_warns_when_students_of_one_dataset_had_different_teachers(tmp_path):
+    import pandas as pd
+
+    from earlykd.report.html import describe
+    from earlykd.report.tables import load_runs
+    df, superseded = load_runs(synthetic_db(tmp_path / "results.db"))
+    assert not any(line.startswith("warning:") for line in describe(df, superseded, tmp_path))
+    mixed = df.assign(teacher_id=["t-old" if (m == "kd" and d == "D0") else "t-new"
+                                  for m, d in zip(df.method, df.dataset)])
+    lines = describe(pd.DataFrame(mixed), superseded, tmp_path)
+    assert any(line.startswith("warning:") and "more than one teacher on D0 (2)" in line for line in lines)
+
+
 def test_a_new_report_leaves_no_table_of_an_earlier_one(tmp_path, capsys):
     db = synthetic_db(tmp_path / "results.db")
     assert run_cli(capsys, "report", tmp_path)[0] == 0 and (tmp_path / "tables" / "summary.md").is_file()

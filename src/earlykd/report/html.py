@@ -47,6 +47,11 @@ def describe(df: pd.DataFrame, superseded: int, db: Path) -> list[str]:
         lines.append(f"options chosen by validation loss: {selected.value_counts().to_dict()}")
     if superseded:
         lines.append(f"{superseded} older row(s) for the same runs under other settings are left out")
+    teachers_used = students.dropna(subset=["teacher_id"]).groupby("dataset").teacher_id.nunique()
+    mixed = [f"{d} ({n})" for d, n in teachers_used.items() if n > 1]
+    if mixed:   # rows kept from sweeps of different settings: compare with care
+        lines.append(f"warning: the students compared here were distilled from more than one teacher on "
+                     f"{', '.join(mixed)}; their rows come from sweeps of different settings")
     return lines
 
 
