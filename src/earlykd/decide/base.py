@@ -119,14 +119,9 @@ def first_stops(policy: Policy, logits: np.ndarray, features: np.ndarray | None 
     checkpoints, cases = logits.shape[:2]
     state = policy.start(cases)
     stops = np.full(cases, -1)
-    if ready is None or not np.any(ready):
-        for c in range(checkpoints):
-            seen = None if features is None else features[c]
-            stop = decide(policy, state, c, checkpoints - 1, logits[c], seen) & (stops < 0)
-            stops[stop] = c
-        return stops
-    for c in range(checkpoints):
-        open_ = np.flatnonzero((stops < 0) & (np.asarray(ready) <= c))
+    ready = np.zeros(cases, dtype=np.int64) if ready is None else np.asarray(ready)
+    for c in range(checkpoints):   # the open cases only, as the Decider steps them (a policy decides per case)
+        open_ = np.flatnonzero((stops < 0) & (ready <= c))
         if not len(open_):
             continue
         sub = {k: v[open_] for k, v in state.items()}
