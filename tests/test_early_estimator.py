@@ -145,7 +145,9 @@ def test_from_run_takes_2d_and_3d_input_as_a_fitted_estimator_does(anytime_run, 
                                              ({"arch": "lstmm"}, "unknown architecture 'lstmm' (did you mean lstm?)"),
                                              ({"options": {"temp": 2}}, "(did you mean temperature?)"),
                                              ({"options": {"temperature": -1}}, "'temperature' must be > 0"),
-                                             ({"options": "temperature=3"}, "options must be a dict")])
+                                             ({"options": "temperature=3"}, "options must be a dict"),
+                                             ({"method": "gdpd", "options": {"teacher_head": 1}},
+                                              "teacher_head = 1 is not supported for the anytime student")])
 def test_bad_settings_are_value_errors_naming_the_problem(unit_test, monkeypatch, setting, needle):
     """EarlyInputError (a ValueError) with one line, before any training."""
     from earlykd.early.estimator import EarlyClassifier, EarlyInputError

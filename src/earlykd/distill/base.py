@@ -89,7 +89,16 @@ class Distiller(nn.Module):
     needs_teacher: ClassVar[bool] = True
     two_stage: ClassVar[bool] = False   # checkpoint selection starts after the warm-up
     positive: ClassVar[tuple[str, ...]] = ()   # options that must be finite and above 0 (a temperature, a smoothing)
-    needs_teacher_head: bool = False    # True: give it the teacher's head with attach_teacher_head(weight, bias)
+
+    @classmethod
+    def wants_teacher_head(cls, options: dict) -> bool:
+        """Whether these resolved options need the teacher's head (given with attach_teacher_head(weight, bias));
+        known before the method is built, so a caller that has no head can refuse before any work."""
+        return False
+
+    @property
+    def needs_teacher_head(self) -> bool:
+        return self.wants_teacher_head(self.options)
 
     def __init__(self, student: Classifier, teacher: TeacherDims | None, options: dict | None = None,
                  warmup: int = 0):

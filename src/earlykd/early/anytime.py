@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import Prepared
-from ..distill import Batch, TeacherOutputs, build_method
+from ..distill import Batch, TeacherOutputs, build_method, method_class
 from ..errors import check
 from ..models import at_level, build_model, eval_mode, fit_level_stats, set_level, use_level_norm
 from ..models.levelnorm import batch_statistics
@@ -169,10 +169,15 @@ def new_distiller(train: LevelSplit, n_classes: int, method: str, options: dict,
         use_level_norm(student, len(train.views))
         train.on_level = lambda k: set_level(student, k)
     dims = train.teacher.dims if train.teacher is not None else None
-    distiller = build_method(method, student, dims, options, train_cfg["warmup"])
-    check(not distiller.needs_teacher_head,
+    return build_method(method, student, dims, anytime_options(method, options), train_cfg["warmup"])
+
+
+def anytime_options(method: str, options: dict | None) -> dict:
+    """A method's resolved options for an anytime student, which has no teacher head to give it."""
+    resolved = method_class(method).resolve_options(options or {})
+    check(not method_class(method).wants_teacher_head(resolved),
           f"method option teacher_head = 1 is not supported for the anytime student ({method})")
-    return distiller
+    return resolved
 
 
 def _aria_sampler(aria: dict, data: Prepared, train: LevelSplit, val: LevelSplit, levels: list[float], distiller,

@@ -27,7 +27,7 @@ from ..errors import EarlykdError, check, lookup
 from ..models import ARCHITECTURES, build_model
 from ..prefix import MODES
 from ..train import Split, Trainer
-from .anytime import checkpoints, parse_levels, student_train_cfg, train_anytime
+from .anytime import anytime_options, checkpoints, parse_levels, student_train_cfg, train_anytime
 from .crossfit import crossfit_anytime
 from .decider import Decider
 
@@ -109,7 +109,7 @@ class EarlyClassifier(BaseEarlyClassifier):
         check_folds(self.crossfit, "crossfit")   # val_fraction: prepare checks it
         lookup(ARCHITECTURES, self.arch, "architecture")
         check(self.options is None or isinstance(self.options, dict), f"options must be a dict, got {self.options!r}")
-        method_class(self.method).resolve_options(self.options or {})
+        anytime_options(self.method, self.options)
 
     def _fit(self, X: np.ndarray, y: np.ndarray):
         from ..rundir import resolve_device

@@ -27,7 +27,7 @@ from ..report.model_card import anytime_card
 from ..prefix import check_channels
 from ..rundir import check_resume
 from ..train.checkpoint import write_json, write_text
-from .anytime import LevelSplit, checkpoints, parse_levels, student_train_cfg, train_anytime
+from .anytime import LevelSplit, anytime_options, checkpoints, parse_levels, student_train_cfg, train_anytime
 from .aria import AriaConfig
 from .crossfit import crossfit_anytime, fold_file
 from .decider import Decider
@@ -60,9 +60,7 @@ def train_early(cfg: dict, levels=None, policies: list[str] | None = None, resum
         policy_class(name)
     teacher = Teacher.load(cfg["teacher"])
     method_cls = method_class(cfg["method"]["name"])
-    options = method_cls.resolve_options(cfg["method"]["options"])
-    check(not options.get("teacher_head"), f"method option teacher_head = 1 is not supported for the anytime student "
-                                           f"({method_cls.name})")
+    options = anytime_options(method_cls.name, cfg["method"]["options"])
     check(not (early.get("crossfit") and early["sampling"] == "aria"),
           "early.crossfit needs early.sampling = uniform (ARIA fits its regions on one split)")
     model = cfg["model"]

@@ -159,9 +159,9 @@ class GDPD(Distiller):
         return self.score_hint(self.latent_hint(feature)[0])
 
     # -- the teacher's head (teacher_head = 1) ------------------------------------------------------
-    @property
-    def needs_teacher_head(self) -> bool:
-        return bool(self.options["teacher_head"])
+    @classmethod
+    def wants_teacher_head(cls, options: dict) -> bool:
+        return bool(options["teacher_head"])
 
     def attach_teacher_head(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
         """The teacher's (lead member's) linear head, kept frozen and outside the trained parameters."""
