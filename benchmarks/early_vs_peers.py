@@ -67,12 +67,12 @@ def arrays(name: str):
     contract does: a shorter series is held at its last value, a longer test series is seen up to T samples. So
     every contender reads the same samples, and earliness has one scale."""
     from earlykd.data import load_raw
+    from earlykd.early.assess import ended
     raw = load_raw({"name": name})
     T = max(x.shape[-1] for x in raw.X_train)
 
     def pad(xs):
-        return np.stack([np.concatenate([x[:, :T], np.repeat(x[:, -1:], max(0, T - x.shape[-1]), 1)], 1)
-                         for x in xs]).astype(float)
+        return np.stack([ended(x[:, :T], T) for x in xs]).astype(float)
     return pad(raw.X_train), np.asarray(raw.y_train), pad(raw.X_test), np.asarray(raw.y_test)
 
 
