@@ -115,7 +115,7 @@ class Trainer:
                  desc: str = ""):
         self.model, self.cfg, self.device = distiller.to(device), cfg, device
         self.state_path, self.desc = state_path, desc
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+        self.opt = torch.optim.Adam(self.model.optimizer_groups(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
         self.sched = _scheduler(self.opt, cfg["schedule"], cfg["epochs"])
         self.rng = np.random.default_rng(cfg["seed"])
         self.epoch, self.best_epoch, self.best_score, self.stale = 0, None, None, 0
@@ -130,11 +130,11 @@ class Trainer:
         return (-val_acc, val_loss) if self.cfg["select"] == "acc_loss" else (val_loss,)
 
     def _validate(self, val: Split) -> tuple[float, float]:
-        return val.score(self.model)
+        """Inference is the student alone: only its modules switch to eval mode and back."""
+        return val.score(self.model.student)
 
     # -- one epoch ---------------------------------------------------------------------------
     def _train_epoch(self, train: Split) -> dict[str, float]:
-        self.model.train()
         totals: dict[str, torch.Tensor] = {}
         for batch, cases in train.batches(self.rng, self.cfg["batch_size"]):
             _, losses = self.model.forward_train(batch, self.epoch)
@@ -156,6 +156,7 @@ class Trainer:
         first = self.epoch
         bar = progress(range(first, epochs), initial=first, total=epochs, desc=self.desc, leave=False,
                        enabled=self.cfg.get("progress", True), unit="epoch")
+        self.model.train()   # validation switches the student alone, and back
         for self.epoch in bar:
             losses = self._train_epoch(train)
             row = {"epoch": self.epoch, **losses, **self.model.diagnostics()}
@@ -173,7 +174,7 @@ class Trainer:
         seconds = time.perf_counter() - start
         run_now = len(self.history) - first
         if self.best_state is not None:
-            self.model.load_state_dict(self.best_state)
+            self.model.restore_selection(self.best_state)
         return FitResult(self.best_epoch, len(self.history), seconds / max(1, run_now), seconds,
                          _peak_memory_mb(self.device), self.history)
 
@@ -189,7 +190,7 @@ class Trainer:
             score = (train_loss,) if self.cfg["select"] == "cv" else (-self.epoch,)
         if self.best_score is None or score < self.best_score:
             self.best_score, self.best_epoch, self.stale = score, self.epoch, 0
-            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.best_state = {k: v.detach().clone() for k, v in self.model.selection_state().items()}
         else:
             self.stale += 1
 
@@ -223,7 +224,11 @@ class Trainer:
         for key, value in pick("optim.").items():
             pid, name = key.split(".", 1)
             state.setdefault(int(pid), {})[name] = value.to(self.device) if name != "step" else value
-        self.opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        try:
+            self.opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        except ValueError as exc:   # saved by code that grouped the parameters otherwise
+            raise EarlykdError(f"{path}: its optimiser state does not fit this {self.model.name} run ({exc}); "
+                               "train it afresh without --resume") from None
         if self.sched and meta["sched"]:
             self.sched.load_state_dict(meta["sched"])
         torch.set_rng_state(tensors["rng.torch"])

@@ -73,6 +73,7 @@ class GDPD(Distiller):
         "teacher_head": 0,         # 1: the hint, decoded to the teacher's width, is scored by the teacher's frozen head
     }
     two_stage = True
+    fused_auxiliary = True   # ~50 tensors of prior, adapter, map and projection: Adam's cost would rival the student's
 
     def __init__(self, student, teacher, options=None, warmup=0):
         super().__init__(student, teacher, options, warmup)
@@ -96,6 +97,16 @@ class GDPD(Distiller):
         self._pending: list[tuple] = []      # per step: (cases, mean alpha, summed distance), as tensors
         self._sums: dict[str, float] = {}
         self._prior_frozen = False
+
+    def selection_state(self) -> dict[str, torch.Tensor]:
+        """The student alone: the prior, adapter, map and projection serve training only."""
+        return {f"student.{k}": v for k, v in self.student.state_dict().items()}
+
+    def restore_selection(self, state: dict[str, torch.Tensor]) -> None:
+        """The student's state (or a whole one, as an averaging trainer keeps)."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        if unexpected or any(k.startswith("student.") for k in missing):
+            raise EarlykdError(f"gdpd: a selected state that is not this run's student ({(unexpected or missing)[0]})")
 
     @classmethod
     def resolve_options(cls, options: dict) -> dict:
@@ -193,29 +204,45 @@ class GDPD(Distiller):
 
     # -- what the chain does (history rows: alpha, hint_distance) ----------------------------------
     @torch.no_grad()
-    def _track(self, z: torch.Tensor, alpha: torch.Tensor | None, teacher_feature: torch.Tensor) -> None:
+    def _track(self, z: torch.Tensor, alpha: torch.Tensor | None, teacher_feature: torch.Tensor,
+               encoder_moves: bool = True) -> None:
         """Mean alpha, and the hint's relative L2 distance to the teacher's latent (encoded with running
-        statistics, so nothing in training changes). Kept as tensors and read in bulk (no sync per step)."""
-        encode = self.autoencoder.encoder if self.autoencoder is not None else self.standardise
-        distance = None
-        if encode is not None:
-            target = run_frozen(encode, teacher_feature)
-            distance = ((z - target).norm(dim=1) / target.norm(dim=1).clamp_min(1e-8)).sum()
-        self._pending.append((len(z), alpha.mean() if alpha is not None else None, distance))
+        statistics, so nothing in training changes). Kept as tensors and read in bulk (no sync per step); while
+        the encoder cannot move (stage 2 without the prior's losses) the distances too are computed in bulk,
+        at the next fold."""
+        distance = later = None
+        if self._encoder() is not None:
+            if encoder_moves:
+                distance = self._distances(z, teacher_feature).sum()
+            else:
+                later = (z.detach(), teacher_feature)
+        self._pending.append((len(z), alpha.mean() if alpha is not None else None, distance, later))
         if len(self._pending) >= 256:
             self._fold()
+
+    def _encoder(self) -> nn.Module | None:
+        return self.autoencoder.encoder if self.autoencoder is not None else self.standardise
+
+    def _distances(self, z: torch.Tensor, teacher_feature: torch.Tensor) -> torch.Tensor:
+        target = run_frozen(self._encoder(), teacher_feature)
+        return (z - target).norm(dim=1) / target.norm(dim=1).clamp_min(1e-8)
 
     def _fold(self) -> None:
         """Add the pending values to the epoch's sums, in double and in step order."""
         pending, self._pending = self._pending, []
-        values = [v for _, alpha, distance in pending for v in (alpha, distance) if v is not None]
+        values = [v for _, alpha, distance, _ in pending for v in (alpha, distance) if v is not None]
         read = iter(torch.stack(values).tolist() if values else [])
+        later = [x for *_, x in pending if x is not None]
+        if later:
+            with torch.no_grad():
+                rows = iter(self._distances(*(torch.cat(parts) for parts in zip(*later))).tolist())
         sums = self._sums
-        for cases, alpha, distance in pending:
+        for cases, alpha, distance, deferred in pending:
             if alpha is not None:
                 sums["alpha"] = sums.get("alpha", 0.0) + next(read) * cases
-            if distance is not None:
-                sums["hint_distance"] = sums.get("hint_distance", 0.0) + next(read)
+            if distance is not None or deferred is not None:
+                step = next(read) if distance is not None else sum(next(rows) for _ in range(cases))
+                sums["hint_distance"] = sums.get("hint_distance", 0.0) + step
             sums["n"] = sums.get("n", 0) + cases
 
     def diagnostics(self) -> dict[str, float]:
@@ -261,7 +288,7 @@ class GDPD(Distiller):
             else:
                 hint = self._weighted(sum(F.cross_entropy(lg, y) for lg in logits))
                 losses["hint"] = hint / len(logits) if len(logits) > 1 else hint   # x / 1 is x
-            self._track(*hints[0], batch.teacher.feature)
+            self._track(*hints[0], batch.teacher.feature, encoder_moves=prior_on)
         if o["hinton"]:
             losses["kd"] = self._weighted(soft_kl(out.logits, batch.teacher.logits, o["temperature"]))
         return losses

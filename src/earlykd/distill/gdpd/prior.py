@@ -89,17 +89,14 @@ class Denoiser(nn.Module):
         """t: one timestep per sample, or one int shared by the batch (the DDIM chain)."""
         return self.blocks(x + (self.time.weight[t] if isinstance(t, int) else self.time(t)))
 
-    def embeddings(self, timesteps: list[int]) -> list[torch.Tensor]:
-        """The embedding rows of a chain's timesteps. Distinct timesteps are read in one gather, so the
-        backward writes one dense gradient instead of one per step (each row's gradient is unchanged)."""
-        if len(timesteps) > 1 and len(set(timesteps)) == len(timesteps):
-            weight = self.time.weight
-            key = (tuple(timesteps), weight.device)
-            index = self._index.get(key)
-            if index is None:
-                index = self._index[key] = torch.tensor(timesteps, device=weight.device)
-            return list(weight[index].unbind(0))
-        return [self.time.weight[int(t)] for t in timesteps]
+    def rows(self, timesteps: list[int]) -> torch.Tensor:
+        """The embedding rows of a chain's timesteps, (steps, width), in one gather."""
+        weight = self.time.weight
+        key = (tuple(timesteps), weight.device)
+        index = self._index.get(key)
+        if index is None:
+            index = self._index[key] = torch.tensor(timesteps, device=weight.device, dtype=torch.long)
+        return weight[index]
 
 
 class NoiseSchedule(nn.Module):

@@ -5,6 +5,7 @@ import math
 
 import torch
 
+from .folded_chain import folded_chain
 from .prior import Denoiser, DiffusionPrior, NoiseSchedule, frozen_program, run_program
 
 
@@ -48,14 +49,17 @@ def ddim_sample(prior: DiffusionPrior, x: torch.Tensor, timesteps: list[int],
                 running_stats: bool = False) -> torch.Tensor:
     """Run the chain over a decreasing grid; the step after the last grid entry goes to alpha_bar = 1.
 
-    running_stats: the GDPD denoiser's batch norms use their running statistics in either mode (other
-    denoisers run as they are)."""
+    running_stats: the GDPD denoiser's batch norms use their running statistics in either mode, through
+    `folded_chain` (other denoisers run as they are)."""
     plan = ddim_plan(prior.schedule, timesteps)
     if isinstance(prior.denoiser, Denoiser):
-        blocks = prior.denoiser.blocks
-        program = frozen_program(blocks) if running_stats else None
-        for (c_x, c_eps), row in zip(plan, prior.denoiser.embeddings(timesteps)):
-            eps = run_program(program, x + row) if program is not None else blocks(x + row)
+        denoiser = prior.denoiser
+        hint = folded_chain(denoiser, x, denoiser.rows(timesteps), plan) if running_stats and plan else None
+        if hint is not None:
+            return hint
+        program = frozen_program(denoiser.blocks) if running_stats else None
+        for (c_x, c_eps), row in zip(plan, denoiser.rows(timesteps).unbind(0)):
+            eps = run_program(program, x + row) if program is not None else denoiser.blocks(x + row)
             x = torch.add(x * c_x, eps, alpha=c_eps)
         return x
     for (c_x, c_eps), t in zip(plan, timesteps):
