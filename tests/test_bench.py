@@ -342,10 +342,10 @@ def test_local_and_ray_executors_give_the_same_rows(tmp_path):
 
 # -- reports --------------------------------------------------------------------------------------
 
-def synthetic_db(path: Path, datasets: int = 5) -> Path:
+def synthetic_db(path: Path, datasets: int = 5, methods=("base", "fitnets", "kd")) -> Path:
     """Rows where kd beats fitnets beats base on every dataset."""
     store = Store(path)
-    offsets = {"base": 0.0, "fitnets": 0.02, "kd": 0.05}
+    offsets = {m: v for m, v in {"base": 0.0, "fitnets": 0.02, "kd": 0.05}.items() if m in methods}
     for d in range(datasets):
         name = f"D{d}"
         rows = [dict(method="teacher", earliness=1.0, seed=0, auc=0.95)]
@@ -387,6 +387,16 @@ def test_report_writes_tables_plots_and_html(tmp_path):
     assert "**" in (tmp_path / "tables" / "summary.md").read_text()
     page = (tmp_path / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 4 and "src='http" not in page and "teacher (full series)" in page
+
+
+def test_a_report_of_two_methods_has_no_critical_difference_diagram(tmp_path):
+    """Friedman's test needs three methods: with two, the report is written without the diagram (it raised
+    inside aeon before)."""
+    from earlykd.report.html import write_report
+    written = write_report(synthetic_db(tmp_path / "results.db", methods=("base", "kd")), tmp_path)
+    names = {p.relative_to(tmp_path).as_posix() for p in written}
+    assert {"plots/auc_prc_vs_earliness.png", "report.html", "tables/summary.md"} <= names
+    assert not any("critical_difference" in n for n in names)
 
 
 def test_the_report_warns_when_students_of_one_dataset_had_different_teachers(tmp_path):

@@ -47,14 +47,15 @@ def earliness_plot(df: pd.DataFrame, path: Path) -> Path:
 
 def cd_plots(df: pd.DataFrame, folder: Path, min_datasets: int = 5) -> list[Path]:
     """One critical-difference diagram (aeon: Friedman, Wilcoxon-Holm cliques) per earliness with
-    at least `min_datasets` datasets on which every method has a result."""
+    at least `min_datasets` datasets on which every method has a result, when there are 3 methods or more
+    (Friedman's test compares at least three)."""
     import matplotlib.pyplot as plt
     from aeon.visualisation import plot_critical_difference
     students = split(df)[0]
     written = []
     for e in sorted(students.earliness.unique()):
         means = per_dataset_means(students, e)
-        if len(means) < min_datasets or means.shape[1] < 2:
+        if len(means) < min_datasets or means.shape[1] < 3:
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
