@@ -3,10 +3,11 @@
 1. the bundled quick datasets prepare to the same data (fingerprints of the early benchmark's seed-0 runs);
 2. the early benchmark's seed-0 Base and DLF anytime runs, scored again from their checkpoints (copies), give
    exactly their stored test metrics and policy decisions;
-3. two quick-suite students (kd, gdpd; GunPoint, e 0.2, seed 0) retrained from their own config.yaml give the
-   same weights, test metrics and config hash.
+3. two quick-suite students (GunPoint, e 0.2, seed 0) retrained from their own config.yaml give the same
+   weights, test metrics and config hash: the kd one of the quick sweep, and the gdpd one of its re-run with the
+   folded chain (quick-gdpd-folded; the quick sweep's own GDPD runs predate that change of rounding).
 
-    python benchmarks/recheck_committed.py     # needs benchmarks/results/{early,quick}/runs (not in git)
+    python benchmarks/recheck_committed.py     # needs benchmarks/results/{early,quick,quick-gdpd-folded}/runs (not in git)
 """
 import json
 import shutil
@@ -24,7 +25,8 @@ from earlykd.train import load_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATASETS = ("GunPoint", "ArrowHead", "ItalyPowerDemand", "OSULeaf", "JapaneseVowels", "ACSF1")
-STUDENTS = ("kd-GunPoint-e0.2-truncate-s0-f82fb8d1", "gdpd-GunPoint-e0.2-truncate-s0-8b4ea86b")
+STUDENTS = (("quick", "kd-GunPoint-e0.2-truncate-s0-f82fb8d1"),
+            ("quick-gdpd-folded", "gdpd-GunPoint-e0.2-truncate-s0-8b4ea86b"))
 
 
 def main() -> int:
@@ -42,8 +44,8 @@ def main() -> int:
             same = got["test"] == stored["test"] and got["test_policies"] == stored["test_policies"]
             print(f"early {d} {group}: {'same' if same else 'DIFFERENT'}")
             ok &= same
-    for name in STUDENTS:
-        run, again = RESULTS / "quick" / "runs" / name, tmp / name
+    for sweep, name in STUDENTS:
+        run, again = RESULTS / sweep / "runs" / name, tmp / name
         subprocess.run([sys.executable, "-m", "earlykd", "distill", "--config", str(run / "config.yaml"), "--out",
                         str(again), "--no-progress"], check=True, capture_output=True)
         a, b = (json.loads((p / "run.json").read_text()) for p in (run, again))
