@@ -149,10 +149,17 @@ def test_the_dry_run_says_what_a_real_run_would_train(tiny_sweep, tmp_path, caps
     sets = [a for s in TINY for a in ("--set", s)]
     code, out, _ = run_cli(capsys, "bench", "--suite", "smoke", "--datasets", "UnitTest", "--methods", "base", "kd",
                            "--earliness", "0.5", "--seeds", "0", *sets, "--out", root, "--dry-run")
-    assert code == 0 and out.count("(stored)") == 3 and out.strip().endswith(f"3 stored; to train: 0 runs -> {root}")
+    assert code == 0 and out.count("(stored)") == 3
+    assert out.strip().endswith(f"3 stored, 0 finished in run directories; to train: 0 runs -> {root}")
+    import shutil   # the same run directories without the database: read back, not trained
+    shutil.copytree(Path(root) / "runs", tmp_path / "copy" / "runs", symlinks=True)
+    code, out, _ = run_cli(capsys, "bench", "--suite", "smoke", "--datasets", "UnitTest", "--methods", "base", "kd",
+                           "--earliness", "0.5", "--seeds", "0", *sets, "--out", tmp_path / "copy", "--dry-run")
+    assert code == 0 and out.count("(finished in its run directory)") == 3
+    assert "0 stored, 3 finished in run directories; to train: 0 runs" in out
     code, out, _ = run_cli(capsys, "bench", "--suite", "paper-cpu", "--datasets", "GunPoint", "--methods", "base",
                            "kd", "--earliness", "0.2", "--seeds", "0", "--out", tmp_path / "new", "--dry-run")
-    assert code == 0 and "0 stored; to train: 5 runs" in out   # the teacher, base, and kd at 3 weights
+    assert code == 0 and "0 stored, 0 finished in run directories; to train: 5 runs" in out   # teacher, base, kd x 3
     for name, extra, needle in (("other", "options: {fitnets: {weight: 2}}", "'fitnets' is not one of the suite's"),
                                 ("both", "options: {kd: {weight: 2}}\ngrids: {weight: [1, 2]}", "also a grid option"),
                                 ("teacher", "teacher: {method: {name: kd}}", "a teacher is trained without")):

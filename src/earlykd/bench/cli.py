@@ -52,7 +52,7 @@ def cmd_bench(a: argparse.Namespace) -> None:
     from .grid import expand
     from .store import Store
     from .suites import FileData, get_suite
-    from .sweep import run_sweep
+    from .sweep import finished_points, run_sweep
     suite = get_suite(a.suite)
     datasets = _list(a.datasets)
     if a.test_path:
@@ -62,15 +62,18 @@ def cmd_bench(a: argparse.Namespace) -> None:
     jobs = expand(suite, datasets, _list(a.methods), _list(a.earliness), _list(a.seeds), a.archive, a.set)
     check_executor(a.executor, a.workers, a.threads, a.address, a.gpus)   # a dry run answers as a real one would
     root = Path(a.out or Path("benchmarks") / "results" / suite.name)
-    if a.dry_run:   # what a real run would do: stored jobs are skipped, a grid job trains each of its points
-        db = Path(a.db) if a.db else root / "results.db"
+    if a.dry_run:   # what a real run would do: stored jobs are skipped, finished run directories are read back,
+        db = Path(a.db) if a.db else root / "results.db"   # a grid job trains each of its points not yet finished
         stored = Store(db, create=False).keys() if db.is_file() else set()
-        todo = [j for j in jobs if j.key not in stored]
+        done = {j.key: finished_points(j, root) for j in jobs if j.key not in stored}
         for job in jobs:
-            print(f"{job.kind:8s} {job.name}" + (f"  grid {job.grid}" if job.grid else "")
-                  + ("  (stored)" if job.key in stored else ""))
-        print(f"{len(jobs)} jobs ({sum(j.kind == 'teacher' for j in jobs)} teachers), {len(jobs) - len(todo)} stored; "
-              f"to train: {sum(len(j.points()) for j in todo)} runs -> {root}")
+            note = ("  (stored)" if job.key in stored else "  (finished in its run directory)" if all(done[job.key])
+                    else "")
+            print(f"{job.kind:8s} {job.name}" + (f"  grid {job.grid}" if job.grid else "") + note)
+        found = sum(all(d) for d in done.values())
+        print(f"{len(jobs)} jobs ({sum(j.kind == 'teacher' for j in jobs)} teachers), {len(jobs) - len(done)} stored, "
+              f"{found} finished in run directories; to train: {sum(not x for d in done.values() for x in d)} runs "
+              f"-> {root}")
         return
     writable_dir(root)
     executor = make_executor(a.executor, a.workers, a.threads, a.address, a.gpus)

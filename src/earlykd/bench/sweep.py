@@ -23,6 +23,12 @@ def _point_dirs(job: Job, root: Path) -> list[tuple[Path, dict]]:
     return [(base / sub if sub else base, options) for sub, options in job.points()]
 
 
+def finished_points(job: Job, root: Path) -> list[bool]:
+    """Per run of the job (one, or one per grid point): whether its directory holds a finished run."""
+    from ..runs import RUN_FILE
+    return [(path / RUN_FILE).is_file() for path, _ in _point_dirs(job, root)]
+
+
 def collect(job: Job, root: Path) -> dict | None:
     """The job's record if all its runs are finished (reads only). With an option grid, the run of
     lowest validation loss is kept and the choice recorded."""
