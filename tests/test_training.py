@@ -1,4 +1,6 @@
 """Trainer: determinism, validation-only selection (leakage), warm-up, early stopping, resume, checkpoints."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -182,3 +184,47 @@ def test_cross_validated_teacher_refits_and_resumes(tmp_path, monkeypatch):
                                 sets=["train.checkpoint_every=1"])
     assert resumed.record["cv"] == cv and resumed.record["history"] == full.record["history"]
     assert same_weights(weights(full.path), weights(resumed.path))
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_a_saved_state_loads_back_exactly_packed_or_one_tensor_per_name(tmp_path, monkeypatch, packed):
+    """The resumable state is written as one flat tensor per dtype with a layout; it loads back to the same
+    weights, optimiser state (fused and plain groups) and random state, as do files of the earlier naming.
+    A layout that does not fit its tensors is refused in one line."""
+    from earlykd.distill import TeacherDims, build_method
+    from earlykd.models import build_model
+    from earlykd.train import loop
+    from earlykd.train.checkpoint import load_tensors, save_tensors
+    if not packed:
+        monkeypatch.setattr(loop, "pack_tensors", lambda tensors: (dict(tensors), None))
+    cfg = {"lr": 1e-2, "weight_decay": 1e-5, "schedule": "cosine", "epochs": 3, "seed": 0, "batch_size": 4,
+           "select": "loss", "min_epochs": 0, "patience": None, "checkpoint_every": 0, "progress": False}
+
+    def trainer():
+        torch.manual_seed(0)
+        student = build_model("fcn", 1, 2, 1, 8)
+        return loop.Trainer(build_method("gdpd", student, TeacherDims(2, 4, 4, 8)), cfg, torch.device("cpu"),
+                            tmp_path / "state.safetensors")
+    from earlykd.distill import TeacherOutputs
+    g = torch.Generator().manual_seed(0)
+    teacher = TeacherOutputs(torch.randn(12, 2, generator=g), torch.randn(12, 4, generator=g), torch.randn(12, 8, 4, generator=g))
+    split = loop.Split(torch.randn(12, 1, 8, generator=g), torch.arange(12) % 2, teacher)
+    first = trainer()
+    first.fit(split, loop.Split(split.x[:4], split.y[:4]))
+    rng = torch.get_rng_state()
+    first.save_state(3)
+    torch.manual_seed(123)
+    tensors, meta = load_tensors(tmp_path / "state.safetensors")
+    assert (len(tensors) <= 4) == packed
+    again = trainer()
+    again.load_state(tmp_path / "state.safetensors")
+    a, b = first.opt.state_dict(), again.opt.state_dict()
+    assert json.dumps(a["param_groups"]) == json.dumps(b["param_groups"]) and a["state"].keys() == b["state"].keys()
+    assert all(torch.equal(a["state"][p][k], b["state"][p][k]) for p in a["state"] for k in a["state"][p])
+    assert all(torch.equal(v, again.model.state_dict()[k]) for k, v in first.model.state_dict().items())
+    assert again.epoch == 3 and again.history == first.history and torch.equal(torch.get_rng_state(), rng)
+    if packed:
+        meta["layout"][0][2] = [10 ** 6]
+        save_tensors(tmp_path / "bad.safetensors", tensors, meta)
+        with pytest.raises(EarlykdError, match="damaged"):
+            trainer().load_state(tmp_path / "bad.safetensors")

@@ -108,6 +108,35 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def pack_tensors(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list]:
+    """The tensors as one flat tensor per dtype, and their layout [(name, dtype, shape)]: a resumable state file
+    then holds a few tensors instead of hundreds (writing each costs about as much as writing many numbers)."""
+    parts: dict[str, list[torch.Tensor]] = {}
+    layout = []
+    for name, value in tensors.items():
+        value = value if torch.is_tensor(value) else torch.tensor(value)
+        dtype = str(value.dtype).removeprefix("torch.")
+        parts.setdefault(dtype, []).append(value.detach().reshape(-1).cpu())
+        layout.append([name, dtype, list(value.shape)])
+    return {dtype: torch.cat(p) for dtype, p in parts.items()}, layout
+
+
+def unpack_tensors(packed: dict[str, torch.Tensor], layout: list, path: Path) -> dict[str, torch.Tensor]:
+    """pack_tensors undone; a layout that does not fit the tensors is a damaged file."""
+    out, used = {}, {}
+    try:
+        for name, dtype, shape in layout:
+            start, size = used.get(dtype, 0), int(np.prod(shape))
+            out[name] = packed[dtype][start:start + size].reshape(shape).clone()
+            used[dtype] = start + size
+    except (KeyError, TypeError, ValueError, RuntimeError):
+        used = None
+    if used != {dtype: len(t) for dtype, t in packed.items()}:
+        raise EarlykdError(f"{path}: its saved state is damaged (the tensors do not fit their layout); train it "
+                           "afresh without --resume")
+    return out
+
+
 class Trainer:
     """Adam, per-epoch LR schedule, selection on validation only, early stopping, resume."""
 
@@ -208,10 +237,13 @@ class Trainer:
                 "stale": self.stale, "history": self.history, "param_groups": opt["param_groups"],
                 "sched": self.sched.state_dict() if self.sched else None,
                 "rng_numpy": self.rng.bit_generator.state}
-        save_tensors(self.state_path, tensors, meta)
+        packed, meta["layout"] = pack_tensors(tensors)
+        save_tensors(self.state_path, packed, meta)
 
     def load_state(self, path: Path) -> None:
         tensors, meta = load_tensors(path)
+        if meta.get("layout") is not None:   # files of earlier versions hold one tensor per name
+            tensors = unpack_tensors(tensors, meta["layout"], path)
         saved, wanted = meta.get("model", {}), self.model.student.spec()
         if saved != wanted or meta.get("method") != self.model.name:
             raise EarlykdError(f"{path}: holds a '{saved.get('arch')}' {meta.get('method')} run "
