@@ -91,13 +91,20 @@ def _seed(value) -> int:
     return s
 
 
+def method_names(names) -> list[str]:
+    """Method names as given; none, or 'all' (on the command line or in a suite file), is every registered one."""
+    from ..distill import METHODS
+    names = list(names or [])
+    return sorted(METHODS) if names in ([], ["all"]) else names
+
+
 def check_method_options(suite: Suite) -> None:
     """The suite's `options` and `grids` against the methods' own options: one line naming the suite file.
     A grid option must be an option of at least one of the suite's own methods (it applies to those that have it)."""
-    from ..distill import METHODS, method_class
+    from ..distill import method_class
     where = suite.source or f"suite {suite.name}"
     try:
-        own = sorted(METHODS) if list(suite.methods or []) in ([], ["all"]) else list(suite.methods)
+        own = method_names(suite.methods)
         check("method" not in (suite.teacher or {}), "teacher: a teacher is trained without distillation; 'method' "
                                                      "is for students (student: or options:)")
         for m, options in suite.options.items():
@@ -175,13 +182,12 @@ def _digest(*parts) -> str:
 def expand(suite: Suite, datasets=None, methods=None, earliness=None, seeds=None, archive: str | None = None,
            sets=()) -> list[Job]:
     """All jobs of the grid, teachers first; raises EarlykdError on any bad input before anything runs."""
-    from ..distill import METHODS, method_class
+    from ..distill import method_class
     datasets = _unique(datasets or suite.datasets or default_datasets(archive))
     check(datasets, f"no datasets found in archive {archive}")
     for d in datasets:
         check_dataset(d, archive)
-    methods = list(methods or suite.methods or [])
-    methods = _unique(sorted(METHODS) if methods in ([], ["all"]) else methods)   # 'all' on the command line or in a suite
+    methods = _unique(method_names(methods or suite.methods))
     classes = {m: method_class(m) for m in methods}
     check_method_options(suite)
     check_sets(sets)
