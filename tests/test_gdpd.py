@@ -679,3 +679,21 @@ def test_a_stage_two_step_has_the_gradients_of_the_module_chain(options, monkeyp
     for k in grads[0]:
         torch.testing.assert_close(grads[0][k], grads[1][k], rtol=1e-10, atol=1e-10, msg=k)
     assert not all(torch.equal(grads[0][k], grads[1][k]) for k in grads[0])   # two paths, rounding apart
+
+
+def test_the_best_state_is_gdpds_student_and_a_state_that_does_not_fit_is_refused():
+    """GDPD keeps only its student as the best state and restores it (or a whole state); another method keeps
+    everything. A state lacking a kept tensor, or holding a foreign one, is refused in one line."""
+    d = make(arch="fcn")
+    kept = d.selection_state()
+    assert set(kept) == {f"student.{k}" for k in d.student.state_dict()}
+    d.restore_selection({k: v.clone() for k, v in kept.items()})
+    d.restore_selection({k: v.clone() for k, v in d.state_dict().items()})
+    for bad in ({k: v for k, v in kept.items() if not k.endswith("head.weight")}, {**kept, "stray": torch.zeros(1)}):
+        with pytest.raises(EarlykdError, match="does not fit"):
+            d.restore_selection(bad)
+    kd = build_method("kd", build_model("fcn", 1, N_CLASSES, 1, 8), TeacherDims(N_CLASSES, T_DIM, T_DIM, STEPS))
+    whole = kd.selection_state()
+    assert set(whole) == set(kd.state_dict())
+    with pytest.raises(EarlykdError, match="does not fit"):
+        kd.restore_selection({k: v for k, v in whole.items() if k != next(iter(whole))})

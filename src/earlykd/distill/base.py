@@ -168,7 +168,13 @@ class Distiller(nn.Module):
         return self.state_dict()
 
     def restore_selection(self, state: dict[str, torch.Tensor]) -> None:
-        self.load_state_dict(state)
+        """Load a state kept by `selection_state` (or a whole one, as an averaging trainer keeps): every tensor
+        `selection_state` names must be in it, and nothing else."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        lacking = set(missing) & set(self.selection_state())
+        if unexpected or lacking:
+            raise EarlykdError(f"{self.name}: a selected state that does not fit this run "
+                               f"({(unexpected or sorted(lacking))[0]})")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Inference: the student alone."""

@@ -102,12 +102,6 @@ class GDPD(Distiller):
         """The student alone: the prior, adapter, map and projection serve training only."""
         return {f"student.{k}": v for k, v in self.student.state_dict().items()}
 
-    def restore_selection(self, state: dict[str, torch.Tensor]) -> None:
-        """The student's state (or a whole one, as an averaging trainer keeps)."""
-        missing, unexpected = self.load_state_dict(state, strict=False)
-        if unexpected or any(k.startswith("student.") for k in missing):
-            raise EarlykdError(f"gdpd: a selected state that is not this run's student ({(unexpected or missing)[0]})")
-
     @classmethod
     def resolve_options(cls, options: dict) -> dict:
         o = super().resolve_options(options)
