@@ -697,3 +697,37 @@ def test_the_best_state_is_gdpds_student_and_a_state_that_does_not_fit_is_refuse
     assert set(whole) == set(kd.state_dict())
     with pytest.raises(EarlykdError, match="does not fit"):
         kd.restore_selection({k: v for k, v in whole.items() if k != next(iter(whole))})
+
+
+def test_averaged_weights_are_the_mean_over_the_last_quarter_and_gdpd_averages_its_student_alone():
+    """The cross-fitting trainer's state is the running mean of the kept tensors over the last quarter of the
+    epochs: for GDPD the student's alone, for a method without training-only modules its whole state."""
+    from earlykd.early.crossfit import AveragingTrainer, averaging_start
+    from earlykd.train.loop import Split
+    n, epochs = 24, 8
+    g = torch.Generator().manual_seed(3)
+    teacher = TeacherOutputs(torch.randn(n, N_CLASSES, generator=g), torch.randn(n, T_DIM, generator=g),
+                             torch.randn(n, STEPS, T_DIM, generator=g))
+    train = Split(torch.randn(n, 1, 20, generator=g), torch.randint(0, N_CLASSES, (n,), generator=g), teacher)
+    cfg = {"lr": 1e-2, "weight_decay": 0, "schedule": "none", "epochs": epochs, "seed": 0, "batch_size": 8,
+           "select": "loss", "min_epochs": 0, "patience": None, "checkpoint_every": 0, "progress": False}
+    kd = build_method("kd", build_model("fcn", 1, N_CLASSES, 1, 8), TeacherDims(N_CLASSES, T_DIM, T_DIM, STEPS))
+    for model in (make(warmup=2, arch="fcn"), kd):
+        trainer, seen = AveragingTrainer(model, cfg, torch.device("cpu")), []
+        run_epoch = trainer._train_epoch
+
+        def train_and_keep(split, run_epoch=run_epoch, trainer=trainer, seen=seen):
+            losses = run_epoch(split)
+            seen.append({k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
+            return losses
+        trainer._train_epoch = train_and_keep
+        trainer.fit(train, Split(train.x[:0], train.y[:0]))
+        kept = trainer.best_state
+        assert set(kept) == set(model.selection_state())
+        assert (len(kept) < len(model.state_dict())) == (model is not kd)
+        last = seen[averaging_start(epochs):]
+        assert len(last) == 2
+        for k, v in kept.items():
+            if v.is_floating_point():
+                torch.testing.assert_close(v, (last[0][k] + last[1][k]) / 2, rtol=1e-6, atol=1e-7, msg=k)
+                assert torch.equal(model.state_dict()[k], v)   # restored after training

@@ -48,15 +48,16 @@ def pooled_split(data: Prepared, levels: list[float], mode: str, channels, outpu
 class AveragingTrainer(Trainer):
     """Keeps the running mean of the weights over the last quarter of the epochs (stochastic weight averaging) as
     the state it ends with: with nothing held out to choose a checkpoint, the latest epoch of this noisy training
-    (one level per batch) is a lottery, and the average is not. The mean lives in `best_state`, so a resumed run
-    continues it; the caller refits the norm statistics for the averaged weights."""
+    (one level per batch) is a lottery, and the average is not. The mean covers what the method's
+    `selection_state` names (the student alone where the method's own modules serve training only), lives in
+    `best_state`, so a resumed run continues it; the caller refits the norm statistics for the averaged weights."""
 
     def _select(self, row: dict, train_loss: float) -> None:
         start = averaging_start(self.cfg["epochs"])
         if self.epoch < start:
             return
         n = self.epoch - start + 1
-        live = self.model.state_dict()
+        live = self.model.selection_state()
         if self.best_state is None or n == 1:
             self.best_state = {k: v.detach().clone() for k, v in live.items()}
         else:
