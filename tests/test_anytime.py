@@ -112,6 +112,49 @@ def test_early_run_directory(anytime_dir):
     assert yaml.safe_load((anytime_dir / "config.yaml").read_text())["prefix"]["earliness"] == record["earliness"]
 
 
+def test_without_policies_every_one_is_calibrated_and_validation_picks_the_default(teacher_dir, anytime_dir, tmp_path,
+                                                                                     capsys):
+    """No --policy: every registered policy is calibrated and the default is the one of highest validation HM
+    (ties: accuracy, then registry order); no --mode: truncate. The config keeps 'no names', so it trains the same
+    run again. Named policies keep the first as the default (anytime_dir: threshold, then calibrated)."""
+    import yaml
+
+    from earlykd.decide import POLICIES
+    out = tmp_path / "auto"
+    code, printed, err = run_cli(capsys, "early", "--teacher", teacher_dir, "--method", "base", "--levels", "0.25,0.5",
+                                 "--epochs", "2", "--batch-size", "8", "--no-progress", "--out", out)
+    assert code == 0, err
+    record = json.loads((out / "run.json").read_text())
+    stored = json.loads((out / "decide.json").read_text())
+    assert list(stored["policies"]) == list(POLICIES) == list(record["policies_val"])
+    ranked = sorted(POLICIES, key=lambda n: (-record["policies_val"][n]["hm"], -record["policies_val"][n]["accuracy"],
+                                             list(POLICIES).index(n)))
+    assert stored["default"] == record["default_policy"] == ranked[0]
+    assert record["default_policy_by"] == "highest validation HM" and record["prefix_mode"] == "truncate"
+    assert f"default policy: {ranked[0]} (highest validation HM)" in printed
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["early"]["policies"] is None and cfg["prefix"]["mode"] == "truncate"
+    named = json.loads((anytime_dir / "run.json").read_text())
+    assert named["default_policy"] == "threshold" and named["default_policy_by"] == "the first named"
+    code, _, err = run_cli(capsys, "early", "--config", out / "config.yaml", "--out", tmp_path / "again")
+    assert code == 0, err
+    assert json.loads((tmp_path / "again" / "decide.json").read_text()) == stored
+
+
+def test_best_on_validation_breaks_ties_by_accuracy_then_order():
+    from earlykd.decide import best_on_validation, build_policy
+    policies = {}
+    for name, hm, acc in (("threshold", 0.8, 0.7), ("calibrated", 0.9, 0.8), ("elects", 0.9, 0.85),
+                          ("uncertainty", 0.9, 0.85)):
+        policies[name] = build_policy(name)
+        policies[name].validation = {"hm": hm, "accuracy": acc, "earliness": 0.1}
+    assert best_on_validation(policies) == "elects"
+    policies["elects"].validation["accuracy"] = 0.8
+    assert best_on_validation(policies) == "uncertainty"
+    with pytest.raises(EarlykdError, match="no calibrated policy"):
+        best_on_validation({})
+
+
 def test_an_anytime_runs_config_trains_the_same_run_again(anytime_dir, tmp_path, capsys):
     """config.yaml names the teacher, the levels and the policies: `earlykd early --config` needs nothing else,
     and gives the same numbers (same seed, machine and torch build)."""

@@ -174,3 +174,25 @@ def test_too_large_a_validation_split_suggests_a_smaller_one(unit_test):
     with pytest.raises(ValueError) as info:
         earlykd.EarlyClassifier(epochs=1, hidden=4, layers=1, length=32, val_fraction=0.95).fit(X, y)
     assert "use a smaller val_fraction" in str(info.value) and "val_fraction=0" not in str(info.value)
+
+
+def test_auto_calibrates_every_policy_and_keeps_validations_choice(unit_test, monkeypatch):
+    """policy="auto" (the default) calibrates every registered policy on the validation split and decides with
+    the one of highest validation HM; a named policy is the one that decides."""
+    from earlykd.decide import POLICIES, base
+    X, y, Xt, _ = unit_test
+    seen = {}
+    real = base.best_on_validation
+
+    def spy(policies):
+        seen.update(policies)
+        return real(policies)
+    monkeypatch.setattr("earlykd.early.estimator.best_on_validation", spy)
+    tiny = dict(hidden=4, layers=1, epochs=2, batch_size=8, levels=[0.5], length=16, threads=1)
+    est = earlykd.EarlyClassifier(**tiny).fit(X, y)
+    assert est.policy == "auto" and list(seen) == list(POLICIES)
+    assert all(p.validation is not None for p in seen.values())
+    assert est.policy_ == real(seen) and est.decider_.policy is seen[est.policy_]
+    assert est.predict(Xt)[1].all()
+    named = earlykd.EarlyClassifier(policy="calibrated", **tiny).fit(X, y)
+    assert named.policy_ == "calibrated"

@@ -123,7 +123,10 @@ def test_anytime_student_exports_with_a_dynamic_time_axis(teacher_dir, tmp_path,
     assert sidecar["checkpoint_input"]["name"] == "checkpoint"
     assert sidecar["kind"] == "anytime" and sidecar["earliness"] == [0.25, 0.5, 1.0]
     assert sidecar["steps"] == {"0.25": 8, "0.5": 16, "1.0": 32}
-    assert sidecar["policies"]["default"] == "threshold"
+    record = json.loads((run / "run.json").read_text())
+    assert sidecar["policies"] == json.loads((run / "decide.json").read_text())
+    assert sidecar["policies"]["default"] == record["default_policy"] and set(sidecar["policies"]["policies"]) == \
+        set(record["policies_val"])
 
 
 def test_export_errors_are_one_line(teacher_dir, student_runs, tmp_path, capsys, monkeypatch):

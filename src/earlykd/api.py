@@ -29,8 +29,9 @@ OPTIONS = {
 }
 
 
-def make_config(config: str | list | None = None, sets: list[str] = (), **options) -> dict:
-    """Resolve a full config: defaults <- YAML files <- keyword options <- dotted sets."""
+def make_config(config: str | list | None = None, sets: list[str] = (), base: dict | None = None, **options) -> dict:
+    """Resolve a full config: defaults <- `base` (a command's own defaults) <- YAML files <- keyword options <-
+    dotted sets."""
     files = [config] if isinstance(config, (str, Path)) else list(config or [])
     sets = [sets] if isinstance(sets, str) else list(sets)   # one "key=value" string, or a list of them
     unknown = set(options) - set(OPTIONS)
@@ -38,7 +39,7 @@ def make_config(config: str | list | None = None, sets: list[str] = (), **option
         from .errors import EarlykdError
         raise EarlykdError(f"unknown option(s) {sorted(unknown)} (known: {', '.join(OPTIONS)})")
     conflicts({OPTIONS[k]: (f"{k}=", v) for k, v in options.items()}, list(sets))
-    return resolve(files, {OPTIONS[k]: v for k, v in options.items()}, list(sets))
+    return resolve(files, {OPTIONS[k]: v for k, v in options.items()}, list(sets), base)
 
 
 def load_dataset(name: str, archive: str | None = None, length: int = 100, val_fraction: float = 0.2,

@@ -48,7 +48,7 @@ DEFAULTS: dict[str, Any] = {
         "level_norm": True,       # batch-norm statistics per checkpoint (docs/early.md); false: one running average
         "length": None,           # the student's grid (model steps); None: the teacher's data.length
         "crossfit": 0,            # K >= 2: calibrate on K-fold out-of-fold predictions of train + val (docs/early.md)
-        "policies": None,         # stopping policies to calibrate, the first the run's default; None: threshold
+        "policies": None,         # policies to calibrate, the first the run's default; None: all, best validation HM
         "aria": {"bins": 10, "groups": "auto", "clusters": 4, "eps": 0.2, "beta": 0.1, "temperature": 1.0,
                  "warmup_share": 0.1, "weights": False, "clip": 5.0, "normalise": False},
     },

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import EarlykdError, lookup, register_in
+from ..errors import EarlykdError, check, lookup, register_in
 
 
 def harmonic_mean(accuracy: float, earliness: float) -> float:
@@ -148,3 +148,10 @@ def build_policy(spec: str | dict) -> Policy:
     if isinstance(spec, str):
         return policy_class(spec)()
     return policy_class(spec["name"])(**spec.get("params", {}))
+
+
+def best_on_validation(policies: dict[str, Policy]) -> str:
+    """The name of the calibrated policy of highest validation HM (ties: higher validation accuracy, then the
+    first in `policies`' order)."""
+    check(len(policies) > 0, "no calibrated policy to choose from")
+    return max(policies, key=lambda name: (policies[name].validation["hm"], policies[name].validation["accuracy"]))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..errors import EarlykdError
 
+EARLY_BASE = {"prefix": {"mode": "truncate"}}   # `early`'s own default, under --config, flags and --set
 OPTIONS = ("method", "arch", "layers", "hidden", "epochs", "batch_size", "lr", "seed", "device", "threads", "out",
            "mode")
 
@@ -20,7 +21,8 @@ def add_commands(sub, commands: dict) -> None:
     p.add_argument("--policy",
                    help="stopping policies to calibrate, comma-separated; the first is the run's default "
                    "(built in: threshold, calibrated, elects, uncertainty; plugins add more; default: "
-                   "early.policies of --config, else threshold)")
+                   "early.policies of --config, else every registered policy, the run's default being the one of "
+                   "highest validation HM)")
     p.add_argument("--sampling", choices=["uniform", "aria"],
                    help="how batches draw (series, earliness): uniform (default: one level per batch, every series "
                    "once per epoch) or aria (region-adaptive, see docs/early.md; settings: --aria or early.aria.*)")
@@ -28,7 +30,9 @@ def add_commands(sub, commands: dict) -> None:
                    help="ARIA setting: bins, groups, clusters, eps, beta, temperature, warmup_share, weights, clip, "
                    "normalise")
     p.add_argument("--levels", help="earliness levels, comma-separated (default 0.05,0.10,...,1.0; 1.0 always added)")
-    p.add_argument("--mode", choices=["stretch", "truncate"], help="prefix mode (default stretch)")
+    p.add_argument("--mode", choices=["stretch", "truncate"],
+                   help="prefix mode (default truncate for an anytime student: a checkpoint's prefix keeps the "
+                   "series' time scale; see docs/early.md)")
     p.add_argument("--arch", help="student architecture (default: the teacher's)")
     p.add_argument("--layers", type=int, help="student depth")
     p.add_argument("--hidden", type=int, help="student width")
@@ -58,11 +62,12 @@ def cmd_early(a) -> None:
         sets.append("early.aria." + item)
     if a.sampling is not None:
         sets.append(f"early.sampling={a.sampling}")
-    cfg = api.make_config(a.config, sets, **options, **({"teacher": a.teacher} if a.teacher else {}))
+    cfg = api.make_config(a.config, sets, base=EARLY_BASE, **options, **({"teacher": a.teacher} if a.teacher else {}))
     policies = None if a.policy is None else [p.strip() for p in a.policy.split(",") if p.strip()]
     run = train_early(cfg, a.levels, policies, a.resume)
     rows = [f"{name:12s} HM {s['hm']:.4f}  accuracy {s['accuracy']:.4f}  earliness {s['earliness']:.4f}"
             for name, s in run.record["test_policies"].items()]
     print(f"test AUC-PRC averaged over {len(run.record['earliness'])} levels: {run.record['test']['auc_prc']:.4f}")
     print("\n".join(rows))
+    print(f"default policy: {run.record['default_policy']} ({run.record['default_policy_by']})")
     print(f"run directory: {run.path}")

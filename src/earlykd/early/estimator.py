@@ -2,7 +2,8 @@
 
 fit(X, y) trains a teacher on whole series, distils an anytime student with `method` on prefixes at
 every earliness level, and calibrates `policy` on a stratified validation split of X (never on
-anything else); with `crossfit = K` on K-fold out-of-fold predictions of all of X, the student then
+anything else; `policy="auto"`, the default, calibrates every registered policy and keeps the one of
+highest validation HM, named in `policy_`); with `crossfit = K` on K-fold out-of-fold predictions of all of X, the student then
 trained on all of X (docs/early.md). predict / predict_proba run the checkpoints a series has
 reached; update_predict / update_predict_proba continue from the state of the previous call for the
 cases still undecided (decided cases leave the input, order kept, as aeon specifies). Undecided
@@ -20,7 +21,7 @@ from aeon.classification.early_classification import BaseEarlyClassifier
 from .. import threads as cpu_threads
 from ..data import RawData, prepare
 from ..data.prepare import NO_VAL
-from ..decide import build_policy, harmonic_mean
+from ..decide import POLICIES, best_on_validation, build_policy, harmonic_mean
 from ..distill import TeacherOutputs, build_method
 from ..distill.base import method_class
 from ..errors import EarlykdError, check, lookup
@@ -53,7 +54,7 @@ class EarlyClassifier(BaseEarlyClassifier):
     _tags = {"capability:multivariate": True, "capability:missing_values": True, "algorithm_type": "deeplearning",
              "non_deterministic": False, "X_inner_type": "numpy3D"}
 
-    def __init__(self, method: str = "kd", policy: str = "threshold", arch: str = "fcn", layers: int | None = None,
+    def __init__(self, method: str = "kd", policy: str = "auto", arch: str = "fcn", layers: int | None = None,
                  hidden: int | None = None, epochs: int = 100, teacher_epochs: int | None = None,
                  batch_size: int = 16, levels=None, mode: str = "truncate", length: int = 100,
                  val_fraction: float = 0.2, options: dict | None = None, random_state: int = 0,
@@ -94,6 +95,7 @@ class EarlyClassifier(BaseEarlyClassifier):
 
     def _set_decider(self, decider: Decider) -> None:
         self.decider_ = decider
+        self.policy_ = decider.policy.name   # the policy that decides (policy="auto": validation's choice)
         self.classes_ = np.asarray(decider.classes)
         self.n_classes_ = len(self.classes_)
         self._class_dictionary = {c: i for i, c in enumerate(self.classes_)}
@@ -129,7 +131,8 @@ class EarlyClassifier(BaseEarlyClassifier):
             data = prepare(RawData("fit", list(X), names, list(X[:1]), names[:1], "arrays"), self.length,
                            self.val_fraction, self.random_state)
             levels = checkpoints(parse_levels(self.levels), data.reference_length, data.length)
-            policy = build_policy(self.policy)
+            names = list(POLICIES) if self.policy == "auto" else [self.policy]
+            policies = {name: build_policy(name) for name in names}
             two_stage = method_class(self.method).two_stage
             check(self.mode in MODES, f"prefix mode must be one of {MODES}, got {self.mode!r}")
         except EarlykdError as exc:   # prepare advises val_fraction 0, which the check below refuses
@@ -150,12 +153,14 @@ class EarlyClassifier(BaseEarlyClassifier):
         else:
             distiller, _, val = train_anytime(*args)
         student = distiller.student.cpu().eval()
-        decider = Decider(student, policy, levels, self.mode, None, data.reference_length, data.length,
+        decider = Decider(student, policies[names[0]], levels, self.mode, None, data.reference_length, data.length,
                           data.mean, data.std, list(self.classes_))
         if not self.crossfit:
             logits, features = val.outputs(student)
             y_cal, tensors, ready = data.labels["val"].numpy(), distiller.checkpoint_tensors(), val.ready
-        policy.bind(tensors).calibrate(logits, y_cal, decider.earliness, features, ready)
+        for policy in policies.values():
+            policy.bind(tensors).calibrate(logits, y_cal, decider.earliness, features, ready)
+        decider.policy = policies[best_on_validation(policies)]
         self._set_decider(decider)
         return self
 

@@ -1,8 +1,9 @@
 """`earlykd early`: train an anytime student from a teacher run and calibrate stopping policies on validation.
 
 The run directory holds what a per-earliness student's does (config.yaml, model.safetensors,
-run.json with kind "anytime", metrics.json) plus decide.json: the calibrated policies, the first
-being the default. `prefix.earliness` records the checkpoint levels.
+run.json with kind "anytime", metrics.json) plus decide.json: the calibrated policies and the default
+(the first of those named, or without names the registered policy of highest validation HM).
+`prefix.earliness` records the checkpoint levels.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import yaml
 
 from .. import __version__, runs, threads
 from ..config import DEFAULTS, config_hash
-from ..decide import Policy, build_policy, policy_class
+from ..decide import POLICIES, Policy, best_on_validation, build_policy, policy_class
 from ..distill.base import method_class
 from ..errors import EarlykdError, check, did_you_mean
 from ..evaluate import classification_metrics
@@ -49,10 +50,12 @@ def calibrate(names: list[str], val_logits: np.ndarray, y_val: np.ndarray, earli
 def train_early(cfg: dict, levels=None, policies: list[str] | None = None, resume: bool = False) -> runs.Run:
     """Train the anytime student of cfg['method'] from the teacher run cfg['teacher'] and calibrate `policies`.
     Levels and policies not given come from the config (an earlier run's config.yaml holds both), else the
-    defaults (0.05, 0.10, ..., 1.0; threshold)."""
+    defaults: levels 0.05, 0.10, ..., 1.0; every registered policy, the default being the one of highest
+    validation HM (named policies: the first is the default)."""
     check(cfg["teacher"] is not None, "an anytime student needs a teacher run directory (--teacher RUN_DIR)")
     early = {**DEFAULTS["early"], **(cfg.get("early") or {})}
-    policies = list(policies if policies is not None else early["policies"] or ["threshold"])
+    named = policies if policies is not None else early["policies"]
+    policies = list(POLICIES) if named is None else list(named)
     check(len(policies) > 0, "no stopping policy given")
     if levels is None and isinstance(cfg["prefix"]["earliness"], list):
         levels = cfg["prefix"]["earliness"]
@@ -78,7 +81,8 @@ def train_early(cfg: dict, levels=None, policies: list[str] | None = None, resum
     data_cfg, data = student_data(teacher.cfg["data"], teacher_data, early.get("length"))
     levels = checkpoints(parse_levels(levels), data.reference_length, data.length)
     prefix = {"earliness": levels, "mode": cfg["prefix"]["mode"], "channels": cfg["prefix"]["channels"]}
-    cfg = {**cfg, "data": data_cfg, "model": model, "prefix": prefix, "early": {**early, "policies": policies}}
+    cfg = {**cfg, "data": data_cfg, "model": model, "prefix": prefix,
+           "early": {**early, "policies": None if named is None else policies}}
     device = runs.resolve_device(cfg["train"]["device"])   # before the run directory is made
     out = runs.open_run_dir(cfg["out"] or runs.default_out(cfg, "anytime"), resume)
     threads.apply(cfg["train"].get("threads"))
@@ -125,6 +129,7 @@ def train_early(cfg: dict, levels=None, policies: list[str] | None = None, resum
         cal_logits, cal_features = val.outputs(student)
         cal_y, cal_tensors, cal_ready = data.labels["val"].numpy(), method_tensors, val.ready
     chosen = calibrate(list(policies), cal_logits, cal_y, decider.earliness, cal_features, cal_tensors, cal_ready)
+    default = policies[0] if named is not None else best_on_validation(chosen)
     test = LevelSplit.of(data, "test", levels, prefix["mode"], prefix["channels"])
     test_logits, test_features = test.outputs(student)
     scores = scores_on_test(test_logits, data.labels["test"].numpy(), outputs["test"].logits,
@@ -140,7 +145,8 @@ def train_early(cfg: dict, levels=None, policies: list[str] | None = None, resum
         "train_seconds": round(fit.train_seconds, 3), "seconds_per_epoch": round(fit.seconds_per_epoch, 4),
         "wall_seconds": round(time.perf_counter() - started, 3), "peak_memory_mb": round(fit.peak_memory_mb, 1),
         "val": fit.history[fit.best_epoch] if fit.best_epoch is not None and fit.history else {},
-        "policies_val": {name: p.validation for name, p in chosen.items()},
+        "policies_val": {name: p.validation for name, p in chosen.items()}, "default_policy": default,
+        "default_policy_by": "the first named" if named is not None else "highest validation HM",
         "calibration": {"on": "out-of-fold", "folds": folds, "cases": len(cal_y)} if folds else
                        {"on": "validation", "cases": len(cal_y)},
         **scores, "history": fit.history, "sampling": early["sampling"],
@@ -148,7 +154,7 @@ def train_early(cfg: dict, levels=None, policies: list[str] | None = None, resum
     if aria is not None:
         sampler = fitted[3]
         record["aria"] = {"config": early["aria"], "regions": sampler.regions.describe(), "trace": sampler.trace}
-    write_json(out / DECIDE_FILE, {"default": policies[0], "policies": {n: p.to_dict() for n, p in chosen.items()}})
+    write_json(out / DECIDE_FILE, {"default": default, "policies": {n: p.to_dict() for n, p in chosen.items()}})
     write_json(out / runs.METRICS_FILE, scores)
     write_json(out / runs.RUN_FILE, record)
     write_text(out / "model_card.md", anytime_card(cfg, record))

@@ -102,12 +102,14 @@ def anytime_card(cfg: dict, record: dict) -> str:
     cal = record["calibration"]
     on = (f"{cal['folds']}-fold out-of-fold predictions of the pooled training and validation cases"
           if cal["on"] == "out-of-fold" else "the validation split")
+    default = record.get("default_policy", next(iter(record["policies_val"])))   # older runs: the first
+    by = record.get("default_policy_by", "the first named")
     lines = _opening(cfg, record) + [
         "## Earliness", "",
         f"- One student for {len(levels)} checkpoints, earliness {levels[0]} to {levels[-1]}, prefix mode "
         f"`{record['prefix_mode']}`; at checkpoint e it sees only the first e of each series.",
-        f"- Stopping policies, calibrated on {on} ({cal['cases']} cases); `decide.json` holds them, the first is "
-        "the default. Each decides when a series has been seen long enough.", "",
+        f"- Stopping policies, calibrated on {on} ({cal['cases']} cases); `decide.json` holds them. Each decides "
+        f"when a series has been seen long enough. The default is `{default}` ({by}).", "",
         "## Model and training", "", _model_line(cfg, record),
         f"- {record['epochs']} epochs of {t['epochs']} (batch {t['batch_size']}, lr {t['lr']}), sampling "
         f"`{record['sampling']}`; {record['seconds_per_epoch']} s per epoch on {record['device']} with "
