@@ -3,11 +3,13 @@
 1. the bundled quick datasets prepare to the same data (fingerprints of the early benchmark's seed-0 runs);
 2. the early benchmark's seed-0 Base and DLF anytime runs, scored again from their checkpoints (copies), give
    exactly their stored test metrics and policy decisions;
-3. two quick-suite students (GunPoint, e 0.2, seed 0) retrained from their own config.yaml give the same
-   weights, test metrics and config hash: the kd one of the quick sweep, and the gdpd one of its re-run with the
-   folded chain (quick-gdpd-folded; the quick sweep's own GDPD runs predate that change of rounding).
+3. three quick-suite students (GunPoint, e 0.2, seed 0) retrained from their own config.yaml give the same
+   weights, test metrics and config hash: the kd one of the quick sweep, the gdpd one of its re-run with the
+   folded chain (quick-gdpd-folded; the quick sweep's own GDPD runs predate that change of rounding), and the gdpd
+   one of the know-nothing control's re-run (quick-control-gdpd-folded).
 
-    python benchmarks/recheck_committed.py     # needs benchmarks/results/{early,quick,quick-gdpd-folded}/runs (not in git)
+    python benchmarks/recheck_committed.py     # needs the runs/ of benchmarks/results/{early,quick,quick-gdpd-folded,
+                                               # quick-control-gdpd-folded} (not in git)
 """
 import json
 import shutil
@@ -26,7 +28,8 @@ from earlykd.train import load_model
 RESULTS = Path(__file__).resolve().parent / "results"
 DATASETS = ("GunPoint", "ArrowHead", "ItalyPowerDemand", "OSULeaf", "JapaneseVowels", "ACSF1")
 STUDENTS = (("quick", "kd-GunPoint-e0.2-truncate-s0-f82fb8d1"),
-            ("quick-gdpd-folded", "gdpd-GunPoint-e0.2-truncate-s0-8b4ea86b"))
+            ("quick-gdpd-folded", "gdpd-GunPoint-e0.2-truncate-s0-8b4ea86b"),
+            ("quick-control-gdpd-folded", "gdpd-GunPoint-e0.2-truncate-s0-b9fb6deb"))
 
 
 def main() -> int:
