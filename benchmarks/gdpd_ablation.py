@@ -5,8 +5,8 @@ training; J = 4 hint samples; per-feature alpha; stretch instead of truncate (wi
 Base-KD in both modes for reference). Teachers and student settings are the quick suite's;
 teachers are reused from benchmarks/results/quick when that sweep has run.
 
-Usage: python benchmarks/gdpd_ablation.py [--workers 2]
-Writes benchmarks/results/ablation/{runs.csv,table.md}.
+Usage: python benchmarks/gdpd_ablation.py [--workers 2] [--out DIR]
+Writes DIR/{runs.csv,table.md} (default benchmarks/results/ablation).
 """
 import argparse
 import csv
@@ -45,12 +45,12 @@ def suite_sets(role: str) -> list[str]:
     return dotted(quick.common) + dotted(getattr(quick, role))
 
 
-def teacher(dataset: str) -> Path:
+def teacher(dataset: str, out_dir: Path) -> Path:
     from earlykd import api
     found = sorted((ROOT / "benchmarks/results/quick/runs").glob(f"teacher-{dataset}-*/run.json"))
     if found:
         return found[0].parent
-    path = OUT / "runs" / f"teacher-{dataset}"
+    path = out_dir / "runs" / f"teacher-{dataset}"
     if not (path / "run.json").exists():
         api.train_teacher(data=dataset, sets=suite_sets("teacher"), out=path, threads=1, progress=False,
                           resume=path.exists())
@@ -61,9 +61,9 @@ def job(args) -> dict:
     import torch
     torch.set_num_threads(1)
     from earlykd import api
-    variant, dataset, e, seed, teacher_dir = args
+    variant, dataset, e, seed, teacher_dir, out_dir = args
     method, mode, options = VARIANTS[variant]
-    out = OUT / "runs" / f"{variant.replace(' ', '_').replace('=', '')}-{dataset}-e{e}-s{seed}"
+    out = out_dir / "runs" / f"{variant.replace(' ', '_').replace('=', '')}-{dataset}-e{e}-s{seed}"
     if (out / "run.json").exists():
         import json
         record = json.loads((out / "run.json").read_text())
@@ -83,13 +83,15 @@ def job(args) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--out", type=Path, default=OUT, help="results directory (default benchmarks/results/ablation)")
     a = ap.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
-    teachers = {d: teacher(d) for d in DATASETS}
-    jobs = [(v, d, e, s, teachers[d]) for d in DATASETS for e in EARLINESS for s in SEEDS for v in VARIANTS]
+    out_dir = a.out.resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    teachers = {d: teacher(d, out_dir) for d in DATASETS}
+    jobs = [(v, d, e, s, teachers[d], out_dir) for d in DATASETS for e in EARLINESS for s in SEEDS for v in VARIANTS]
     with ProcessPoolExecutor(a.workers) as pool:
         rows = list(pool.map(job, jobs))
-    with open(OUT / "runs.csv", "w", newline="") as fh:
+    with open(out_dir / "runs.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -108,7 +110,7 @@ def main() -> None:
                 cells.append(f"{statistics.mean(vals):.3f} ± {statistics.stdev(vals):.3f}")
         spe = statistics.median(r["seconds_per_epoch"] for r in rows if r["variant"] == v)
         lines.append(f"| {v} | " + " | ".join(cells) + f" | {statistics.mean(means):.3f} | {spe:.3f} |")
-    (OUT / "table.md").write_text("\n".join(lines) + "\n")
+    (out_dir / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
