@@ -141,6 +141,16 @@ def test_without_policies_every_one_is_calibrated_and_validation_picks_the_defau
     assert json.loads((tmp_path / "again" / "decide.json").read_text()) == stored
 
 
+def test_a_coarse_grid_under_truncated_prefixes_gets_a_note_naming_the_series_length():
+    from earlykd.early.cli import grid_note
+    record = {"data": {"length": 100, "reference_length": 1460}, "prefix_mode": "truncate", "earliness": [0.05, 1.0]}
+    note = grid_note(record, None)
+    assert "1460 samples" in note and "sees 5 steps" in note and "early.length=1460" in note
+    assert grid_note(record, 100) is None                                    # the user chose the grid
+    assert grid_note({**record, "prefix_mode": "stretch"}, None) is None     # stretch keeps the samples seen
+    assert grid_note({**record, "data": {"length": 100, "reference_length": 80}}, None) is None
+
+
 def test_best_on_validation_breaks_ties_by_accuracy_then_order():
     from earlykd.decide import best_on_validation, build_policy
     policies = {}

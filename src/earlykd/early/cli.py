@@ -1,6 +1,9 @@
 """`earlykd early`: an anytime student and calibrated stopping policies from a teacher run."""
 from __future__ import annotations
 
+import math
+import sys
+
 from ..errors import EarlykdError
 
 EARLY_BASE = {"prefix": {"mode": "truncate"}}   # `early`'s own default, under --config, flags and --set
@@ -72,3 +75,19 @@ def cmd_early(a) -> None:
     print("\n".join(rows))
     print(f"default policy: {run.record['default_policy']} ({run.record['default_policy_by']})")
     print(f"run directory: {run.path}")
+    note = grid_note(run.record, cfg["early"].get("length"))
+    if note:
+        print(f"earlykd: note: {note}", file=sys.stderr)
+
+
+def grid_note(record: dict, length_set) -> str | None:
+    """A line for a truncated anytime student whose grid (the teacher's, by default) is coarser than its series:
+    its first checkpoint sees few steps, and the series' own length is the option that keeps every sample."""
+    grid, samples = record["data"]["length"], record["data"]["reference_length"]
+    if length_set is not None or record["prefix_mode"] != "truncate" or samples <= grid:
+        return None
+    first = record["earliness"][0]
+    return (f"the series have {samples} samples and the student's grid {grid} steps, so at the first checkpoint "
+            f"(e {first:g}) it sees {math.ceil(first * grid)} steps; --set early.length={samples} keeps every sample "
+            "(slower), which validation preferred on three of the four quick datasets longer than 100 samples "
+            "(docs/early.md)")
