@@ -48,7 +48,8 @@ def test_only_named_checks_are_skipped_and_most_run():
     assert len(names - set(NOT_APPLICABLE)) >= 15
 
 
-def test_the_checks_run_every_registered_policy():
+def test_the_checks_run_every_registered_policy_and_the_default():
     from earlykd.decide import POLICIES
     default = EarlyClassifier().policy
-    assert {p.get("policy", default) for p in EarlyClassifier._get_test_params()} == set(POLICIES)
+    assert default == "auto"
+    assert {p.get("policy", default) for p in EarlyClassifier._get_test_params()} == set(POLICIES) | {"auto"}

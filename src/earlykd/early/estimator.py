@@ -73,13 +73,12 @@ class EarlyClassifier(BaseEarlyClassifier):
 
     @classmethod
     def _get_test_params(cls, parameter_set: str = "default") -> list[dict]:
-        """Tiny configurations for aeon's estimator checks (seconds on one core), one per registered policy; a few
-        vary the method, levels or calibration so that those paths are checked too."""
-        from ..decide import POLICIES
+        """Tiny configurations for aeon's estimator checks (seconds on one core), one per registered policy and one
+        with the default "auto"; a few vary the method, levels or calibration so that those paths are checked too."""
         tiny = {"hidden": 4, "layers": 1, "epochs": 2, "batch_size": 8, "length": 16, "threads": 1, "levels": [0.5]}
         vary = {"calibrated": {"method": "base", "levels": [0.3, 0.6]}, "elects": {"crossfit": 2},
                 "uncertainty": {"levels": [0.4, 0.8]}}
-        return [{**tiny, "policy": name, **vary.get(name, {})} for name in POLICIES]
+        return [{**tiny, "policy": name, **vary.get(name, {})} for name in [*POLICIES, "auto"]]
 
     @classmethod
     def from_run(cls, run_dir, policy: str | None = None) -> "EarlyClassifier":
