@@ -151,6 +151,14 @@ def test_a_coarse_grid_under_truncated_prefixes_gets_a_note_naming_the_series_le
     assert grid_note({**record, "data": {"length": 100, "reference_length": 80}}, None) is None
 
 
+def test_policy_names_take_auto_alone_and_name_unknown_ones():
+    from earlykd.decide import policy_names
+    assert policy_names(["auto"]) is None and policy_names(["elects", "threshold"]) == ["elects", "threshold"]
+    for names, needle in ((["auto", "elects"], "no other names"), (["tresh"], "did you mean threshold?")):
+        with pytest.raises(EarlykdError, match=needle):
+            policy_names(names)
+
+
 def test_best_on_validation_breaks_ties_by_accuracy_then_order():
     from earlykd.decide import best_on_validation, build_policy
     policies = {}
@@ -197,6 +205,10 @@ def test_early_bad_input_is_one_line(capsys, teacher_dir, anytime_dir, tmp_path)
     base = ["early", "--teacher", str(teacher_dir), "--epochs", "1", "--no-progress"]
     code, _, err = run_cli(capsys, *base, "--policy", "treshold", "--out", tmp_path / "a")
     assert_clean_error(code, err, "unknown policy", "threshold")
+    code, _, err = run_cli(capsys, *base, "--policy", "autox", "--out", tmp_path / "a")
+    assert_clean_error(code, err, "unknown policy 'autox'", "did you mean auto?")
+    code, _, err = run_cli(capsys, *base, "--policy", "auto,threshold", "--out", tmp_path / "a")
+    assert_clean_error(code, err, "auto calibrates every registered policy", "no other names")
     code, _, err = run_cli(capsys, *base, "--levels", "0.5,1.5", "--out", tmp_path / "b")
     assert_clean_error(code, err, "(0, 1]")
     code, _, err = run_cli(capsys, "early", "--teacher", anytime_dir, "--out", tmp_path / "c")

@@ -196,3 +196,6 @@ def test_auto_calibrates_every_policy_and_keeps_validations_choice(unit_test, mo
     assert est.predict(Xt)[1].all()
     named = earlykd.EarlyClassifier(policy="calibrated", **tiny).fit(X, y)
     assert named.policy_ == "calibrated"
+    from earlykd.early.estimator import EarlyInputError
+    with pytest.raises(EarlyInputError, match="did you mean auto"):
+        earlykd.EarlyClassifier(policy="autox", **tiny).fit(X, y)

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import EarlykdError, check, lookup, register_in
+from ..errors import EarlykdError, check, did_you_mean, lookup, register_in
 
 
 def harmonic_mean(accuracy: float, earliness: float) -> float:
@@ -155,3 +155,17 @@ def best_on_validation(policies: dict[str, Policy]) -> str:
     first in `policies`' order)."""
     check(len(policies) > 0, "no calibrated policy to choose from")
     return max(policies, key=lambda name: (policies[name].validation["hm"], policies[name].validation["accuracy"]))
+
+
+AUTO = "auto"   # every registered policy calibrated, the one of highest validation HM decides
+
+
+def policy_names(names: list[str]) -> list[str] | None:
+    """Policy names as a user gives them: None for ["auto"] (every registered policy, validation picks), else the
+    names, each registered; one line for an unknown name (close matches, 'auto' among them) or auto with others."""
+    if AUTO in names:
+        check(names == [AUTO], "policy auto calibrates every registered policy and takes no other names")
+        return None
+    for name in names:
+        check(name in POLICIES, f"unknown policy '{name}' ({did_you_mean(name, [*sorted(POLICIES), AUTO])})")
+    return names

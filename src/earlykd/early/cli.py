@@ -23,9 +23,9 @@ def add_commands(sub, commands: dict) -> None:
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="method option")
     p.add_argument("--policy",
                    help="stopping policies to calibrate, comma-separated; the first is the run's default "
-                   "(built in: threshold, calibrated, elects, uncertainty; plugins add more; default: "
-                   "early.policies of --config, else every registered policy, the run's default being the one of "
-                   "highest validation HM)")
+                   "(built in: threshold, calibrated, elects, uncertainty; plugins add more). auto (the default "
+                   "unless early.policies of --config names some): every registered policy, the run's default "
+                   "being the one of highest validation HM")
     p.add_argument("--sampling", choices=["uniform", "aria"],
                    help="how batches draw (series, earliness): uniform (default: one level per batch, every series "
                    "once per epoch) or aria (region-adaptive, see docs/early.md; settings: --aria or early.aria.*)")
@@ -50,6 +50,7 @@ def add_commands(sub, commands: dict) -> None:
 
 def cmd_early(a) -> None:
     from .. import api
+    from ..decide import policy_names
     from .run import train_early
     options = {k: getattr(a, k) for k in OPTIONS if getattr(a, k, None) is not None}
     if a.progress is not None:
@@ -66,7 +67,7 @@ def cmd_early(a) -> None:
     if a.sampling is not None:
         sets.append(f"early.sampling={a.sampling}")
     cfg = api.make_config(a.config, sets, base=EARLY_BASE, **options, **({"teacher": a.teacher} if a.teacher else {}))
-    policies = None if a.policy is None else [p.strip() for p in a.policy.split(",") if p.strip()]
+    policies = None if a.policy is None else policy_names([p.strip() for p in a.policy.split(",") if p.strip()])
     run = train_early(cfg, a.levels, policies, a.resume)
     rows = [f"{name:12s} test HM {s['hm']:.4f}  accuracy {s['accuracy']:.4f}  earliness {s['earliness']:.4f}  "
             f"(validation HM {run.record['policies_val'][name]['hm']:.4f})"

@@ -21,7 +21,7 @@ from aeon.classification.early_classification import BaseEarlyClassifier
 from .. import threads as cpu_threads
 from ..data import RawData, prepare
 from ..data.prepare import NO_VAL
-from ..decide import POLICIES, best_on_validation, build_policy, harmonic_mean
+from ..decide import POLICIES, best_on_validation, build_policy, harmonic_mean, policy_names
 from ..distill import TeacherOutputs, build_method
 from ..distill.base import method_class
 from ..errors import EarlykdError, check, lookup
@@ -130,7 +130,8 @@ class EarlyClassifier(BaseEarlyClassifier):
             data = prepare(RawData("fit", list(X), names, list(X[:1]), names[:1], "arrays"), self.length,
                            self.val_fraction, self.random_state)
             levels = checkpoints(parse_levels(self.levels), data.reference_length, data.length)
-            names = list(POLICIES) if self.policy == "auto" else [self.policy]
+            check(isinstance(self.policy, str), f"policy must be a policy's name or 'auto', got {self.policy!r}")
+            names = policy_names([self.policy]) or list(POLICIES)
             policies = {name: build_policy(name) for name in names}
             two_stage = method_class(self.method).two_stage
             check(self.mode in MODES, f"prefix mode must be one of {MODES}, got {self.mode!r}")

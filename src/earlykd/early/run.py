@@ -17,7 +17,7 @@ import yaml
 
 from .. import __version__, runs, threads
 from ..config import DEFAULTS, config_hash
-from ..decide import POLICIES, Policy, best_on_validation, build_policy, policy_class
+from ..decide import POLICIES, Policy, best_on_validation, build_policy, policy_names
 from ..distill.base import method_class
 from ..errors import EarlykdError, check, did_you_mean
 from ..evaluate import classification_metrics
@@ -55,12 +55,11 @@ def train_early(cfg: dict, levels=None, policies: list[str] | None = None, resum
     check(cfg["teacher"] is not None, "an anytime student needs a teacher run directory (--teacher RUN_DIR)")
     early = {**DEFAULTS["early"], **(cfg.get("early") or {})}
     named = policies if policies is not None else early["policies"]
-    policies = list(POLICIES) if named is None else list(named)
+    named = None if named is None else policy_names(list(named))   # ["auto"] is None: every registered policy
+    policies = list(POLICIES) if named is None else named
     check(len(policies) > 0, "no stopping policy given")
     if levels is None and isinstance(cfg["prefix"]["earliness"], list):
         levels = cfg["prefix"]["earliness"]
-    for name in policies:
-        policy_class(name)
     teacher = Teacher.load(cfg["teacher"])
     method_cls = method_class(cfg["method"]["name"])
     options = anytime_options(method_cls.name, cfg["method"]["options"])
