@@ -139,6 +139,11 @@ def test_without_policies_every_one_is_calibrated_and_validation_picks_the_defau
     code, _, err = run_cli(capsys, "early", "--config", out / "config.yaml", "--out", tmp_path / "again")
     assert code == 0, err
     assert json.loads((tmp_path / "again" / "decide.json").read_text()) == stored
+    code, _, err = run_cli(capsys, "early", "--config", anytime_dir / "config.yaml", "--policy", "auto",
+                           "--epochs", "1", "--out", tmp_path / "named-then-auto")
+    assert code == 0, err   # an explicit auto wins over the policies the config names
+    assert json.loads((tmp_path / "named-then-auto" / "run.json").read_text())["default_policy_by"] == \
+        "highest validation HM"
 
 
 def test_a_coarse_grid_under_truncated_prefixes_gets_a_note_naming_the_series_length():

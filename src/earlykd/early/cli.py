@@ -50,7 +50,6 @@ def add_commands(sub, commands: dict) -> None:
 
 def cmd_early(a) -> None:
     from .. import api
-    from ..decide import policy_names
     from .run import train_early
     options = {k: getattr(a, k) for k in OPTIONS if getattr(a, k, None) is not None}
     if a.progress is not None:
@@ -67,7 +66,7 @@ def cmd_early(a) -> None:
     if a.sampling is not None:
         sets.append(f"early.sampling={a.sampling}")
     cfg = api.make_config(a.config, sets, base=EARLY_BASE, **options, **({"teacher": a.teacher} if a.teacher else {}))
-    policies = None if a.policy is None else policy_names([p.strip() for p in a.policy.split(",") if p.strip()])
+    policies = None if a.policy is None else [p.strip() for p in a.policy.split(",") if p.strip()]  # auto: all
     run = train_early(cfg, a.levels, policies, a.resume)
     rows = [f"{name:12s} test HM {s['hm']:.4f}  accuracy {s['accuracy']:.4f}  earliness {s['earliness']:.4f}  "
             f"(validation HM {run.record['policies_val'][name]['hm']:.4f})"

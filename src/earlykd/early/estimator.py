@@ -3,8 +3,8 @@
 fit(X, y) trains a teacher on whole series, distils an anytime student with `method` on prefixes at
 every earliness level, and calibrates `policy` on a stratified validation split of X (never on
 anything else; `policy="auto"`, the default, calibrates every registered policy and keeps the one of
-highest validation HM, named in `policy_`); with `crossfit = K` on K-fold out-of-fold predictions of all of X, the student then
-trained on all of X (docs/early.md). predict / predict_proba run the checkpoints a series has
+highest validation HM, named in `policy_`); with `crossfit = K` on K-fold out-of-fold predictions of
+all of X, the student then trained on all of X (docs/early.md). predict / predict_proba run the checkpoints a series has
 reached; update_predict / update_predict_proba continue from the state of the previous call for the
 cases still undecided (decided cases leave the input, order kept, as aeon specifies). Undecided
 cases get label -1 and probabilities of -1, as in aeon. `state_info` is a NumPy record array with
@@ -21,7 +21,7 @@ from aeon.classification.early_classification import BaseEarlyClassifier
 from .. import threads as cpu_threads
 from ..data import RawData, prepare
 from ..data.prepare import NO_VAL
-from ..decide import POLICIES, best_on_validation, build_policy, harmonic_mean, policy_names
+from ..decide import AUTO, POLICIES, best_on_validation, build_policy, harmonic_mean, policy_names
 from ..distill import TeacherOutputs, build_method
 from ..distill.base import method_class
 from ..errors import EarlykdError, check, lookup
@@ -54,7 +54,7 @@ class EarlyClassifier(BaseEarlyClassifier):
     _tags = {"capability:multivariate": True, "capability:missing_values": True, "algorithm_type": "deeplearning",
              "non_deterministic": False, "X_inner_type": "numpy3D"}
 
-    def __init__(self, method: str = "kd", policy: str = "auto", arch: str = "fcn", layers: int | None = None,
+    def __init__(self, method: str = "kd", policy: str = AUTO, arch: str = "fcn", layers: int | None = None,
                  hidden: int | None = None, epochs: int = 100, teacher_epochs: int | None = None,
                  batch_size: int = 16, levels=None, mode: str = "truncate", length: int = 100,
                  val_fraction: float = 0.2, options: dict | None = None, random_state: int = 0,
@@ -78,7 +78,7 @@ class EarlyClassifier(BaseEarlyClassifier):
         tiny = {"hidden": 4, "layers": 1, "epochs": 2, "batch_size": 8, "length": 16, "threads": 1, "levels": [0.5]}
         vary = {"calibrated": {"method": "base", "levels": [0.3, 0.6]}, "elects": {"crossfit": 2},
                 "uncertainty": {"levels": [0.4, 0.8]}}
-        return [{**tiny, "policy": name, **vary.get(name, {})} for name in [*POLICIES, "auto"]]
+        return [{**tiny, "policy": name, **vary.get(name, {})} for name in [*POLICIES, AUTO]]
 
     @classmethod
     def from_run(cls, run_dir, policy: str | None = None) -> "EarlyClassifier":
