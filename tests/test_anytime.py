@@ -144,6 +144,13 @@ def test_without_policies_every_one_is_calibrated_and_validation_picks_the_defau
     assert code == 0, err   # an explicit auto wins over the policies the config names
     assert json.loads((tmp_path / "named-then-auto" / "run.json").read_text())["default_policy_by"] == \
         "highest validation HM"
+    code, _, err = run_cli(capsys, "early", "--config", anytime_dir / "config.yaml", "--set", "early.policies=auto",
+                           "--epochs", "1", "--out", tmp_path / "config-auto")
+    assert code == 0, err   # a config may say auto too
+    assert json.loads((tmp_path / "config-auto" / "decide.json").read_text())["policies"].keys() == set(POLICIES)
+    code, _, err = run_cli(capsys, "early", "--config", anytime_dir / "config.yaml", "--set", "early.policies=3",
+                           "--out", tmp_path / "config-bad")
+    assert_clean_error(code, err, "early.policies must be a list of policy names, auto or null")
 
 
 def test_a_coarse_grid_under_truncated_prefixes_gets_a_note_naming_the_series_length():

@@ -267,8 +267,9 @@ def validate(cfg: dict) -> None:
           f"early.length must be a positive integer or null, got {length!r}")
     check_folds(cfg["early"]["crossfit"], "early.crossfit")
     names = cfg["early"]["policies"]
-    check(names is None or (isinstance(names, list) and len(names) > 0 and all(isinstance(n, str) for n in names)),
-          f"early.policies must be a list of policy names or null, got {names!r}")
+    check(names is None or names == "auto"
+          or (isinstance(names, list) and len(names) > 0 and all(isinstance(n, str) for n in names)),
+          f"early.policies must be a list of policy names, auto or null, got {names!r}")
     check(isinstance(cfg["early"]["level_norm"], bool),
           f"early.level_norm must be true or false, got {cfg['early']['level_norm']!r}")
     for key in ("warmup", "patience", "min_epochs"):

@@ -55,7 +55,7 @@ def train_early(cfg: dict, levels=None, policies: list[str] | None = None, resum
     check(cfg["teacher"] is not None, "an anytime student needs a teacher run directory (--teacher RUN_DIR)")
     early = {**DEFAULTS["early"], **(cfg.get("early") or {})}
     named = policies if policies is not None else early["policies"]
-    named = None if named is None else policy_names(list(named))   # ["auto"] is None: every registered policy
+    named = None if named is None else policy_names([named] if isinstance(named, str) else list(named))  # auto: None
     policies = list(POLICIES) if named is None else named
     check(len(policies) > 0, "no stopping policy given")
     if levels is None and isinstance(cfg["prefix"]["earliness"], list):
