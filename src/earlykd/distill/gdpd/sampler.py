@@ -54,11 +54,12 @@ def ddim_sample(prior: DiffusionPrior, x: torch.Tensor, timesteps: list[int],
     plan = ddim_plan(prior.schedule, timesteps)
     if isinstance(prior.denoiser, Denoiser):
         denoiser = prior.denoiser
-        hint = folded_chain(denoiser, x, denoiser.rows(timesteps), plan) if running_stats and plan else None
+        rows = denoiser.rows(timesteps)
+        hint = folded_chain(denoiser, x, rows, plan) if running_stats and plan else None
         if hint is not None:
             return hint
         program = frozen_program(denoiser.blocks) if running_stats else None
-        for (c_x, c_eps), row in zip(plan, denoiser.rows(timesteps).unbind(0)):
+        for (c_x, c_eps), row in zip(plan, rows.unbind(0)):
             eps = run_program(program, x + row) if program is not None else denoiser.blocks(x + row)
             x = torch.add(x * c_x, eps, alpha=c_eps)
         return x
