@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import EarlykdError, check, did_you_mean, lookup, register_in
+from ..errors import EarlykdError, check, lookup, register_in
 
 
 def harmonic_mean(accuracy: float, earliness: float) -> float:
@@ -167,5 +167,5 @@ def policy_names(names: list[str]) -> list[str] | None:
         check(names == [AUTO], "policy auto calibrates every registered policy and takes no other names")
         return None
     for name in names:
-        check(name in POLICIES, f"unknown policy '{name}' ({did_you_mean(name, [*sorted(POLICIES), AUTO])})")
+        lookup(dict.fromkeys([*POLICIES, AUTO]), name, "policy")   # the registry's one line, auto among the names
     return names
