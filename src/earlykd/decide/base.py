@@ -150,6 +150,14 @@ def build_policy(spec: str | dict) -> Policy:
     return policy_class(spec["name"])(**spec.get("params", {}))
 
 
+def calibrate_policies(names: list[str], logits: np.ndarray, y: np.ndarray, earliness: np.ndarray,
+                       features: np.ndarray | None = None, tensors: dict | None = None,
+                       ready: np.ndarray | None = None) -> dict[str, Policy]:
+    """Each named policy, built, bound to the method's tensors and calibrated on these held-out outputs."""
+    return {name: build_policy(name).bind(tensors or {}).calibrate(logits, y, earliness, features, ready)
+            for name in names}
+
+
 def best_on_validation(policies: dict[str, Policy]) -> str:
     """The name of the calibrated policy of highest validation HM (ties: higher validation accuracy, then the
     first in `policies`' order)."""

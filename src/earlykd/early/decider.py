@@ -21,6 +21,16 @@ from ..train import predict_logits
 from .anytime import predict_outputs
 
 
+def checkpoint_samples(levels: list[float], reference_length: int) -> np.ndarray:
+    """Raw samples a series needs to reach each checkpoint."""
+    return np.array([observed_samples(e, reference_length) for e in levels])
+
+
+def checkpoint_earliness(levels: list[float], reference_length: int) -> np.ndarray:
+    """Share of the series seen at each checkpoint (what HM counts)."""
+    return checkpoint_samples(levels, reference_length) / reference_length
+
+
 @dataclass
 class Decider:
     student: Classifier
@@ -36,8 +46,7 @@ class Decider:
 
     @property
     def samples(self) -> np.ndarray:
-        """Raw samples a series needs to reach each checkpoint."""
-        return np.array([observed_samples(e, self.reference_length) for e in self.levels])
+        return checkpoint_samples(self.levels, self.reference_length)
 
     def ready(self, series: list[np.ndarray]) -> np.ndarray:
         """Per series, the first checkpoint at which it holds an observed value (prefix.ready_checkpoints)."""
@@ -45,8 +54,7 @@ class Decider:
 
     @property
     def earliness(self) -> np.ndarray:
-        """Share of the series seen at each checkpoint (what HM counts)."""
-        return self.samples / self.reference_length
+        return checkpoint_earliness(self.levels, self.reference_length)
 
     def reached(self, n_samples: int) -> int:
         """How many checkpoints a series of `n_samples` samples has passed."""

@@ -21,7 +21,7 @@ from aeon.classification.early_classification import BaseEarlyClassifier
 from .. import threads as cpu_threads
 from ..data import RawData, prepare
 from ..data.prepare import NO_VAL
-from ..decide import AUTO, POLICIES, best_on_validation, build_policy, harmonic_mean, policy_names
+from ..decide import AUTO, POLICIES, best_on_validation, calibrate_policies, harmonic_mean, policy_names
 from ..distill import TeacherOutputs, build_method
 from ..distill.base import method_class
 from ..errors import EarlykdError, check, lookup
@@ -30,7 +30,7 @@ from ..prefix import MODES
 from ..train import Split, Trainer
 from .anytime import anytime_options, checkpoints, parse_levels, student_train_cfg, train_anytime
 from .crossfit import crossfit_anytime
-from .decider import Decider
+from .decider import Decider, checkpoint_earliness
 
 TRAIN = {"lr": 1e-3, "weight_decay": 1e-5, "schedule": "constant", "patience": None, "checkpoint_every": 0,
          "progress": False, "warmup": None}
@@ -132,7 +132,6 @@ class EarlyClassifier(BaseEarlyClassifier):
             levels = checkpoints(parse_levels(self.levels), data.reference_length, data.length)
             check(isinstance(self.policy, str), f"policy must be a policy's name or 'auto', got {self.policy!r}")
             names = policy_names([self.policy]) or list(POLICIES)
-            policies = {name: build_policy(name) for name in names}
             two_stage = method_class(self.method).two_stage
             check(self.mode in MODES, f"prefix mode must be one of {MODES}, got {self.mode!r}")
         except EarlykdError as exc:   # prepare advises val_fraction 0, which the check below refuses
@@ -153,15 +152,13 @@ class EarlyClassifier(BaseEarlyClassifier):
         else:
             distiller, _, val = train_anytime(*args)
         student = distiller.student.cpu().eval()
-        decider = Decider(student, policies[names[0]], levels, self.mode, None, data.reference_length, data.length,
-                          data.mean, data.std, list(self.classes_))
         if not self.crossfit:
             logits, features = val.outputs(student)
             y_cal, tensors, ready = data.labels["val"].numpy(), distiller.checkpoint_tensors(), val.ready
-        for policy in policies.values():
-            policy.bind(tensors).calibrate(logits, y_cal, decider.earliness, features, ready)
-        decider.policy = policies[best_on_validation(policies)]
-        self._set_decider(decider)
+        policies = calibrate_policies(names, logits, y_cal, checkpoint_earliness(levels, data.reference_length),
+                                      features, tensors, ready)
+        self._set_decider(Decider(student, policies[best_on_validation(policies)], levels, self.mode, None,
+                                  data.reference_length, data.length, data.mean, data.std, list(self.classes_)))
         return self
 
     def _model_cfg(self) -> dict:

@@ -17,7 +17,7 @@ import yaml
 
 from .. import __version__, runs, threads
 from ..config import DEFAULTS, config_hash
-from ..decide import POLICIES, Policy, best_on_validation, build_policy, policy_names
+from ..decide import POLICIES, Policy, best_on_validation, build_policy, calibrate_policies, policy_names
 from ..distill.base import method_class
 from ..errors import EarlykdError, check, did_you_mean
 from ..evaluate import classification_metrics
@@ -31,20 +31,13 @@ from ..train.checkpoint import write_json, write_text
 from .anytime import LevelSplit, anytime_options, checkpoints, parse_levels, student_train_cfg, train_anytime
 from .aria import AriaConfig
 from .crossfit import crossfit_anytime, fold_file
-from .decider import Decider
+from .decider import Decider, checkpoint_earliness
 
 DECIDE_FILE = "decide.json"
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
     return torch.softmax(torch.from_numpy(logits), -1).numpy()
-
-
-def calibrate(names: list[str], val_logits: np.ndarray, y_val: np.ndarray, earliness: np.ndarray,
-              val_features: np.ndarray | None = None, tensors: dict | None = None,
-              ready: np.ndarray | None = None) -> dict[str, Policy]:
-    return {name: build_policy(name).bind(tensors or {}).calibrate(val_logits, y_val, earliness, val_features, ready)
-            for name in names}
 
 
 def train_early(cfg: dict, levels=None, policies: list[str] | None = None, resume: bool = False) -> runs.Run:
@@ -122,17 +115,16 @@ def train_early(cfg: dict, levels=None, policies: list[str] | None = None, resum
             "equal_length": data.equal_length, "prefix": prefix, "data_fingerprint": data.fingerprint()}
     method_tensors = distiller.checkpoint_tensors()  # e.g. DLF's heads, for the uncertainty policy
     save_model(out / runs.MODEL_FILE, student, meta, {"data.mean": data.mean, "data.std": data.std, **method_tensors})
-    decider = Decider(student, build_policy(policies[0]), levels, prefix["mode"], prefix["channels"],
-                      data.reference_length, data.length, data.mean, data.std, data.classes)
+    earliness = checkpoint_earliness(levels, data.reference_length)
     if not folds:
         cal_logits, cal_features = val.outputs(student)
         cal_y, cal_tensors, cal_ready = data.labels["val"].numpy(), method_tensors, val.ready
-    chosen = calibrate(list(policies), cal_logits, cal_y, decider.earliness, cal_features, cal_tensors, cal_ready)
+    chosen = calibrate_policies(list(policies), cal_logits, cal_y, earliness, cal_features, cal_tensors, cal_ready)
     default = policies[0] if named is not None else best_on_validation(chosen)
     test = LevelSplit.of(data, "test", levels, prefix["mode"], prefix["channels"])
     test_logits, test_features = test.outputs(student)
     scores = scores_on_test(test_logits, data.labels["test"].numpy(), outputs["test"].logits,
-                         levels, chosen, decider.earliness, test_features, test.ready)
+                         levels, chosen, earliness, test_features, test.ready)
     record = {
         "kind": "anytime", "status": "finished", "dataset": data.name, "method": method_cls.name,
         "earliness": levels, "prefix_mode": prefix["mode"], "seed": train_cfg["seed"],
