@@ -133,6 +133,31 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, monkeypatch):
     assert same_weights(weights(full.path), weights(resumed.path))
 
 
+def test_a_loaded_state_gives_the_optimiser_back_as_it_was(tmp_path):
+    """The state file keeps parameter groups as JSON; Adam's betas come back a tuple, the state dicts equal."""
+    from earlykd.config import DEFAULTS
+    from earlykd.distill import build_method
+    from earlykd.models import build_model
+    from earlykd.train import Split
+
+    def trainer():
+        torch.manual_seed(0)
+        distiller = build_method("base", build_model("fcn", 1, 2, 1, 8), None)
+        cfg = {**DEFAULTS["train"], "epochs": 2, "batch_size": 4, "progress": False}
+        return Trainer(distiller, cfg, torch.device("cpu"), tmp_path / "state.safetensors")
+
+    x, y = torch.randn(8, 1, 8), torch.arange(8) % 2
+    first = trainer()
+    first.fit(Split(x, y), Split(x[:4], y[:4]))
+    first.save_state(2)
+    second = trainer()
+    second.load_state(tmp_path / "state.safetensors")
+    assert isinstance(second.opt.param_groups[0]["betas"], tuple)
+    a, b = first.opt.state_dict(), second.opt.state_dict()
+    assert a["param_groups"] == b["param_groups"]
+    assert all(torch.equal(a["state"][i][k], b["state"][i][k]) for i in a["state"] for k in a["state"][i])
+
+
 def test_checkpoint_errors(tmp_path, teacher_dir):
     bad = tmp_path / "corrupt.safetensors"
     bad.write_bytes(b"\x00garbage" * 10)

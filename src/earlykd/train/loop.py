@@ -137,6 +137,12 @@ def unpack_tensors(packed: dict[str, torch.Tensor], layout: list, path: Path) ->
     return out
 
 
+def _tuples_like(saved: dict, live: dict) -> dict:
+    """A parameter group read back from JSON, with lists made tuples where the live optimiser keeps tuples (Adam's
+    betas), so a resumed optimiser holds what an uninterrupted one does."""
+    return {k: tuple(v) if isinstance(v, list) and isinstance(live.get(k), tuple) else v for k, v in saved.items()}
+
+
 class Trainer:
     """Adam, per-epoch LR schedule, selection on validation only, early stopping, resume."""
 
@@ -256,8 +262,10 @@ class Trainer:
         for key, value in pick("optim.").items():
             pid, name = key.split(".", 1)
             state.setdefault(int(pid), {})[name] = value.to(self.device) if name != "step" else value
+        groups = [_tuples_like(saved, live) for saved, live in zip(meta["param_groups"], self.opt.param_groups)]
+        groups += meta["param_groups"][len(groups):]   # a count that differs is refused below
         try:
-            self.opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+            self.opt.load_state_dict({"state": state, "param_groups": groups})
         except ValueError as exc:   # saved by code that grouped the parameters otherwise
             raise EarlykdError(f"{path}: its optimiser state does not fit this {self.model.name} run ({exc}); "
                                "train it afresh without --resume") from None
