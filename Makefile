@@ -19,7 +19,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Each `make demo` trains afresh: the previous demo's runs (runs/demo) are removed first.
 demo: $(STAMP)
+	rm -rf runs/demo
 	$(BIN)/earlykd compare --config configs/demo.yaml
 
 test: $(STAMP)

@@ -15,9 +15,10 @@ COMMON = ["early", "--levels", "0.5", "--mode", "truncate", "--arch", "fcn", "--
 def test_policies_are_calibrated_on_out_of_fold_predictions_of_train_and_val(teacher_dir, tmp_path, capsys):
     from earlykd.early.run import load_decider
     out = tmp_path / "cf"
-    code, _, err = run_cli(capsys, *COMMON, "--teacher", teacher_dir, "--method", "kd", "--policy",
-                           "threshold,calibrated,uncertainty,elects", "--set", "early.crossfit=3", "--out", out)
+    code, printed, err = run_cli(capsys, *COMMON, "--teacher", teacher_dir, "--method", "kd", "--policy",
+                                 "threshold,calibrated,uncertainty,elects", "--set", "early.crossfit=3", "--out", out)
     assert code == 0, err
+    assert printed.count("(out-of-fold HM ") == 4 and "validation HM" not in printed
     record = json.loads((out / "run.json").read_text())
     data = json.loads((teacher_dir / "run.json").read_text())["data"]
     assert record["calibration"] == {"on": "out-of-fold", "folds": 3, "cases": data["train"] + data["val"]}

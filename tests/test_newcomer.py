@@ -89,7 +89,7 @@ def test_ray_unreachable_address_is_one_line(tmp_path, capsys, monkeypatch):
     code, _, err = run_cli(capsys, "bench", "--suite", "smoke", "--datasets", "UnitTest", "--methods", "base",
                            "--executor", "ray", "--address", f"127.0.0.1:{port}", "--out", tmp_path / "out")
     assert_clean_error(code, err, f"127.0.0.1:{port}", "refused")
-    assert calls == []
+    assert calls == [] and not (tmp_path / "out").exists()   # nothing made before the refusal
 
 
 # -- 4: a non-UTF-8 CSV ------------------------------------------------------------------------------

@@ -43,8 +43,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run settings (each also settable in YAML or with --set)")
     g.add_argument("--config", action="append", default=[], metavar="YAML", help="config file(s), applied in order")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override, e.g. train.epochs=50")
-    g.add_argument("--arch", help="architecture (built in: lstm, inception, fcn, resnet; plugins add more); "
-                   "a teacher takes a comma list (an ensemble)")
+    g.add_argument("--arch", help="architecture (built in: lstm, inception, fcn, resnet; plugins add more; default lstm "
+                   "for a teacher, the teacher's for a student); a teacher takes a comma list (an ensemble)")
     g.add_argument("--layers", type=int, help="depth (LSTM layers, blocks)")
     g.add_argument("--hidden", type=int, help="width (LSTM units, filters)")
     add_training_args(g)
@@ -64,10 +64,11 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 def _prefix_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("student")
-    g.add_argument("--earliness", type=float, help="share of the series the student sees, in (0, 1] (required)")
-    g.add_argument("--mode", choices=["stretch", "truncate"], help="prefix mode")
+    g.add_argument("--earliness", type=float, help="share of the series the student sees, in [1/L, 1] with L the "
+                   "models' length, data.length (100 by default) (required)")
+    g.add_argument("--mode", choices=["stretch", "truncate"], help="prefix mode (default stretch)")
     g.add_argument("--channels", help="comma-separated channel subset for the student, e.g. 0,1,2")
-    g.add_argument("--warmup", type=int, help="warm-up epochs of two-stage methods")
+    g.add_argument("--warmup", type=int, help="warm-up epochs of two-stage methods (default half the epochs)")
 
 
 class Parser(argparse.ArgumentParser):
@@ -97,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     _common(p)
     p = sub.add_parser("distill", help="train a student on prefixes from a teacher run")
     p.add_argument("--teacher", help="teacher run directory (required unless a --config holds it)")
-    p.add_argument("--method", help="distillation method (see `earlykd methods`)")
+    p.add_argument("--method", help="distillation method (default base; see `earlykd methods`)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="method option, e.g. temperature=4")
     _prefix_args(p)
     _common(p)

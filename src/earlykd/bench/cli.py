@@ -75,9 +75,9 @@ def cmd_bench(a: argparse.Namespace) -> None:
               f"{found} finished in run directories; to train: {sum(not x for d in done.values() for x in d)} runs "
               f"-> {root}")
         return
-    writable_dir(root)
-    executor = make_executor(a.executor, a.workers, a.threads, a.address, a.gpus)
-    try:
+    executor = make_executor(a.executor, a.workers, a.threads, a.address, a.gpus)   # before --out is made: an
+    try:                                                                          # unreachable cluster leaves nothing
+        writable_dir(root)
         store = Store(a.db or root / "results.db")
         try:
             counts = run_sweep(jobs, store, executor, root, progress=a.progress)

@@ -68,8 +68,9 @@ def cmd_early(a) -> None:
     cfg = api.make_config(a.config, sets, base=EARLY_BASE, **options, **({"teacher": a.teacher} if a.teacher else {}))
     policies = None if a.policy is None else [p.strip() for p in a.policy.split(",") if p.strip()]  # auto: all
     run = train_early(cfg, a.levels, policies, a.resume)
+    held_out = run.record["calibration"]["on"]   # validation, or out-of-fold (early.crossfit)
     rows = [f"{name:12s} test HM {s['hm']:.4f}  accuracy {s['accuracy']:.4f}  earliness {s['earliness']:.4f}  "
-            f"(validation HM {run.record['policies_val'][name]['hm']:.4f})"
+            f"({held_out} HM {run.record['policies_val'][name]['hm']:.4f})"
             for name, s in run.record["test_policies"].items()]
     print(f"test AUC-PRC averaged over {len(run.record['earliness'])} levels: {run.record['test']['auc_prc']:.4f}")
     print("\n".join(rows))

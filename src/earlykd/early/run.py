@@ -137,7 +137,8 @@ def train_early(cfg: dict, levels=None, policies: list[str] | None = None, resum
         "wall_seconds": round(time.perf_counter() - started, 3), "peak_memory_mb": round(fit.peak_memory_mb, 1),
         "val": fit.history[fit.best_epoch] if fit.best_epoch is not None and fit.history else {},
         "policies_val": {name: p.validation for name, p in chosen.items()}, "default_policy": default,
-        "default_policy_by": "the first named" if named is not None else "highest validation HM",
+        "default_policy_by": "the first named" if named is not None
+                             else f"highest {'out-of-fold' if folds else 'validation'} HM",
         "calibration": {"on": "out-of-fold", "folds": folds, "cases": len(cal_y)} if folds else
                        {"on": "validation", "cases": len(cal_y)},
         **scores, "history": fit.history, "sampling": early["sampling"],
