@@ -3,7 +3,9 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
+from earlykd.errors import EarlykdError
 from conftest import TINY, assert_clean_error, interrupt_at, run_cli
 
 KD = ["--method", "kd", "--earliness", "0.5", "--epochs", "1", "--no-progress"]
@@ -29,6 +31,7 @@ def teacher_args(tmp_path, data, *extra):
     ([["a", 1, 2, "x7"], ["b", 1, 2, 3]], ["row 1", "column 3", "non-numeric", "x7"]),
     ([["a", 1, 2, 3], ["b", "nan", "", "nan"]], ["row 2", "all NaN"]),
     ([["a", 1, "inf", 3], ["b", 1, 2, 3]], ["row 1", "infinite"]),
+    ([["a", 1, 2, 3], ["b", 1, "-1e300", 3]], ["row 2", "-1e+300", "beyond float32's range"]),
     ([["a", 1, 2, 3], ["a", 4, 5, 6], ["a", 7, 8, 9]], ["single class"]),
     ([["a", 1, 2, 3], ["a", 4, 5, 6], ["a", 7, 8, 9], ["b", 1, 1, 1]], ["single training sample", "--val-fraction 0"]),
 ])
@@ -153,6 +156,22 @@ def test_predict_wrong_channels(student_dir, tmp_path, capsys):
                            "--output", tmp_path / "pred.csv")
     assert_clean_error(code, err, "x.npy", "row 1", "2 channel(s)", "expects 1")
     assert (tmp_path / "pred.csv").read_text() == "earlier result\n"
+
+
+def test_predict_refuses_values_beyond_float32_instead_of_printing_nan(student_dir, tmp_path, capsys):
+    x = np.random.default_rng(0).standard_normal((3, 1, 16))
+    x[1, 0, 5] = 1e308   # finite in float64, infinite in the models' float32
+    np.save(tmp_path / "x.npy", x)
+    code, out, err = run_cli(capsys, "predict", student_dir, "--input", tmp_path / "x.npy")
+    assert_clean_error(code, err, "x.npy", "row 2", "beyond float32's range")
+    assert out == ""
+
+
+def test_a_value_that_overflows_once_standardised_is_refused():
+    from earlykd.prefix import student_view
+    series = [np.ones((1, 8)), np.full((1, 8), 1e38)]   # within float32, but not once divided by the std
+    with pytest.raises(EarlykdError, match="series 2 of 2: a value overflows float32"):
+        student_view(series, 1.0, "truncate", 8, 8, torch.zeros(1), torch.full((1,), 1e-3))
 
 
 def test_output_directory_not_writable(tmp_path, capsys):

@@ -164,6 +164,7 @@ def test_multivariate_stream_equals_the_decider():
 @pytest.mark.parametrize("text, needles", [
     ("s0,1.0\ns0,abc\n", ["line 2, field 2", "'abc' is not a number"]),
     ("series,value\ns0,1\ns0,1,inf\n", ["line 3, field 3", "infinite"]),
+    ("s0,1\ns0,1e308\n", ["line 2, field 2", "beyond float32's range"]),
     ("s0,1\ns0\n", ["line 2", "no value after the series id"]),
     ("s0,1\n,2\n", ["line 2, field 1", "empty series id"]),
 ])

@@ -14,9 +14,18 @@ import math
 import numpy as np
 import torch
 
-from .errors import check
+from .errors import EarlykdError, check
 
 MODES = ("stretch", "truncate")
+FLOAT32_MAX = float(np.finfo(np.float32).max)   # models compute in float32
+
+
+def check_values(x: np.ndarray, where: str) -> None:
+    """No infinite value, and none beyond float32's range (it would reach the model as infinite)."""
+    check(not np.isinf(x).any(), f"{where}: infinite value")
+    big = np.abs(np.nan_to_num(x)) > FLOAT32_MAX
+    if big.any():
+        raise EarlykdError(f"{where}: value {x[big][0]:.3g} is beyond float32's range (±3.4e38), in which models compute")
 
 
 def _ceil(x: float) -> int:
@@ -117,7 +126,11 @@ def student_view(series: list[np.ndarray], earliness: float, mode: str, referenc
     x = torch.from_numpy(raw_view(series, earliness, mode, reference_length, length, channels)).float()
     if channels is not None:
         mean, std = mean[list(channels)], std[list(channels)]
-    return torch.nan_to_num(standardise(x, mean, std), nan=0.0)
+    x = standardise(x, mean, std)
+    overflow = torch.isinf(x).flatten(1).any(1)
+    check(not overflow.any(), f"series {int(overflow.int().argmax()) + 1} of {len(x)}: a value overflows float32 once "
+                              "standardised with the training statistics")
+    return torch.nan_to_num(x, nan=0.0)
 
 
 def make_prefix(x: torch.Tensor, earliness: float, mode: str = "stretch",

@@ -11,7 +11,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from ..errors import EarlykdError, check
-from ..prefix import raw_view, student_view
+from ..prefix import check_values, raw_view, student_view
 from .load import RawData
 
 SPLITS = ("train", "val", "test")
@@ -83,7 +83,7 @@ def clean_series(x: np.ndarray, where: str, partial: bool = False) -> np.ndarray
     since a channel may not have begun yet); trim trailing NaN (a shorter series). Gaps stay NaN: the view fills
     them from earlier values only."""
     x = np.asarray(x, dtype=np.float64)
-    check(not np.isinf(x).any(), f"{where}: infinite value")
+    check_values(x, where)
     finite = np.isfinite(x)
     check(finite.any() if partial else finite.any(axis=-1).all(),
           f"{where}: series is all NaN" + (" in some channel" if x.shape[0] > 1 and not partial else ""))

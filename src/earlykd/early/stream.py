@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EarlykdError, check
+from ..prefix import check_values
 from .decider import Decider
 
 POLL_SECONDS = 0.05
@@ -57,7 +58,7 @@ def _number(text: str, lineno: int, column: int) -> float:
         value = float(text)
     except ValueError:
         raise EarlykdError(f"line {lineno}, field {column}: {text[:30]!r} is not a number") from None
-    check(not math.isinf(value), f"line {lineno}, field {column}: infinite value")
+    check_values(np.array(value), f"line {lineno}, field {column}")
     return value
 
 
