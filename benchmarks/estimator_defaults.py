@@ -8,7 +8,8 @@ arrays are the early benchmark's (`early_vs_peers.arrays`), so every contender r
 and `earlykd:chosen`'s test HM come from `results/early/runs.csv`. Nothing is chosen on the test split.
 
     python benchmarks/estimator_defaults.py [--workers 2]    # resumable: rows kept in OUT/rows.jsonl
-    Writes benchmarks/results/estimator_defaults/{rows.jsonl,summary.md}.
+        [--datasets A,B] [--policies auto] [--out DIR] [--peers DIR]   # peers' rows: DIR/runs.csv (default early/)
+    Writes OUT/rows.jsonl and OUT/table.md, the table beside the peers (default OUT benchmarks/results/estimator_defaults).
 """
 from __future__ import annotations
 
@@ -43,22 +44,23 @@ def job(args) -> dict:
             "torch": torch.__version__, "earlykd": earlykd.__version__}
 
 
-def summary(rows: pd.DataFrame) -> str:
-    peers = pd.read_csv(OUT.parent / "early" / "runs.csv")
-    peers = peers[peers.contender.isin(PEERS + ("earlykd:chosen",)) & (peers.status == "ok")]
+def summary(rows: pd.DataFrame, peers_dir: Path = OUT.parent / "early") -> str:
+    found = pd.read_csv(peers_dir / "runs.csv")
+    ran = set(zip(found.dataset, found.contender))   # a contender that ran and failed everywhere: "fails"; not run: "–"
+    peers = found[found.contender.isin(PEERS + ("earlykd:chosen",)) & (found.status == "ok")]
     table = rows.groupby(["dataset", "policy"]).agg(hm=("hm", "mean"), sd=("hm", "std"), accuracy=("accuracy", "mean"),
                                                     earliness=("earliness", "mean"), fit=("fit_seconds", "mean"))
     others = peers.groupby(["dataset", "contender"]).hm.mean().unstack()
     lines = ["| dataset | EarlyClassifier() HM | policy=\"threshold\" HM | policies validation chose (auto) | "
              "TEASER | ProbabilityThreshold | NonMyopic | earlykd:chosen | fit s (auto) |", "|---" * 9 + "|"]
-    for d in DATASETS:
+    for d in dict.fromkeys(rows.dataset):
         if (d, "auto") not in table.index:
             continue
         a = table.loc[(d, "auto")]
         t = table.loc[(d, "threshold")] if (d, "threshold") in table.index else None
         chose = ", ".join(rows[(rows.dataset == d) & (rows.policy == "auto")].sort_values("seed").chosen_policy)
         peer = [f"{others.loc[d, c]:.3f}" if d in others.index and c in others and pd.notna(others.loc[d, c])
-                else "fails" for c in (*PEERS, "earlykd:chosen")]
+                else "fails" if (d, c) in ran else "–" for c in (*PEERS, "earlykd:chosen")]
         lines.append(f"| {d} | {a.hm:.3f} ± {a.sd:.3f} (acc {a.accuracy:.2f}, e {a.earliness:.2f}) | "
                      + (f"{t.hm:.3f} ± {t.sd:.3f}" if t is not None else "–") + f" | {chose} | "
                      + " | ".join(peer) + f" | {a.fit:.0f} |")
@@ -68,19 +70,26 @@ def summary(rows: pd.DataFrame) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--datasets", default=",".join(DATASETS))
+    ap.add_argument("--policies", default=",".join(POLICIES))
+    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--peers", type=Path, help="directory of the peers' runs.csv (default: the early benchmark's)")
     a = ap.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
-    store = OUT / "rows.jsonl"
+    a.out.mkdir(parents=True, exist_ok=True)
+    store = a.out / "rows.jsonl"
     done = [json.loads(line) for line in store.read_text().splitlines()] if store.exists() else []
     have = {(r["dataset"], r["seed"], r["policy"]) for r in done}
-    todo = [(d, s, p) for p in POLICIES for d in DATASETS for s in SEEDS if (d, s, p) not in have]
+    todo = [(d, s, p) for p in a.policies.split(",") for d in a.datasets.split(",") for s in SEEDS
+            if (d, s, p) not in have]
     with ProcessPoolExecutor(a.workers) as pool, store.open("a") as fh:
         for row in pool.map(job, todo):
             fh.write(json.dumps(row) + "\n")
             fh.flush()
             print(row, flush=True)
     rows = pd.DataFrame([json.loads(line) for line in store.read_text().splitlines()])
-    print(summary(rows))
+    table = summary(rows, a.peers or OUT.parent / "early")
+    (a.out / "table.md").write_text(table + "\n")
+    print(table)
 
 
 if __name__ == "__main__":
