@@ -496,3 +496,12 @@ def test_sweep_with_an_ensemble_teacher(tmp_path):
     student = next(r for r in rows if r["method"] == "kd")
     assert teacher["teacher_arch"] == teacher["student_arch"] in ("fcn", "lstm")
     assert student["teacher_id"] == teacher["teacher_id"] and student["teacher_arch"] == teacher["student_arch"]
+
+
+def test_a_database_that_cannot_be_opened_leaves_no_out_folder(tmp_path, capsys):
+    (tmp_path / "db").mkdir()   # a folder where the database file should be
+    code, _, err = run_cli(capsys, "bench", "--suite", "smoke", "--datasets", "UnitTest", "--methods", "base",
+                           "--earliness", "0.5", "--seeds", "0", "--workers", "0", "--db", tmp_path / "db",
+                           "--out", tmp_path / "out")
+    assert_clean_error(code, err, "cannot open results database")
+    assert not (tmp_path / "out").exists()

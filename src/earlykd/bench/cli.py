@@ -75,14 +75,17 @@ def cmd_bench(a: argparse.Namespace) -> None:
               f"{found} finished in run directories; to train: {sum(not x for d in done.values() for x in d)} runs "
               f"-> {root}")
         return
-    executor = make_executor(a.executor, a.workers, a.threads, a.address, a.gpus)   # before --out is made: an
-    try:                                                                          # unreachable cluster leaves nothing
-        writable_dir(root)
-        store = Store(a.db or root / "results.db")
+    # The cluster and a database named apart are opened before --out is made: a refusal leaves nothing behind.
+    executor = make_executor(a.executor, a.workers, a.threads, a.address, a.gpus)
+    try:
+        store = Store(a.db) if a.db else None
         try:
+            writable_dir(root)
+            store = store or Store(root / "results.db")
             counts = run_sweep(jobs, store, executor, root, progress=a.progress)
         finally:
-            store.close()
+            if store is not None:
+                store.close()
     except KeyboardInterrupt:
         print("earlykd: interrupted; re-run the same command to continue the sweep", file=sys.stderr)
         raise SystemExit(130) from None
