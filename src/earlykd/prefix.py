@@ -127,9 +127,10 @@ def student_view(series: list[np.ndarray], earliness: float, mode: str, referenc
     if channels is not None:
         mean, std = mean[list(channels)], std[list(channels)]
     x = standardise(x, mean, std)
-    overflow = torch.isinf(x).flatten(1).any(1)
-    check(not overflow.any(), f"series {int(overflow.int().argmax()) + 1} of {len(x)}: a value overflows float32 once "
-                              "standardised with the training statistics")
+    if torch.isinf(x).any():
+        first = int(torch.isinf(x).flatten(1).any(1).int().argmax()) + 1
+        raise EarlykdError(f"series {first} of {len(x)}: a value overflows float32 once standardised with the "
+                           "training statistics")
     return torch.nan_to_num(x, nan=0.0)
 
 
