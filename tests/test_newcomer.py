@@ -236,6 +236,15 @@ def test_evaluate_json_and_test_path(student_dir, tmp_path, capsys):
     assert_clean_error(code, err, "unlabelled.npz", "no labels")
 
 
+def test_evaluate_json_is_strict_json_with_null_for_an_undefined_metric(student_dir, capsys, monkeypatch):
+    from earlykd import runs
+    monkeypatch.setattr(runs, "evaluate_run", lambda *a, **k: {"accuracy": 1.0, "auc_prc": float("nan"),
+                                                                "test_levels": {"0.5": {"nll": float("inf")}}})
+    code, out, _ = run_cli(capsys, "evaluate", student_dir, "--json")
+    strict = json.loads(out, parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}"))
+    assert code == 0 and strict == {"accuracy": 1.0, "auc_prc": None, "test_levels": {"0.5": {"nll": None}}}
+
+
 def test_model_card_in_every_run_directory(teacher_dir, student_dir):
     teacher = (teacher_dir / "model_card.md").read_text()
     student = (student_dir / "model_card.md").read_text()

@@ -185,6 +185,8 @@ def test_bad_stream_settings_are_one_line(anytime_run, teacher_dir, student_dir,
         (["predict", anytime_run, "--follow", "--input", "x.csv"], ["--follow applies to --stream only"]),
         (["predict", anytime_run], ["needs --input"]),
         (["predict", tmp_path / "missing", "--stream"], ["not found"]),
+        (["predict", anytime_run, "--stream", "--idle-timeout", "nan"], ["--idle-timeout", "finite"]),
+        (["predict", anytime_run, "--stream", "--idle-timeout", "inf"], ["--idle-timeout", "finite"]),
     ]
     for args, needles in cases:
         code, _, err = run_cli(capsys, *args)

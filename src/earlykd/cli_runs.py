@@ -1,6 +1,7 @@
 """The commands on a finished run: `evaluate`, `predict` (a file, or `--stream` as samples arrive) and `export`."""
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -14,6 +15,14 @@ def _label_column(text: str | None):
     return int(text) if text.lstrip("-").isdigit() else text
 
 
+def _finite_or_null(value):
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_null(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def cmd_evaluate(a) -> None:
     import json
 
@@ -24,8 +33,8 @@ def cmd_evaluate(a) -> None:
                                 warnings=warnings)
     for line in warnings:
         print(f"earlykd: warning: {line}", file=sys.stderr)
-    if a.json:
-        print(json.dumps(metrics, indent=2))
+    if a.json:   # strict JSON for other tools: a metric that is undefined (NaN) is null
+        print(json.dumps(_finite_or_null(metrics), indent=2, allow_nan=False))
     elif "test_policies" in metrics:   # an anytime run: its policies' decisions, then the mean over checkpoints
         print(table([{"policy": k, **v} for k, v in metrics["test_policies"].items()],
                     ["policy", "hm", "accuracy", "earliness"]))
@@ -75,8 +84,8 @@ def _predict_stream(a) -> None:
             raise EarlykdError(f"{flag} does not apply to --stream (decisions go to standard output as they happen)")
     if a.follow and not a.input:
         raise EarlykdError("--follow needs --input FILE (standard input is read until it ends)")
-    if a.idle_timeout <= 0:
-        raise EarlykdError(f"--idle-timeout must be above 0 seconds, got {a.idle_timeout}")
+    if not 0 < a.idle_timeout < math.inf:   # nan and inf would wait for ever
+        raise EarlykdError(f"--idle-timeout must be a finite number of seconds above 0, got {a.idle_timeout}")
     if a.device not in ("auto", "cpu"):
         raise EarlykdError("--stream runs on the CPU (one series at a time); leave out --device")
     threads.apply(a.threads)
