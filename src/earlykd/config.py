@@ -4,6 +4,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
+import re
 from pathlib import Path
 from numbers import Integral
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import yaml
 
 from .errors import EarlykdError, check, did_you_mean
+from .threads import MAX_THREADS
 
 DEFAULTS: dict[str, Any] = {
     "data": {
@@ -91,9 +94,22 @@ def merge(base: dict, update: dict, where: str = "") -> dict:
     return out
 
 
+class Loader(yaml.SafeLoader):
+    """Safe YAML that reads 1e-4, 5E3 and 1.5e3 as floats (YAML 1.1 wants a dot and a signed exponent)."""
+
+
+Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                             re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+                             list("-+0123456789."))
+
+
+def safe_load(text: str) -> Any:
+    return yaml.load(text, Loader=Loader)
+
+
 def parse_value(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return safe_load(text)
     except yaml.YAMLError:
         return text
 
@@ -122,7 +138,7 @@ def load_yaml(path: str | Path) -> dict:
     path = Path(path)
     check(path.is_file(), f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
         raise EarlykdError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
                            "save the file as UTF-8") from None
@@ -204,8 +220,8 @@ def absolute_paths(cfg: dict) -> dict:
 
 
 def _positive(value: Any, name: str, kind=int) -> None:
-    ok = isinstance(value, kind) and not isinstance(value, bool) and value > 0
-    check(ok, f"{name} must be a positive {'integer' if kind is int else 'number'}, got {value!r}")
+    ok = isinstance(value, kind) and not isinstance(value, bool) and value > 0 and math.isfinite(value)
+    check(ok, f"{name} must be a positive {'integer' if kind is int else 'finite number'}, got {value!r}")
 
 
 def check_whole(value: Any, name: str, low: int = 0, null: bool = False) -> None:
@@ -234,6 +250,8 @@ def validate(cfg: dict) -> None:
     check_seed(t["seed"], "train.seed")
     check_seed(d["split_seed"], "data.split_seed")
     check_whole(t["threads"], "train.threads", 1, null=True)
+    check(t["threads"] is None or t["threads"] <= MAX_THREADS,
+          f"train.threads must be at most {MAX_THREADS}, got {t['threads']!r}")
     check_whole(t["checkpoint_every"], "train.checkpoint_every")
     check_whole(t["cv_folds"], "train.cv_folds", 2)
     check_whole(cfg["ensemble"]["size"], "ensemble.size", 1)
@@ -246,8 +264,14 @@ def validate(cfg: dict) -> None:
     _positive(t["batch_size"], "train.batch_size")
     _positive(t["lr"], "train.lr", (int, float))
     _positive(d["length"], "data.length")
-    check(isinstance(t["weight_decay"], (int, float)) and t["weight_decay"] >= 0,
-          f"train.weight_decay must be >= 0, got {t['weight_decay']!r}")
+    wd = t["weight_decay"]
+    check(isinstance(wd, (int, float)) and not isinstance(wd, bool) and 0 <= wd < math.inf,
+          f"train.weight_decay must be a finite number >= 0, got {wd!r}")
+    col = d["label_column"]
+    check(col is None or isinstance(col, str) or (isinstance(col, Integral) and not isinstance(col, bool)),
+          f"data.label_column must be a column index (0, 1, ...), a column name or null, got {col!r}")
+    check(cfg["ensemble"]["combine"] in ("mean", "best"),
+          f"ensemble.combine must be mean or best, got {cfg['ensemble']['combine']!r}")
     e = p["earliness"]
     one = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1  # noqa: E731
     check(e is None or one(e) or (isinstance(e, list) and len(e) > 0 and all(map(one, e))),
@@ -270,10 +294,21 @@ def validate(cfg: dict) -> None:
     check(names is None or names == "auto"
           or (isinstance(names, list) and len(names) > 0 and all(isinstance(n, str) for n in names)),
           f"early.policies must be a list of policy names, auto or null, got {names!r}")
+    check_aria(cfg["early"])
     check(isinstance(cfg["early"]["level_norm"], bool),
           f"early.level_norm must be true or false, got {cfg['early']['level_norm']!r}")
     for key in ("warmup", "patience", "min_epochs"):
         check_whole(t[key], f"train.{key}", null=True)
+
+
+def check_aria(early: dict) -> None:
+    """early.aria's values, always; settings other than the defaults only with sampling aria (else ignored)."""
+    from .early.aria import AriaConfig
+    AriaConfig.of(early["aria"])
+    changed = [k for k, v in early["aria"].items() if v != DEFAULTS["early"]["aria"].get(k)]
+    if changed and early["sampling"] != "aria":
+        raise EarlykdError(f"early.aria.{changed[0]} is set but early.sampling is uniform: ARIA settings need "
+                           "--sampling aria (early.sampling: aria)")
 
 
 def config_hash(cfg: dict, drop: tuple[str, ...] = ("out",)) -> str:

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
+from .config import DEFAULTS
 from .distill.base import method_class
 from .errors import check
 from .fitting import evaluate_split, fit_and_save
@@ -38,6 +40,7 @@ def distill(cfg: dict, resume: bool = False) -> Run:
     model = cfg["model"]
     if model["arch"] is None:  # the teacher's (lead member's) architecture, with any explicit size kept
         model = {k: teacher.model_cfg[k] if v is None else v for k, v in model.items()}
+    check_data_settings(cfg["data"], teacher)
     cfg = {**cfg, "data": teacher.cfg["data"], "model": model}
     build_model(cfg["model"]["arch"], 1, 2, cfg["model"]["layers"], cfg["model"]["hidden"])  # fail fast
     data = load_prepared(cfg["data"])
@@ -52,6 +55,17 @@ def distill(cfg: dict, resume: bool = False) -> Run:
                        outputs[s] if method_cls.needs_teacher else None) for s in SPLITS}
     cfg = {**cfg, "out": str(out), "teacher": str(teacher.path)}
     return fit_and_save(cfg, "student", data, splits, teacher.info(data, device), out, resume)
+
+
+def check_data_settings(data: dict, teacher: Teacher) -> None:
+    """A student's data is its teacher's: a data setting other than the default and the teacher's is refused
+    (a run's own config.yaml holds the teacher's, and passes; so do paths as stored before a move)."""
+    own = teacher.cfg["data"]
+    stored = yaml.safe_load((teacher.path / "config.yaml").read_text())["data"]
+    for key, value in data.items():
+        check(value in (DEFAULTS["data"].get(key), own.get(key), stored.get(key)),
+              f"data.{key} = {value!r} differs from the teacher's ({own.get(key)!r}, {teacher.path}): a student "
+              "trains on its teacher's data; leave data settings out, or train a teacher on that data")
 
 
 # -- evaluation and prediction --------------------------------------------------------------------

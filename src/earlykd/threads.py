@@ -12,6 +12,9 @@ from numbers import Integral
 from .errors import check
 
 MAX_DEFAULT = 4
+# A fixed cap, not one per machine: a config valid here stays valid elsewhere (threads do not change results).
+# Above any machine's hardware threads; far below where OpenMP's thread stacks fail (100000 crashes torch).
+MAX_THREADS = 1024
 
 
 def cores() -> int:
@@ -31,6 +34,7 @@ def apply(threads: int | None) -> int:
     import torch
     check(threads is None or (isinstance(threads, Integral) and not isinstance(threads, bool) and threads >= 1),
           f"threads must be a positive integer (leave it unset for the default), got {threads!r}")
+    check(threads is None or threads <= MAX_THREADS, f"threads must be at most {MAX_THREADS}, got {threads!r}")
     n = default_threads() if threads is None else int(threads)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)

@@ -127,7 +127,7 @@ def _tuple(value, where: str, key: str) -> tuple | None:
 def load_suite(path: str | Path) -> Suite:
     """A suite from YAML: the fields of Suite (name defaults to the file's stem). Datasets are names,
     or mappings {name: TRAIN_FILE, test_path: TEST_FILE, label_column: 0} for the user's own files
-    (paths relative to the working directory)."""
+    (paths relative to the working directory). Datasets and methods must be given: [all] is every one."""
     from ..config import load_yaml
     where = str(path)
     data = load_yaml(path)
@@ -135,7 +135,10 @@ def load_suite(path: str | Path) -> Suite:
     for key in data:
         if key not in known:
             raise EarlykdError(f"{where}: unknown suite key '{key}' ({did_you_mean(key, known)})")
-    datasets = _tuple(data.get("datasets"), where, "datasets")
+    for key, example in (("datasets", "[GunPoint, ArrowHead]"), ("methods", "[base, kd]")):
+        check(data.get(key) is not None, f"{where}: a suite file must name its {key} ({key}: {example}, or [all])")
+    datasets = _tuple(data["datasets"], where, "datasets")
+    datasets = None if datasets == ("all",) else datasets   # every dataset of --archive, else the bundled ones
     datasets = datasets and tuple(FileData.of(d, where) if isinstance(d, dict) else str(d) for d in datasets)
     for key in ("common", "teacher", "student", "options", "grids"):
         check(isinstance(data.get(key, {}), dict), f"{where}: '{key}' must be a mapping")

@@ -48,8 +48,9 @@ class AriaConfig:
         check(not unknown, f"unknown early.aria option(s) {sorted(unknown)} (known: {', '.join(known)})")
         c = cls(**{**known, **(options or {})})
         num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-        check(isinstance(c.bins, int) and c.bins >= 1, f"early.aria.bins must be a positive integer, got {c.bins!r}")
-        check(isinstance(c.clusters, int) and c.clusters >= 1,
+        whole = lambda v: isinstance(v, int) and not isinstance(v, bool)
+        check(whole(c.bins) and c.bins >= 1, f"early.aria.bins must be a positive integer, got {c.bins!r}")
+        check(whole(c.clusters) and c.clusters >= 1,
               f"early.aria.clusters must be a positive integer, got {c.clusters!r}")
         check(c.groups in GROUPS, f"early.aria.groups must be one of {', '.join(GROUPS)}, got {c.groups!r}")
         check(num(c.eps) and 0 <= c.eps <= 1, f"early.aria.eps must be in [0, 1], got {c.eps!r}")

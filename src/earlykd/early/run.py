@@ -51,8 +51,11 @@ def train_early(cfg: dict, levels=None, policies: list[str] | None = None, resum
     named = None if named is None else policy_names([named] if isinstance(named, str) else list(named))  # auto: None
     policies = list(POLICIES) if named is None else named
     check(len(policies) > 0, "no stopping policy given")
-    if levels is None and isinstance(cfg["prefix"]["earliness"], list):
-        levels = cfg["prefix"]["earliness"]
+    given = cfg["prefix"]["earliness"]
+    check(given is None or isinstance(given, list), f"prefix.earliness {given!r} is one level; an anytime student "
+          "trains on several: give them with --levels (e.g. --levels 0.2,0.4,1.0) or as a list in prefix.earliness")
+    if levels is None and given is not None:
+        levels = given
     teacher = Teacher.load(cfg["teacher"])
     method_cls = method_class(cfg["method"]["name"])
     options = anytime_options(method_cls.name, cfg["method"]["options"])
