@@ -186,3 +186,16 @@ def test_finished_run_is_never_overwritten(teacher_dir, capsys):
     code, _, err = run_cli(capsys, "teacher", *TINY, "--epochs", "1", "--out", teacher_dir)
     assert_clean_error(code, err, "already holds a finished run")
     assert {p.name: p.read_bytes() for p in teacher_dir.iterdir() if p.is_file()} == before
+
+
+def test_a_diverged_training_leaves_no_checkpoint(teacher_dir, tmp_path, capsys):
+    """A run whose weights went NaN is refused before its model is saved: the folder holds its config, as an
+    interrupted run's does, and nothing that predict could read."""
+    fast = ["--epochs", "1", "--lr", "1e30", "--no-progress"]
+    for args in (["teacher", "--data", "UnitTest", "--length", "32", "--arch", "fcn", "--layers", "1", "--hidden", "8",
+                  "--select", "acc_loss", *fast, "--out", tmp_path / "t"],
+                 ["early", "--teacher", teacher_dir, "--batch-size", "8", *fast, "--out", tmp_path / "a"]):
+        code, _, err = run_cli(capsys, *args)
+        assert_clean_error(code, err, "diverged")
+        out = args[-1]
+        assert [p.name for p in out.iterdir()] == ["config.yaml"], list(out.iterdir())

@@ -63,9 +63,9 @@ def fit_and_save(cfg: dict, kind: str, data: Prepared, splits: dict[str, Split],
     student = distiller.student.cpu().eval()
     meta = {"kind": kind, "classes": data.classes, "length": data.length, "reference_length": data.reference_length,
             "equal_length": data.equal_length, "prefix": cfg["prefix"], "data_fingerprint": data.fingerprint()}
+    test = evaluate_split(student, splits["test"], teacher_info)   # refuses a diverged model before it is saved
     save_model(out / MODEL_FILE, student, meta, {"data.mean": data.mean, "data.std": data.std,
                                                  **distiller.checkpoint_tensors()})
-    test = evaluate_split(student, splits["test"], teacher_info)
     record = {
         "kind": kind, "status": "finished", "dataset": data.name, "method": method_cls.name,
         "earliness": cfg["prefix"]["earliness"], "prefix_mode": cfg["prefix"]["mode"], "seed": train_cfg["seed"],

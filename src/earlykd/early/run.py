@@ -117,7 +117,6 @@ def train_early(cfg: dict, levels=None, policies: list[str] | None = None, resum
     meta = {"kind": "anytime", "classes": data.classes, "length": data.length, "reference_length": data.reference_length,
             "equal_length": data.equal_length, "prefix": prefix, "data_fingerprint": data.fingerprint()}
     method_tensors = distiller.checkpoint_tensors()  # e.g. DLF's heads, for the uncertainty policy
-    save_model(out / runs.MODEL_FILE, student, meta, {"data.mean": data.mean, "data.std": data.std, **method_tensors})
     earliness = checkpoint_earliness(levels, data.reference_length)
     if not folds:
         cal_logits, cal_features = val.outputs(student)
@@ -128,6 +127,8 @@ def train_early(cfg: dict, levels=None, policies: list[str] | None = None, resum
     test_logits, test_features = test.outputs(student)
     scores = scores_on_test(test_logits, data.labels["test"].numpy(), outputs["test"].logits,
                          levels, chosen, earliness, test_features, test.ready)
+    # saved once the test scores exist: a diverged model is refused there, before any checkpoint is written
+    save_model(out / runs.MODEL_FILE, student, meta, {"data.mean": data.mean, "data.std": data.std, **method_tensors})
     record = {
         "kind": "anytime", "status": "finished", "dataset": data.name, "method": method_cls.name,
         "earliness": levels, "prefix_mode": prefix["mode"], "seed": train_cfg["seed"],
