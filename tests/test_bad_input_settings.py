@@ -86,6 +86,9 @@ def test_threads_above_the_ceiling_are_refused(tmp_path, capsys, teacher_dir):
     for command in (["predict", teacher_dir, "--input", tmp_path / "x.npy"], ["evaluate", teacher_dir]):
         code, _, err = run_cli(capsys, *command, "--threads", "100000")
         assert_clean_error(code, err, "threads must be at most 1024", "100000")
+    code, _, err = run_cli(capsys, "bench", "--suite", "smoke", "--datasets", "UnitTest", "--methods", "base",
+                           "--threads", "100000", "--dry-run", "--out", tmp_path / "b")
+    assert_clean_error(code, err, "--threads must be in [1, 1024]", "100000")
 
 
 # -- 5a. a student's data is its teacher's ----------------------------------------------------------------------------

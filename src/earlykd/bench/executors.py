@@ -14,13 +14,7 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor
 
 from ..errors import EarlykdError, check
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+from ..threads import MAX_THREADS, cores
 
 
 def _limit_threads(threads: int) -> None:
@@ -155,7 +149,7 @@ def check_executor(kind: str, workers: int | None = None, threads: int | None = 
                    gpus: float = 0) -> None:
     check(kind in ("local", "ray"), f"unknown executor '{kind}' (local or ray)")
     check(workers is None or workers >= 0, f"--workers must be >= 0, got {workers}")
-    check(threads is None or threads >= 1, f"--threads must be >= 1, got {threads}")
+    check(threads is None or 1 <= threads <= MAX_THREADS, f"--threads must be in [1, {MAX_THREADS}], got {threads}")
     check(address is None or kind == "ray", "--address needs --executor ray")
     check(not gpus or kind == "ray", "--gpus needs --executor ray")
 
