@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -269,6 +270,15 @@ COMMANDS = {"datasets": cmd_datasets, "methods": cmd_methods, "teacher": cmd_tea
             "compare": cmd_compare, "evaluate": cmd_evaluate, "predict": cmd_predict, "export": cmd_export}
 
 
+def _allocation(exc: BaseException) -> str | None:
+    """The size of a failed allocation (a MemoryError, or torch's CPU allocator refusing one), else None."""
+    text = " ".join(str(exc).split())
+    if not isinstance(exc, MemoryError) and "DefaultCPUAllocator: can't allocate memory" not in text:
+        return None
+    found = re.search(r"allocate ([\d.]+ \w+)", text)
+    return found.group(1) if found else "unknown size"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -276,6 +286,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
     except EarlykdError as exc:
         print(f"earlykd: error: {exc}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as exc:
+        size = _allocation(exc)
+        if size is None:
+            raise
+        print(f"earlykd: error: out of memory (an allocation of {size} failed); lower the model's size (--hidden, "
+              "--layers), data.length or the batch size", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         advice = {"bench": "; re-run the same command to continue the sweep"}.get(

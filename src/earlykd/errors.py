@@ -14,7 +14,7 @@ def check(condition: bool, message: str) -> None:
 def did_you_mean(name: str, known, otherwise: str | None = None) -> str:
     """'did you mean a, b?' for close matches of `name` in `known`; else `otherwise` ('known: ...')."""
     known = list(known)
-    near = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    near = difflib.get_close_matches(name, known, n=3, cutoff=0.5) if isinstance(name, str) else []
     if near:
         return f"did you mean {', '.join(near)}?"
     return otherwise if otherwise is not None else f"known: {', '.join(known) or 'none'}"
@@ -22,7 +22,7 @@ def did_you_mean(name: str, known, otherwise: str | None = None) -> str:
 
 def lookup(table: dict, name: str, what: str):
     """table[name], or one line naming the unknown `what` with close matches (a registry's look-up)."""
-    if name not in table:
+    if not isinstance(name, str) or name not in table:
         raise EarlykdError(f"unknown {what} '{name}' ({did_you_mean(name, sorted(table))})")
     return table[name]
 

@@ -15,7 +15,7 @@ import yaml
 from . import __version__
 from .data import Prepared, load_raw, prepare
 from .errors import EarlykdError, check
-from .train.checkpoint import writable_dir
+from .train.checkpoint import RUN_KINDS, writable_dir
 
 MODEL_FILE, STATE_FILE, RUN_FILE, METRICS_FILE = "model.safetensors", "last.safetensors", "run.json", "metrics.json"
 
@@ -137,8 +137,9 @@ def read_run(path: str | Path) -> tuple[dict, dict]:
     check(path.is_dir(), f"run directory not found: {path}")
     check((path / RUN_FILE).is_file(), f"{path}: not a finished earlykd run (no {RUN_FILE})")
     record, cfg = _read(path / RUN_FILE, json.loads), _read(path / "config.yaml", yaml.safe_load)
-    check(isinstance(record, dict) and isinstance(record.get("kind"), str),
-          f"{path / RUN_FILE}: not an earlykd run record (no 'kind')")
+    check(isinstance(record, dict) and "kind" in record, f"{path / RUN_FILE}: not an earlykd run record (no 'kind')")
+    check(record["kind"] in RUN_KINDS, f"{path / RUN_FILE}: not an earlykd run record (kind {record['kind']!r:.40} "
+                                       f"is not one of {', '.join(RUN_KINDS)})")
     missing = [k for k in ("data", "prefix", "model", "method", "train") if not isinstance((cfg or {}).get(k), dict)] \
         if isinstance(cfg, dict) else ["all"]
     check(not missing, f"{path / 'config.yaml'}: not an earlykd run configuration (missing: {', '.join(missing)})")

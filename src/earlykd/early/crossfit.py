@@ -27,6 +27,7 @@ from ..distill import TeacherOutputs
 from ..errors import check
 from ..models import fit_level_stats
 from ..train import Trainer
+from ..train.checkpoint import atomic_write
 from ..train.cv import n_folds
 from .anytime import LevelSplit, new_distiller
 
@@ -105,13 +106,13 @@ def crossfit_anytime(data: Prepared, outputs: dict | None, method: str, options:
     for fold, (seen, held) in enumerate(splitter.split(np.zeros(len(y)), y)):
         kept = None if state_path is None else fold_file(state_path, fold)
         if kept is not None and resume and kept.is_file():
-            oof[:, held] = np.load(kept)
+            oof[:, held] = load_fold(kept, oof[:, held].shape)
             continue
         distiller = fit_on(pool.subset(seen), data.n_classes, method, options, model_cfg, train_cfg, device,
                            level_norm, desc=f"{desc} fold {fold + 1}/{k}")[0]
         oof[:, held] = pool.subset(held).logits(distiller.student.eval())
-        if kept is not None:
-            np.save(kept, oof[:, held])
+        if kept is not None:   # whole or not at all: a resumed run trusts the file
+            atomic_write(kept, lambda tmp: _save(tmp, oof[:, held]))
     distiller, fit = fit_on(pool, data.n_classes, method, options, model_cfg, train_cfg, device, level_norm,
                             state_path, resume, desc)
     return distiller, fit, oof, y, pool.ready, k
@@ -119,3 +120,21 @@ def crossfit_anytime(data: Prepared, outputs: dict | None, method: str, options:
 
 def fold_file(state_path: Path, fold: int) -> Path:
     return state_path.with_name(f"crossfit-fold{fold}.npy")
+
+
+def _save(path: str, array: np.ndarray) -> None:
+    with open(path, "wb") as fh:   # a file object: np.save would add .npy to the temporary name
+        np.save(fh, array)
+
+
+def load_fold(path: Path, shape: tuple) -> np.ndarray:
+    """A finished fold's out-of-fold logits (levels, held-out cases, classes), or one line naming the file."""
+    try:
+        logits = np.load(path, allow_pickle=False)
+        problem = None if isinstance(logits, np.ndarray) else "not a single array"
+    except (OSError, ValueError, EOFError) as exc:
+        logits, problem = None, f"unreadable: {' '.join(str(exc).split())[:80]}"
+    if problem is None and (logits.dtype != np.float32 or logits.shape != shape):
+        problem = f"{logits.dtype} array of shape {logits.shape}, expected float32 {shape}"
+    check(problem is None, f"{path}: a finished fold's logits are damaged ({problem}); run it afresh without --resume")
+    return logits

@@ -63,10 +63,10 @@ OWN = ("tables/summary.*", "tables/per_dataset_*.*", "tables/fidelity.*", "table
 def write_report(db: Path, out: Path) -> list[Path]:
     raw, superseded = load_runs(db)
     df = labelled(raw)
+    tables = all_tables(df)   # before anything is written
     earlier = {p for pattern in OWN for p in out.glob(pattern)}
     (out / "tables").mkdir(parents=True, exist_ok=True)
     written = [export_runs(raw, out / "runs.csv")]
-    tables = all_tables(df)
     for t in tables:
         for ext, text in (("md", t.markdown()), ("csv", t.csv()), ("tex", t.latex())):
             path = out / "tables" / f"{t.name}.{ext}"

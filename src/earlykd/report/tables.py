@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from ..bench.store import COLUMNS, KEY, Store
-from ..errors import check
+from ..bench.store import COLUMNS, INTEGER, KEY, REAL, Store
+from ..errors import EarlykdError, check
 
 TEACHER = "teacher"
 
@@ -26,7 +26,15 @@ def load_runs(db) -> tuple[pd.DataFrame, int]:
     finally:
         store.close()
     check(rows, f"{db}: no finished runs yet")
+    for column in [c for c in COLUMNS if c in INTEGER | REAL]:   # NULL is a NaN (sqlite stores NaN so): allowed
+        bad = [r for r in rows if r[column] is not None and not isinstance(r[column], (int, float))]
+        if bad:
+            raise EarlykdError(f"{db}: column {column} holds {bad[0][column]!r:.40}, not a number ({len(bad)} "
+                               f"row(s), e.g. {bad[0]['method']} on {bad[0]['dataset']})")
     df = pd.DataFrame(rows, columns=COLUMNS)
+    for column in INTEGER | REAL:
+        if df[column].dtype == object:   # only NULLs: NaN, so that means and formats take it
+            df[column] = pd.to_numeric(df[column])
     kept = df.drop_duplicates([k for k in KEY if k != "job_hash"], keep="last")
     return kept.reset_index(drop=True), len(df) - len(kept)
 
@@ -103,6 +111,10 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.3f}" if abs(v) < 1000 else f"{v:.0f}"
     return str(v)
+
+
+def _int(v) -> int | None:
+    return None if pd.isna(v) else int(v)
 
 
 def _best(values, column: int) -> set:
@@ -201,7 +213,7 @@ def teacher_table(df: pd.DataFrame) -> Table:
     teachers = split(df)[1].sort_values("dataset")
     metrics = ["auc_prc", "average_precision", "accuracy", "roc_auc", "nll", "ece"]
     rows = [[r.dataset, r.prefix_mode, r.teacher_arch] + [float(getattr(r, m)) for m in metrics]
-            + [int(r.epochs), None if pd.isna(r.best_epoch) else int(r.best_epoch), float(r.seconds_per_epoch)]
+            + [_int(r.epochs), _int(r.best_epoch), float(r.seconds_per_epoch)]
             for r in teachers.itertuples()]
     return Table("teacher", "Teachers on full series (test split)",
                  ["dataset", "prefix mode", "arch"] + metrics + ["epochs", "best epoch", "s/epoch"], rows)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -12,8 +13,14 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import EarlykdError
 from ..models import Classifier, build_model, use_level_norm
+from ..prefix import MODES
 
 FORMAT = "earlykd-checkpoint/1"
+RUN_KINDS = ("teacher", "student", "anytime")   # what fitting.fit_and_save and early.run.train_early write
+# Upper bounds of a model description: far above any model trained here (the benchmarks' largest: 6 layers,
+# width 128, 20 levels), low enough that a damaged number cannot make building the model take hours or all
+# memory before its weights are compared with the stored ones.
+SPEC_BOUNDS = {"in_channels": 100_000, "n_classes": 100_000, "layers": 1000, "hidden": 16_384, "norm_levels": 10_000}
 
 
 def atomic_write(path: Path, writer) -> None:
@@ -106,6 +113,13 @@ def model_from_tensors(tensors: dict, spec: dict, where: str, expect_arch: str |
     lacking = [k for k in ("arch", "in_channels", "n_classes", "layers", "hidden") if k not in spec]
     if lacking:
         raise EarlykdError(f"{where}: the model description lacks {', '.join(lacking)}")
+    if not isinstance(spec["arch"], str):
+        raise EarlykdError(f"{where}: its model description is damaged (model.arch must be a name, got "
+                           f"{spec['arch']!r:.60})")
+    for key, high in SPEC_BOUNDS.items():
+        if (key != "norm_levels" or spec.get(key) is not None) and not _count(spec.get(key), high):
+            raise EarlykdError(f"{where}: its model description is damaged (model.{key} must be an integer in "
+                               f"1..{high}, got {spec.get(key)!r:.60})")
     if expect_arch is not None and spec["arch"] != expect_arch:
         raise EarlykdError(f"{where}: checkpoint holds a '{spec['arch']}' model, expected '{expect_arch}'")
     try:
@@ -113,7 +127,7 @@ def model_from_tensors(tensors: dict, spec: dict, where: str, expect_arch: str |
     except EarlykdError as exc:
         raise EarlykdError(f"{where}: its model description is damaged ({exc})") from None
     if spec.get("norm_levels"):
-        use_level_norm(model, int(spec["norm_levels"]))
+        use_level_norm(model, spec["norm_levels"])
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     want = model.state_dict()
     missing, unexpected = sorted(set(want) - set(state)), sorted(set(state) - set(want))
@@ -131,12 +145,56 @@ def model_from_tensors(tensors: dict, spec: dict, where: str, expect_arch: str |
 
 def load_model(path: Path, expect_arch: str | None = None) -> tuple[Classifier, dict, dict]:
     """-> (model in eval mode, metadata, all tensors)."""
+    path = Path(path)
     tensors, meta = load_tensors(path)
     if not isinstance(meta.get("model"), dict):
         raise EarlykdError(f"{path}: checkpoint has no model description")
     model = model_from_tensors(tensors, meta["model"], str(path), expect_arch)
     mean, std = tensors.get("data.mean"), tensors.get("data.std")
-    if std is not None and (mean is None or mean.shape != std.shape or mean.dim() != 1
-                            or not torch.isfinite(mean).all() or not (std > 0).all()):
+    if (mean is not None or std is not None) and (mean is None or std is None or mean.shape != std.shape
+                                                  or mean.dim() != 1 or not torch.isfinite(mean).all()
+                                                  or not (std > 0).all()):
         raise EarlykdError(f"{path}: its training statistics (data.mean, data.std) are damaged")
+    if meta.get("kind") in RUN_KINDS or path.name == "model.safetensors":   # a run's model file
+        check_run_meta(meta, model, mean, path)
     return model.eval(), meta, tensors
+
+
+def _count(value, high: float = math.inf) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= high
+
+
+def _earliness(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
+
+
+def check_run_meta(meta: dict, model: Classifier, mean: torch.Tensor | None, path: Path) -> None:
+    """The metadata a run writes beside its model (fitting.fit_and_save, early.run.train_early), checked once
+    here so that its readers may trust it; one line naming the first damaged field."""
+    def need(ok, field: str, expected: str) -> None:
+        if not ok:
+            value = meta.get(field) if "." not in field else (meta.get("prefix") or {}).get(field.split(".")[1])
+            raise EarlykdError(f"{path}: damaged checkpoint metadata ({field}: expected {expected}, got "
+                               f"{value!r:.60})")
+    kind, classes, prefix = meta.get("kind"), meta.get("classes"), meta.get("prefix")
+    need(kind in RUN_KINDS, "kind", " or ".join(RUN_KINDS))
+    need(isinstance(classes, list) and len(classes) == model.n_classes and all(isinstance(c, str) for c in classes),
+         "classes", f"the names of the model's {model.n_classes} classes")
+    need(_count(meta.get("length")), "length", "a positive integer")
+    # absent only in checkpoints from before the prefix contract, which their readers name
+    need(meta.get("reference_length") is None or _count(meta["reference_length"]), "reference_length",
+         "a positive integer")
+    need(isinstance(prefix, dict), "prefix", "a mapping of earliness, mode and channels")
+    e = prefix.get("earliness")
+    need(_earliness(e) if kind != "anytime" else isinstance(e, list) and e and all(map(_earliness, e)),
+         "prefix.earliness", "a number in (0, 1]" if kind != "anytime" else "a list of numbers in (0, 1]")
+    need(prefix.get("mode") in MODES, "prefix.mode", " or ".join(MODES))
+    if mean is None:
+        raise EarlykdError(f"{path}: its training statistics (data.mean, data.std) are missing")
+    channels, n = prefix.get("channels"), mean.numel()
+    need(channels is None or isinstance(channels, list) and channels and all(
+        isinstance(c, int) and not isinstance(c, bool) and 0 <= c < n for c in channels),
+        "prefix.channels", f"null or channel numbers within 0..{n - 1}")
+    if model.in_channels != len(channels or range(n)):
+        raise EarlykdError(f"{path}: damaged checkpoint (the model takes {model.in_channels} channel(s); data.mean "
+                           f"and prefix.channels give {len(channels or range(n))})")

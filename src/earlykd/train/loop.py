@@ -143,6 +143,28 @@ def _tuples_like(saved: dict, live: dict) -> dict:
     return {k: tuple(v) if isinstance(v, list) and isinstance(live.get(k), tuple) else v for k, v in saved.items()}
 
 
+# what a state file's metadata holds (Trainer.save_state), by type
+NULL = type(None)
+STATE_FIELDS = {"model": dict, "method": str, "next_epoch": int, "best_epoch": (int, NULL), "best_score": (list, NULL),
+                "stale": int, "history": list, "param_groups": list, "sched": (dict, NULL), "rng_numpy": dict,
+                "layout": (list, NULL)}
+
+
+def _state_problem(meta: dict) -> str | None:
+    """What is wrong with a state file's metadata, or None."""
+    for key, types in STATE_FIELDS.items():
+        if key not in meta and key != "layout":   # files of earlier versions have no layout
+            return f"no {key}"
+        value = meta.get(key)
+        if not isinstance(value, types) or isinstance(value, bool) or isinstance(value, int) and value < 0:
+            return f"{key} is {value!r:.40}"
+    if not all(isinstance(g, dict) for g in meta["param_groups"] + meta["history"]):
+        return "param_groups or history is not a list of mappings"
+    if meta["best_score"] is not None and not all(isinstance(v, (int, float)) for v in meta["best_score"]):
+        return f"best_score is {meta['best_score']!r:.40}"
+    return None
+
+
 class Trainer:
     """Adam, per-epoch LR schedule, selection on validation only, early stopping, resume."""
 
@@ -248,6 +270,9 @@ class Trainer:
 
     def load_state(self, path: Path) -> None:
         tensors, meta = load_tensors(path)
+        problem = _state_problem(meta)
+        if problem:
+            raise EarlykdError(f"{path}: its saved state is damaged ({problem}); train it afresh without --resume")
         if meta.get("layout") is not None:   # files of earlier versions hold one tensor per name
             tensors = unpack_tensors(tensors, meta["layout"], path)
         saved, wanted = meta.get("model", {}), self.model.student.spec()
@@ -255,7 +280,14 @@ class Trainer:
             raise EarlykdError(f"{path}: holds a '{saved.get('arch')}' {meta.get('method')} run "
                                f"({saved}), the config asks for '{wanted['arch']}' {self.model.name} ({wanted})")
         pick = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
-        self.model.load_state_dict(pick("live."))
+        try:
+            self.model.load_state_dict(pick("live."))
+            torch.set_rng_state(tensors["rng.torch"])
+            self.rng.bit_generator.state = meta["rng_numpy"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            problem = f"no tensor {exc}" if isinstance(exc, KeyError) else " ".join(str(exc).split())[:80]
+            raise EarlykdError(f"{path}: its saved state is damaged ({problem}); train it afresh without --resume") \
+                from None
         best = pick("best.")
         self.best_state = best or None
         state: dict = {}
@@ -266,13 +298,11 @@ class Trainer:
         groups += meta["param_groups"][len(groups):]   # a count that differs is refused below
         try:
             self.opt.load_state_dict({"state": state, "param_groups": groups})
-        except ValueError as exc:   # saved by code that grouped the parameters otherwise
+        except (ValueError, KeyError, TypeError) as exc:   # saved by code that grouped the parameters otherwise
             raise EarlykdError(f"{path}: its optimiser state does not fit this {self.model.name} run ({exc}); "
                                "train it afresh without --resume") from None
         if self.sched and meta["sched"]:
             self.sched.load_state_dict(meta["sched"])
-        torch.set_rng_state(tensors["rng.torch"])
-        self.rng.bit_generator.state = meta["rng_numpy"]
         self.epoch = meta["next_epoch"]
         self.best_epoch, self.stale, self.history = meta["best_epoch"], meta["stale"], meta["history"]
         self.best_score = tuple(meta["best_score"]) if meta["best_score"] is not None else None
