@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -44,6 +46,29 @@ def student_dir(teacher_dir, tmp_path_factory):
     code = cli.main(["distill", "--teacher", str(teacher_dir), "--method", "kd", "--earliness", "0.5",
                      "--epochs", "3", "--batch-size", "8", "--no-progress", "--out", str(path)])
     assert code == 0
+    return path
+
+
+@pytest.fixture
+def student_copy(student_dir, tmp_path):
+    """A copy of the shared student run that a test may damage."""
+    return shutil.copytree(student_dir, tmp_path / "student")
+
+
+@pytest.fixture(scope="session")
+def anytime_dir(teacher_dir, tmp_path_factory):
+    """A small anytime run (Base, two policies); tests that damage it work on a copy."""
+    path = tmp_path_factory.mktemp("bad-anytime") / "a"
+    assert cli.main(["early", "--teacher", str(teacher_dir), "--method", "base", "--policy", "threshold,calibrated",
+                     "--levels", "0.5", "--epochs", "2", "--batch-size", "8", "--no-progress", "--out", str(path)]) == 0
+    return path
+
+
+@pytest.fixture
+def series_file(tmp_path):
+    """Four new univariate series of 24 samples, as a .npy file."""
+    path = tmp_path / "x.npy"
+    np.save(path, np.random.default_rng(0).standard_normal((4, 24)))
     return path
 
 

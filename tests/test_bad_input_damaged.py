@@ -29,26 +29,6 @@ def _damage(path, change):
     save_file(tensors, str(path), metadata={**header, "meta": json.dumps(meta)})
 
 
-@pytest.fixture
-def student_copy(student_dir, tmp_path):
-    return shutil.copytree(student_dir, tmp_path / "student")
-
-
-@pytest.fixture(scope="module")
-def anytime_dir(teacher_dir, tmp_path_factory):
-    path = tmp_path_factory.mktemp("damaged-anytime") / "a"
-    assert cli.main(["early", "--teacher", str(teacher_dir), "--method", "base", "--levels", "0.5,1", "--epochs", "2",
-                     "--batch-size", "8", "--no-progress", "--out", str(path)]) == 0
-    return path
-
-
-@pytest.fixture
-def series_file(tmp_path):
-    path = tmp_path / "x.npy"
-    np.save(path, np.random.default_rng(0).standard_normal((4, 24)))
-    return path
-
-
 # -- checkpoint metadata -------------------------------------------------------------------------------------------
 def _set(key, value):
     def change(tensors, meta):

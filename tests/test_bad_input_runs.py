@@ -15,22 +15,9 @@ import torch
 from conftest import assert_clean_error, run_cli
 from safetensors.torch import load_file, save_file
 
-from earlykd import EarlyClassifier, cli
+from earlykd import EarlyClassifier
 from earlykd.early.estimator import EarlyInputError
 from earlykd.errors import EarlykdError
-
-
-@pytest.fixture
-def student_copy(student_dir, tmp_path):
-    """A copy of the shared student run that a test may damage."""
-    return shutil.copytree(student_dir, tmp_path / "student")
-
-
-@pytest.fixture
-def series_file(tmp_path):
-    path = tmp_path / "x.npy"
-    np.save(path, np.random.default_rng(0).standard_normal((4, 24)))
-    return path
 
 
 def _damage_checkpoint(run, change):
@@ -155,14 +142,6 @@ def test_probabilities_that_are_not_finite_are_one_line():
 
 
 # -- anytime runs: stored policies and streams ----------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def anytime_dir(teacher_dir, tmp_path_factory):
-    path = tmp_path_factory.mktemp("bad-anytime") / "a"
-    assert cli.main(["early", "--teacher", str(teacher_dir), "--method", "base", "--policy", "threshold,calibrated",
-                     "--levels", "0.5", "--epochs", "2", "--batch-size", "8", "--no-progress", "--out", str(path)]) == 0
-    return path
-
-
 def test_a_misspelt_policy_gets_close_matches_and_a_damaged_decide_file_one_line(anytime_dir, tmp_path, capsys):
     code, _, err = run_cli(capsys, "predict", anytime_dir, "--stream", "--policy", "thresold")
     assert_clean_error(code, err, "did you mean threshold")
