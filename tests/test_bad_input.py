@@ -94,6 +94,10 @@ def test_config_errors(tmp_path, capsys):
     unknown_file.write_text("trian: {epochs: 3}\n")
     code, _, err = run_cli(capsys, "teacher", *TINY, "--config", unknown_file, "--out", tmp_path / "t")
     assert_clean_error(code, err, "unknown config key 'trian'", "train")
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("train:\n  epochs: 2\n  batch_size: 8\n  epochs: 3\n")   # PyYAML alone keeps the last
+    code, _, err = run_cli(capsys, "teacher", *TINY, "--config", twice, "--out", tmp_path / "t")
+    assert_clean_error(code, err, "twice.yaml", "line 4", "key 'epochs' is given twice")
     for option, value in (("--epochs", "0"), ("--epochs", "-3"), ("--batch-size", "0"), ("--batch-size", "-1")):
         code, _, err = run_cli(capsys, "teacher", *TINY, option, value, "--out", tmp_path / "t")
         assert_clean_error(code, err, "must be a positive integer")

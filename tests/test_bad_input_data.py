@@ -92,8 +92,12 @@ def test_text_file_named_npy(tmp_path, capsys, teacher_dir):
     bad = tmp_path / "text.npy"
     bad.write_text("hello\n1,2,3\n")
     code, _, err = run_cli(capsys, "predict", teacher_dir, "--input", bad)
-    assert_clean_error(code, err, str(bad), "not a numeric NumPy array")
+    assert_clean_error(code, err, str(bad), "not a numeric NumPy array", "no .npy header", "numpy.save)")
     assert "pickle" not in err
+    bad = tmp_path / "text.npz"
+    bad.write_text("hello\n1,2,3\n")
+    code, _, err = run_cli(capsys, "predict", teacher_dir, "--input", bad)
+    assert_clean_error(code, err, str(bad), "no .npz header", "numpy.savez, with an array X")
 
 
 # 5: complex (and bool) arrays

@@ -95,7 +95,18 @@ def merge(base: dict, update: dict, where: str = "") -> dict:
 
 
 class Loader(yaml.SafeLoader):
-    """Safe YAML that reads 1e-4, 5E3 and 1.5e3 as floats (YAML 1.1 wants a dot and a signed exponent)."""
+    """Safe YAML that reads 1e-4, 5E3 and 1.5e3 as floats (YAML 1.1 wants a dot and a signed exponent) and refuses
+    a key given twice in one mapping (PyYAML would keep the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key '{key}' is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 Loader.add_implicit_resolver("tag:yaml.org,2002:float",

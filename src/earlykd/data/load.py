@@ -261,7 +261,8 @@ def _read_numpy(path: Path, suffix: str, need_labels: bool) -> tuple[np.ndarray,
             hint = "" if field == "field 'y'" else "; series of unequal lengths: pad them with NaN to one length"
             raise EarlykdError(f"{path}: {field} is not numeric (dtype object){hint}") from None
         if "pickle" in text:
-            raise EarlykdError(f"{path}: not a numeric NumPy array (no .npy header; write it with numpy.save)") from None
+            made = "numpy.savez, with an array X" if suffix == ".npz" else "numpy.save"
+            raise EarlykdError(f"{path}: not a numeric NumPy array (no {suffix} header; write it with {made})") from None
         raise EarlykdError(f"{path}: cannot read NumPy file ({text})") from None
 
 
