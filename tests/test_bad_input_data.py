@@ -88,6 +88,14 @@ def test_object_array_in_npz(tmp_path, capsys, good_npz):
     assert_clean_error(code, err, str(bad), "field 'X'", "dtype object")
 
 
+@pytest.mark.parametrize("sep,name", [(";", "semicolons"), ("\t", "tabs")])
+def test_a_csv_separated_otherwise_than_by_commas_is_named(tmp_path, capsys, teacher_dir, sep, name):
+    bad = tmp_path / "other.csv"
+    bad.write_text("".join(sep.join(["a", "1", "2", "3"]) + "\n" for _ in range(3)))
+    code, _, err = run_cli(capsys, "predict", teacher_dir, "--input", bad)
+    assert_clean_error(code, err, str(bad), f"single field with {name}", "comma-separated")
+
+
 def test_text_file_named_npy(tmp_path, capsys, teacher_dir):
     bad = tmp_path / "text.npy"
     bad.write_text("hello\n1,2,3\n")

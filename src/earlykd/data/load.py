@@ -157,6 +157,10 @@ def _read_csv(path: Path, label_column, info: dict | None = None) -> tuple[list[
     except (pd.errors.ParserError, csv.Error) as exc:
         raise EarlykdError(f"{path}: cannot parse CSV: {str(exc).strip().splitlines()[-1]}") from None
     check(len(frame) > 0, f"{path}: file is empty")
+    if width == 1:
+        for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
+            check(sep not in frame.iloc[0, 0], f"{path}: each row is a single field with {name} in it; earlykd "
+                                               f"reads comma-separated values (replace the {name} by commas)")
     header = None
     first = [c.strip() for c in frame.iloc[0].tolist()]
     check(not isinstance(label_column, int) or label_column >= 0,
