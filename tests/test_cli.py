@@ -25,7 +25,10 @@ def test_every_subcommand_has_help(command, capsys):
 
 @pytest.mark.parametrize("args, needle", [(["bogus"], "invalid choice: 'bogus'"),
                                           (["early", "--teacher", "t", "--sampling", "ARIA"], "invalid choice: 'ARIA'"),
-                                          (["teacher", "--epochs", "x"], "invalid int value: 'x'")])
+                                          (["teacher", "--epochs", "x"], "invalid int value: 'x'"),
+                                          (["teacher", "--epochz", "3"],
+                                           "unrecognized arguments: --epochz 3 (see earlykd teacher --help)"),
+                                          (["evaluate", "r1", "r2"], "unrecognized arguments: r2 (see earlykd evaluate")])
 def test_a_usage_error_is_one_line_and_exit_2(args, needle, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(args)

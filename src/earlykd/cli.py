@@ -147,6 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     add_commands(sub, COMMANDS)
     from .early.cli import add_commands as add_early_commands
     add_early_commands(sub, COMMANDS)
+    ap.commands = sub.choices   # each command's parser, by name
     return ap
 
 
@@ -280,7 +281,10 @@ def _allocation(exc: BaseException) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:   # named by the command's own parser, whose --help lists what it takes
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         COMMANDS[args.command](args)
         sys.stdout.flush()
