@@ -173,3 +173,10 @@ def test_a_suite_file_may_name_all_datasets(tmp_path, capsys):
     assert load_suite(suite).datasets is None   # every dataset of --archive, else the bundled ones
     code, out, err = run_cli(capsys, "bench", "--suite", suite, "--dry-run", "--out", tmp_path / "b")
     assert code == 0 and "base-GunPoint" in out and "base-ArrowHead" in out, err
+
+
+def test_an_architecture_list_in_yaml_is_one_line(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "teacher", "--data", "UnitTest", "--epochs", "1", "--set", "model.arch=[fcn,lstm]",
+                           "--out", tmp_path / "t")
+    assert_clean_error(code, err, "model.arch", "separated by commas", "['fcn', 'lstm']")
+    assert not (tmp_path / "t").exists()

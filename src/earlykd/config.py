@@ -263,6 +263,9 @@ def validate(cfg: dict) -> None:
     check_whole(t["threads"], "train.threads", 1, null=True)
     check(t["threads"] is None or t["threads"] <= MAX_THREADS,
           f"train.threads must be at most {MAX_THREADS}, got {t['threads']!r}")
+    arch = cfg["model"]["arch"]
+    check(arch is None or isinstance(arch, str), "model.arch must be an architecture's name, or for a teacher names "
+          f"separated by commas (fcn,inception), got {arch!r}")
     check_whole(t["checkpoint_every"], "train.checkpoint_every")
     check_whole(t["cv_folds"], "train.cv_folds", 2)
     check_whole(cfg["ensemble"]["size"], "ensemble.size", 1)
