@@ -320,3 +320,11 @@ def test_settings_refused_by_the_method_or_sampling_make_no_run_directory(teache
         code, _, err = run_cli(capsys, args[0], "--teacher", *args[1:], "--epochs", "1", "--out", tmp_path / name)
         assert_clean_error(code, err, needle)
         assert not (tmp_path / name).exists(), name
+
+
+def test_an_empty_output_name_is_refused_not_ignored(student_dir, series_file, capsys):
+    for args in (["predict", student_dir, "--input", series_file, "--output", ""],
+                 ["export", student_dir, "--format", "onnx", "--out", ""]):
+        code, out, err = run_cli(capsys, *args)
+        assert_clean_error(code, err, "output file's name is empty")
+        assert out == ""

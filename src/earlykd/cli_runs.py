@@ -55,7 +55,7 @@ def cmd_predict(a) -> None:
         raise EarlykdError("predict needs --input FILE (or --stream to read lines as they arrive)")
     from . import api
     from .rundir import check_output
-    target = check_output(a.output) if a.output else None   # before any work
+    target = check_output(a.output) if a.output is not None else None   # before any work
     if target is not None and Path(a.input).exists():
         check(target.resolve() != Path(a.input).resolve(), f"--output {a.output} is the input file; write elsewhere")
     labels, probs, notes = api.predict_file(a.run_dir, a.input, a.full, _label_column(a.label_column), a.device,

@@ -169,7 +169,7 @@ def export_run(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = 
     info = run_metadata(run_dir, meta, tensors, record)
     channels, dynamic = info["input"]["shape"][1], meta["prefix"]["mode"] == "truncate"
     steps = max(info["steps"].values())
-    path = check_output(Path(out) if out else run_dir / "model.onnx")
+    path = check_output(out if out is not None else run_dir / "model.onnx")
     sidecar = path.with_suffix(".json")
     check(sidecar != path, f"--out {path}: the sidecar is written beside the model as <name>.json; give the model "
                            "another suffix (e.g. .onnx)")

@@ -154,6 +154,7 @@ RUN_OWN_FILES = frozenset({"config.yaml", RUN_FILE, METRICS_FILE, MODEL_FILE, ST
 def check_output(path: str | Path) -> Path:
     """An output file the user named (predict --output, export --out): its folder exists, and it is not a folder,
     a device or pipe, nor a file of a run directory (which writing it would break)."""
+    check(str(path).strip() != "", "the output file's name is empty")
     path = Path(path)
     target = path.resolve() if path.is_symlink() else path
     check(target.parent.is_dir(), f"cannot write {path}: folder {target.parent} does not exist")
