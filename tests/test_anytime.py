@@ -158,6 +158,7 @@ def test_a_coarse_grid_under_truncated_prefixes_gets_a_note_naming_the_series_le
     record = {"data": {"length": 100, "reference_length": 1460}, "prefix_mode": "truncate", "earliness": [0.05, 1.0]}
     note = grid_note(record, None)
     assert "1460 samples" in note and "sees 5 steps" in note and "early.length=1460" in note
+    assert "sees 7 steps" in grid_note({**record, "earliness": [0.07, 1.0]}, None)   # the steps the student gets
     assert grid_note(record, 100) is None                                    # the user chose the grid
     assert grid_note({**record, "prefix_mode": "stretch"}, None) is None     # stretch keeps the samples seen
     assert grid_note({**record, "data": {"length": 100, "reference_length": 80}}, None) is None

@@ -1,7 +1,6 @@
 """`earlykd early`: an anytime student and calibrated stopping policies from a teacher run."""
 from __future__ import annotations
 
-import math
 import sys
 
 from ..errors import EarlykdError
@@ -84,11 +83,12 @@ def cmd_early(a) -> None:
 def grid_note(record: dict, length_set) -> str | None:
     """A line for a truncated anytime student whose grid (the teacher's, by default) is coarser than its series:
     its first checkpoint sees few steps, and the series' own length is the option that keeps every sample."""
+    from ..prefix import prefix_steps   # here: building the parser imports no torch
     grid, samples = record["data"]["length"], record["data"]["reference_length"]
     if length_set is not None or record["prefix_mode"] != "truncate" or samples <= grid:
         return None
     first = record["earliness"][0]
     return (f"the series have {samples} samples and the student's grid {grid} steps, so at the first checkpoint "
-            f"(e {first:g}) it sees {math.ceil(first * grid)} steps; --set early.length={samples} keeps every sample "
+            f"(e {first:g}) it sees {prefix_steps(first, grid)} steps; --set early.length={samples} keeps every sample "
             "(slower), which validation preferred on three of the four quick datasets longer than 100 samples "
             "(docs/early.md)")
