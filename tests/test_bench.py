@@ -419,6 +419,21 @@ def test_the_report_warns_when_students_of_one_dataset_had_different_teachers(tm
     assert any(line.startswith("warning:") and "more than one teacher on D0 (2)" in line for line in lines)
 
 
+def test_the_report_warns_when_cells_have_fewer_seeds_than_the_rest(tmp_path):
+    from earlykd.report.html import describe
+    from earlykd.report.tables import load_runs
+    df, superseded = load_runs(synthetic_db(tmp_path / "results.db"))
+    students = df[df.method != "teacher"]
+    assert students.groupby(["dataset", "earliness", "method"]).seed.nunique().min() > 1
+    assert not any(line.startswith("warning:") for line in describe(df, superseded, tmp_path))
+    first = students.iloc[0]
+    cut = df.drop(students[(students.dataset == first.dataset) & (students.earliness == first.earliness)
+                           & (students.method == first.method) & (students.seed != first.seed)].index)
+    lines = [line for line in describe(cut, superseded, tmp_path) if line.startswith("warning:")]
+    assert len(lines) == 1 and "1 (dataset, earliness, method) cell(s)" in lines[0]
+    assert f"{first.dataset} e={first.earliness:g}" in lines[0]
+
+
 def test_a_new_report_leaves_no_table_of_an_earlier_one(tmp_path, capsys):
     db = synthetic_db(tmp_path / "results.db")
     assert run_cli(capsys, "report", tmp_path)[0] == 0 and (tmp_path / "tables" / "summary.md").is_file()

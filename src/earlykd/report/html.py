@@ -47,6 +47,12 @@ def describe(df: pd.DataFrame, superseded: int, db: Path) -> list[str]:
         lines.append(f"options chosen by validation loss: {selected.value_counts().to_dict()}")
     if superseded:
         lines.append(f"{superseded} older row(s) for the same runs under other settings are left out")
+    counts = students.groupby(["dataset", "earliness", "method"]).seed.nunique()
+    short = counts[counts < counts.max()] if len(counts) else counts
+    if len(short):   # an interrupted or partly failed sweep: its averages mix cells of unequal seed counts
+        cells = sorted({f"{d} e={e:g}" for d, e, _ in short.index})
+        lines.append(f"warning: {len(short)} (dataset, earliness, method) cell(s) have fewer than {counts.max()} "
+                     f"seeds, on {', '.join(cells)}; averages over them mix unequal seed counts")
     teachers_used = students.dropna(subset=["teacher_id"]).groupby("dataset").teacher_id.nunique()
     mixed = [f"{d} ({n})" for d, n in teachers_used.items() if n > 1]
     if mixed:   # rows kept from sweeps of different settings: compare with care
