@@ -307,6 +307,7 @@ def test_ctrl_c_stops_the_workers_before_the_sweep_lets_go(tmp_path):
         time.sleep(0.05)
     workers = _children(proc.pid)
     finished = sorted(out.glob("runs/*/run.json"))
+    assert proc.poll() is None, f"the sweep ended (exit {proc.returncode}) before a run's state file was seen"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and err.strip().splitlines()[-1] == \
