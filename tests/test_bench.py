@@ -301,7 +301,10 @@ def test_ctrl_c_stops_the_workers_before_the_sweep_lets_go(tmp_path):
     args = [sys.executable, "-m", "earlykd.cli", "bench", "--suite", "smoke", "--datasets", "UnitTest",
             "--methods", "base", "--earliness", "0.5", "--seeds", "0", "1", "--out", str(out),
             "--workers", "1", "--threads", "1", "--no-progress"] + [a for s in sets for a in ("--set", s)]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # SIGINT as a terminal's Ctrl-C delivers it: a shell's background job (`make test &`) starts with it ignored,
+    # and a child keeps that
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not list(out.glob("runs/base-*/last.safetensors")):
         time.sleep(0.05)
