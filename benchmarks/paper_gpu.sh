@@ -2,11 +2,12 @@
 # The `paper` suite on one GPU, time-boxed: `bash benchmarks/paper_gpu.sh OUT SECONDS [DATASETS...]`.
 # Runs tests/test_cuda.py beside a `bench --suite paper` sweep at e 0.2 / 0.4 (then 0.6 / 0.8 if time is
 # left), stops the sweep after SECONDS (the store keeps every finished job; a later call resumes), and
-# leaves OUT/{env.txt,cuda_tests.txt,bench.log,dmon.txt,paper.tgz} (results.db, run files; of the weights, the teachers').
+# leaves in OUT env.txt, cuda_tests.txt, bench.log, dmon.txt, results.db, runs.tgz (run files without weights)
+# and teachers.tgz (the teachers' weights).
 # EXTRA: more bench arguments (a short local check: EXTRA='--set train.epochs=6 --set train.warmup=3').
 # Expects earlykd and aeon importable (on a machine without them: benchmarks/results/paper-gpu/summary.md).
 set -u
-OUT=${1:?OUT}; BUDGET=${2:?SECONDS}; shift 2
+OUT=$(cd "${1:?OUT}" && pwd) || exit 2; BUDGET=${2:?SECONDS}; shift 2
 DATASETS=${*:-GunPoint ArrowHead ItalyPowerDemand BasicMotions ACSF1 PickupGestureWiimoteZ OSULeaf JapaneseVowels}
 SWEEP=${SWEEP:-/tmp/paper}
 WORKERS=${WORKERS:-$(( $(nproc) - 1 ))}
@@ -36,7 +37,7 @@ for e in "0.2 0.4" "0.6 0.8"; do
   echo "== exit $? ($(date -u +%T))" >> "$OUT/bench.log"
 done
 kill $dmon 2> /dev/null; wait
-cd "$(dirname "$SWEEP")" && name=$(basename "$SWEEP")
-tar cf /tmp/paper.tar --exclude='*.safetensors' "$name"
-find "$name" -path '*/runs/teacher-*' -name model.safetensors | tar rf /tmp/paper.tar -T -
-gzip -c /tmp/paper.tar > "$OUT/paper.tgz"
+cp "$SWEEP/results.db" "$OUT/"
+cd "$SWEEP" || exit 3
+tar czf "$OUT/runs.tgz" --exclude='*.safetensors' runs
+find runs -maxdepth 2 -path 'runs/teacher-*' -name model.safetensors | tar czf "$OUT/teachers.tgz" -T -
