@@ -212,6 +212,32 @@ def test_rerun_skips_stored_and_ingests_finished_run_dirs(tiny_sweep):
     assert kd["auc_prc"] == [r for r in rows if r["method"] == "kd"][0]["auc_prc"]
 
 
+def test_a_stored_teacher_without_its_run_directory_is_trained_again_and_nothing_else(tiny_sweep, tmp_path, capsys):
+    """A fresh clone holds a sweep's rows, not its runs: a later sweep that needs the teacher (its students, or the
+    benchmarks built on its run directory) gets it trained again; stored students stay stored."""
+    import shutil
+    root, rows = tiny_sweep
+    copy = tmp_path / "clone"
+    copy.mkdir()
+    shutil.copy(root / "results.db", copy / "results.db")
+    sets = [a for s in TINY for a in ("--set", s)]
+    args = ["bench", "--suite", "smoke", "--datasets", "UnitTest", "--methods", "base", "kd", "--earliness", "0.5",
+            "--seeds", "0", *sets, "--out", copy, "--workers", "0", "--no-progress"]
+    code, out, _ = run_cli(capsys, *args, "--dry-run")
+    assert code == 0 and out.count("(stored)") == 2 and "to train: 1 runs" in out, out
+
+    class Recording(InlineExecutor):
+        trained = []
+
+        def submit(self, fn, *args):
+            self.trained.append(args[0].name)
+            return super().submit(fn, *args)
+    assert sweep(copy, tiny_jobs(), Recording(1)) == rows   # the teacher's row is kept
+    assert Recording.trained == [j.name for j in tiny_jobs() if j.kind == "teacher"]
+    assert (next(copy.glob("runs/teacher-*")) / "run.json").is_file()
+    assert sweep(copy, tiny_jobs(), NoRun()) == rows   # and now it is stored in full
+
+
 def test_option_grid_is_chosen_by_validation_loss(tmp_path):
     suite = Suite("t", "", ("UnitTest",), ("kd",), (0.5,), (0,), common=get_suite("smoke").common,
                   teacher={"train": {"epochs": 2}}, student={"train": {"epochs": 2}}, grids={"weight": [0.1, 10]})

@@ -29,6 +29,12 @@ def finished_points(job: Job, root: Path) -> list[bool]:
     return [(path / RUN_FILE).is_file() for path, _ in _point_dirs(job, root)]
 
 
+def is_stored(job: Job, stored: set, root: Path) -> bool:
+    """Whether the sweep can skip the job: its row is stored and, for a teacher, whose run directory its students
+    and the benchmarks built on it read, that directory holds it too (a fresh clone has the rows, not the runs)."""
+    return job.key in stored and (job.kind != "teacher" or all(finished_points(job, root)))
+
+
 def collect(job: Job, root: Path) -> dict | None:
     """The job's record if all its runs are finished (reads only). With an option grid, the run of
     lowest validation loss is kept and the choice recorded."""
@@ -113,8 +119,11 @@ def run_sweep(jobs: list[Job], store: Store, executor, root: str | Path, progres
     with _lock(root), (_lock(db_dir) if db_dir != root else contextlib.nullcontext()):
         done, todo, counts = store.keys(), [], {"total": len(jobs), "stored": 0, "ingested": 0, "ran": 0}
         for job in jobs:
-            if job.key in done:
+            if is_stored(job, done, root):
                 counts["stored"] += 1
+            elif job.key in done:   # a stored teacher without its run directory: trained again, its row kept
+                job.cfg["train"]["threads"] = executor.threads
+                todo.append(job)
             elif (record := collect(job, root)) is not None:  # finished, but the row never made it
                 store.insert(to_row(job, record))
                 counts["ingested"] += 1
