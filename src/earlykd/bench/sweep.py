@@ -121,13 +121,10 @@ def run_sweep(jobs: list[Job], store: Store, executor, root: str | Path, progres
         for job in jobs:
             if is_stored(job, done, root):
                 counts["stored"] += 1
-            elif job.key in done:   # a stored teacher without its run directory: trained again, its row kept
-                job.cfg["train"]["threads"] = executor.threads
-                todo.append(job)
-            elif (record := collect(job, root)) is not None:  # finished, but the row never made it
+            elif job.key not in done and (record := collect(job, root)) is not None:  # the row never made it
                 store.insert(to_row(job, record))
                 counts["ingested"] += 1
-            else:
+            else:   # a stored teacher without its run directory is trained again, its row kept
                 job.cfg["train"]["threads"] = executor.threads
                 todo.append(job)
         pending = {j.name for j in todo}
