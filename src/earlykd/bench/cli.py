@@ -64,8 +64,8 @@ def cmd_bench(a: argparse.Namespace) -> None:
     root = Path(a.out or Path("benchmarks") / "results" / suite.name)
     if a.dry_run:   # what a real run would do: stored jobs are skipped, finished run directories are read back,
         db = Path(a.db) if a.db else root / "results.db"   # a grid job trains each of its points not yet finished
-        rows = Store(db, create=False).keys() if db.is_file() else set()
-        stored = {j.key for j in jobs if is_stored(j, rows, root)}
+        stored_keys = Store(db, create=False).keys() if db.is_file() else set()
+        stored = {j.key for j in jobs if is_stored(j, stored_keys, root)}
         done = {j.key: finished_points(j, root) for j in jobs if j.key not in stored}
         for job in jobs:
             note = ("  (stored)" if job.key in stored else "  (finished in its run directory)" if all(done[job.key])
