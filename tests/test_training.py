@@ -8,7 +8,9 @@ from safetensors.torch import save_file
 
 from earlykd import api, rundir, runs
 from earlykd.errors import EarlykdError
+from earlykd.teacher import Teacher
 from earlykd.train import batch_slices, load_model
+from earlykd.train.checkpoint import load_tensors, save_tensors
 from earlykd.train.loop import Trainer
 
 from conftest import interrupt_at
@@ -44,6 +46,7 @@ def test_same_seed_same_numbers(tmp_path):
     c = api.train_teacher(**TINY, seed=1, out=tmp_path / "c")
     assert a.metrics == b.metrics and a.record["history"] == b.record["history"]
     assert same_weights(weights(a.path), weights(b.path))
+    assert Teacher.load(a.path).id == Teacher.load(b.path).id   # the id digests the model file's bytes
     assert not same_weights(weights(a.path), weights(c.path))
     sa = api.distill(a.path, method="kd", earliness=0.5, epochs=3, progress=False, out=tmp_path / "sa")
     sb = api.distill(b.path, method="kd", earliness=0.5, epochs=3, progress=False, out=tmp_path / "sb")
@@ -173,6 +176,16 @@ def test_checkpoint_errors(tmp_path, teacher_dir):
         load_model(pickled)
     with pytest.raises(EarlykdError, match="holds a 'lstm' model, expected 'fcn'"):
         load_model(teacher_dir / runs.MODEL_FILE, expect_arch="fcn")
+
+
+def test_equal_tensors_and_metadata_save_to_equal_bytes(tmp_path):
+    # safetensors writes its metadata map in an order that changes from call to call
+    tensors, meta = {"b": torch.arange(3.0), "a": torch.ones(2, 2)}, {"kind": "teacher", "z": 1, "a": [1, 2]}
+    for i in range(12):
+        save_tensors(tmp_path / f"{i}.safetensors", tensors, meta)
+    assert len({(tmp_path / f"{i}.safetensors").read_bytes() for i in range(12)}) == 1
+    loaded, got = load_tensors(tmp_path / "0.safetensors")
+    assert got == meta and all(torch.equal(loaded[k], v) for k, v in tensors.items())
 
 
 def test_checkpoint_carries_architecture_and_labels(teacher_dir):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from ..errors import EarlykdError
 from ..models import Classifier, build_model, use_level_norm
@@ -75,8 +75,18 @@ def write_json(path: Path, data: dict) -> None:
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    header = {"format": FORMAT, "meta": json.dumps(meta, default=str)}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
+    blob = _sorted_header(save(tensors, metadata={"format": FORMAT, "meta": json.dumps(meta, default=str)}))
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(blob))
+
+
+def _sorted_header(blob: bytes) -> bytes:
+    """safetensors bytes with the header's keys sorted: the library writes its metadata map in an order that
+    changes from call to call, so equal tensors and metadata made files of different bytes (and a retrained
+    teacher, bit-identical, another id). The header stays space-padded to 8 bytes, as the format allows."""
+    size = int.from_bytes(blob[:8], "little")
+    header = json.dumps(json.loads(blob[8:8 + size]), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    header = header.encode() + b" " * (-len(header.encode()) % 8)
+    return len(header).to_bytes(8, "little") + header + blob[8 + size:]
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
