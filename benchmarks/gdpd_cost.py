@@ -12,7 +12,8 @@ summed seconds (as a sweep's totals give it), both in CPU seconds of the trainin
 shared machine) and in wall seconds.
 
 Usage: python benchmarks/gdpd_cost.py [--regimes quick,paper] [--epochs 20] [--repeats 3] [--datasets A,B]
-                                     [--out DIR] [--summarise] [--gdpd-options freeze_prior=1]
+                                     [--out DIR] [--summarise] [--gdpd-options freeze_prior=1] [--device cuda]
+On a GPU (--device cuda) the wall seconds are the measure: the CPU seconds then count only the host's share.
 Writes DIR/{results.json,summary.md} (default benchmarks/results/gdpd_cost).
 """
 import argparse
@@ -58,7 +59,8 @@ def cell(dataset: str, earliness: float, mode: str) -> tuple:
     return data, splits
 
 
-def run(method: str, data, splits, student: tuple, epochs: int, options: dict | None = None) -> tuple[float, float]:
+def run(method: str, data, splits, student: tuple, epochs: int, options: dict | None = None,
+        device: str = "cpu") -> tuple[float, float]:
     """(CPU seconds, wall seconds) per epoch of one training run, checkpoints included."""
     arch, layers, hidden = student
     torch.manual_seed(0)
@@ -67,7 +69,7 @@ def run(method: str, data, splits, student: tuple, epochs: int, options: dict | 
     cfg = {**DEFAULTS["train"], "epochs": epochs, "batch_size": 16, "select": "loss", "min_epochs": 0,
            "progress": False}
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(distiller, cfg, torch.device("cpu"), Path(tmp) / "state.safetensors")
+        trainer = Trainer(distiller, cfg, torch.device(device), Path(tmp) / "state.safetensors")
         cpu = time.thread_time()
         fit = trainer.fit(splits["train"], splits["val"])
         cpu = time.thread_time() - cpu
@@ -87,6 +89,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda: the students train there")
     ap.add_argument("--datasets", default=None, help="comma list: only these of each regime's datasets")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gdpd_cost"))
     ap.add_argument("--summarise", action="store_true", help="only rewrite summary.md from OUT/results.json")
@@ -105,7 +108,7 @@ def main() -> None:
         regime = REGIMES[name]
         warm = cell(regime["datasets"][0], regime["earliness"][0], regime["mode"])
         for method in METHODS:  # untimed: first-call costs out of the way
-            run(method, *warm, regime["student"], 2)
+            run(method, *warm, regime["student"], 2, device=a.device)
         rows = []
         for dataset in [d for d in regime["datasets"] if a.datasets is None or d in a.datasets.split(",")]:
             for e in regime["earliness"]:
@@ -115,7 +118,7 @@ def main() -> None:
                     row = {"dataset": dataset, "earliness": e, "repeat": rep}
                     for method in order:
                         cpu, wall = run(method, data, splits, regime["student"], a.epochs,
-                                        gdpd_options if method != "kd" else None)
+                                        gdpd_options if method != "kd" else None, a.device)
                         row[method] = {"cpu": cpu, "wall": wall}
                     rows.append(row)
                     print(name, dataset, e, rep, {m: round(row[m]["cpu"] / row["kd"]["cpu"], 3) for m in METHODS[1:]},
@@ -128,7 +131,9 @@ def main() -> None:
                       if line.startswith("model name")), platform.processor())
     meta = {"epochs": a.epochs, "warmup": a.epochs // 2, "gdpd_options": gdpd_options, "repeats": a.repeats, "threads": a.threads,
             "batch_size": 16, "torch": torch.__version__, "python": platform.python_version(),
-            "cpu": cpu_model, "cores": os.cpu_count(), "minutes": round((time.time() - started) / 60, 1),
+            "cpu": cpu_model, "cores": os.cpu_count(),
+            "device": torch.cuda.get_device_name(0) if a.device.startswith("cuda") else "cpu",
+            "minutes": round((time.time() - started) / 60, 1),
             "load_average_1min": {"min": min(x[0] for x in load), "max": max(x[0] for x in load),
                                   "median": statistics.median(x[0] for x in load)}}
     out = Path(a.out)
@@ -143,7 +148,9 @@ def write_summary(out: Path) -> None:
     meta, results = saved["meta"], saved["results"]
     load = meta["load_average_1min"]
     lines = ["# GDPD training cost against Base-KD, per epoch over whole two-stage runs", "",
-             (f"{meta['cpu']}, {meta['cores']} cores, torch {meta['torch']}, {meta['threads']} torch thread(s); "
+             (f"{meta['cpu']}, {meta['cores']} cores"
+              + (f", students on {meta['device']}" if meta.get("device", "cpu") != "cpu" else "") + ","
+              f" torch {meta['torch']}, {meta['threads']} torch thread(s); "
               f"{meta['epochs']} epochs (warm-up {meta['warmup']}), batch 16, {meta['repeats']} alternating repeats "
               f"per cell; 1-min load average {load['min']:.1f}-{load['max']:.1f} (median {load['median']:.1f}) "
               f"over {meta['minutes']} min."
@@ -156,15 +163,16 @@ def write_summary(out: Path) -> None:
             c, w = res["ratios"][m]["cpu"], res["ratios"][m]["wall"]
             lines.append(f"| {name} | {m} | {c['median']:.2f} | {c['sum']:.2f} | {w['median']:.2f} | {w['sum']:.2f} | "
                          f"{c['min']:.2f}-{c['max']:.2f} |")
-    lines += ["", "Per cell (medians over repeats; CPU seconds):", "",
+    clock = "cpu" if meta.get("device", "cpu") == "cpu" else "wall"
+    lines += ["", f"Per cell (medians over repeats; {'CPU' if clock == 'cpu' else 'wall'} seconds):", "",
               "| regime | dataset | e | Base-KD s/epoch | gdpd / kd | gdpd_kd / kd |", "|---|---|---|---|---|---|"]
     for name, res in results.items():
         cells: dict = {}
         for r in res["rows"]:
             cells.setdefault((r["dataset"], r["earliness"]), []).append(r)
         for (dataset, e), rs in cells.items():
-            kd = statistics.median(r["kd"]["cpu"] for r in rs)
-            g, gk = (statistics.median(r[m]["cpu"] / r["kd"]["cpu"] for r in rs) for m in METHODS[1:])
+            kd = statistics.median(r["kd"][clock] for r in rs)
+            g, gk = (statistics.median(r[m][clock] / r["kd"][clock] for r in rs) for m in METHODS[1:])
             lines.append(f"| {name} | {dataset} | {e:g} | {kd:.4f} | {g:.2f} | {gk:.2f} |")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
 

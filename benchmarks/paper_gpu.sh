@@ -2,9 +2,12 @@
 # The `paper` suite on one GPU, time-boxed: `bash benchmarks/paper_gpu.sh OUT SECONDS [DATASETS...]`.
 # Runs tests/test_cuda.py beside a `bench --suite paper` sweep at e 0.2 / 0.4 (then 0.6 / 0.8 if time is
 # left), stops the sweep after SECONDS (the store keeps every finished job; a later call resumes), and
-# leaves in OUT env.txt, cuda_tests.txt, bench.log, dmon.txt, results.db, runs.tgz (run files without weights)
-# and teachers.tgz (the teachers' weights).
-# EXTRA: more bench arguments (a short local check: EXTRA='--set train.epochs=6 --set train.warmup=3').
+# leaves in OUT env.txt, cuda_tests.txt, bench.log, dmon.txt, results.db, runs.tgz
+# (run files without weights or checkpoints) and teachers.tgz (the teachers' run directories, less
+# their output caches).
+# EXTRA: more bench arguments (a short local check: EXTRA='--set train.epochs=6 --set train.warmup=3');
+# LEVELS='0.2 0.4' runs only those levels; CUDA_TESTS=0 skips the tests; a results.db already in SWEEP is
+# resumed (its stored students are skipped).
 # Expects earlykd and aeon importable (on a machine without them: benchmarks/results/paper-gpu/summary.md).
 set -u
 OUT=$(cd "${1:?OUT}" && pwd) || exit 2; BUDGET=${2:?SECONDS}; shift 2
@@ -27,9 +30,11 @@ if command -v nvidia-cuda-mps-control > /dev/null; then
 fi
 nvidia-smi dmon -s u -d 10 > "$OUT/dmon.txt" 2>&1 &
 dmon=$!
-(timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py > "$OUT/cuda_tests.txt" 2>&1) &
+[ "${CUDA_TESTS:-1}" = 0 ] ||
+  (timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py > "$OUT/cuda_tests.txt" 2>&1) &
 left() { echo $(( BUDGET - ($(date +%s) - start) )); }
-for e in "0.2 0.4" "0.6 0.8"; do
+IFS=, read -ra LEVELS <<< "${LEVELS:-0.2 0.4,0.6 0.8}"
+for e in "${LEVELS[@]}"; do
   t=$(left); [ "$t" -gt 30 ] || break
   echo "== e $e: $t s left ($(date -u +%T))" >> "$OUT/bench.log"
   timeout -s INT -k 20 "$t" python3 -m earlykd bench --suite paper --datasets $DATASETS --earliness $e \
@@ -39,5 +44,5 @@ done
 kill $dmon 2> /dev/null; wait
 cp "$SWEEP/results.db" "$OUT/"
 cd "$SWEEP" || exit 3
-tar czf "$OUT/runs.tgz" --exclude='*.safetensors' runs
-find runs -maxdepth 2 -path 'runs/teacher-*' -name model.safetensors | tar czf "$OUT/teachers.tgz" -T -
+tar czf "$OUT/runs.tgz" --exclude='*.safetensors' --exclude='teacher-*' runs
+find runs -maxdepth 2 -path 'runs/teacher-*' -type f ! -name 'teacher_outputs-*' | tar czf "$OUT/teachers.tgz" -T -

@@ -21,8 +21,8 @@ REGIMES = {
     "paper-cpu": "earlykd paper-cpu: LSTM3-100, stretch, 200 epochs, GunPoint + ArrowHead, 3 seeds, "
                  "lambda by validation",
     "paper-gpu": "earlykd paper suite on one GPU: LSTM3-100 teacher (epochs by CV) -> LSTM3-100, stretch, 600 "
-                 "epochs, 5 seeds, lambda by validation; GunPoint, ArrowHead, BasicMotions, PickupGestureWiimoteZ "
-                 "(the cells that finished), e 0.2 / 0.4",
+                 "epochs, 5 seeds, lambda by validation; GunPoint, ArrowHead, BasicMotions, PickupGestureWiimoteZ, "
+                 "ItalyPowerDemand, ACSF1 (the datasets that finished), e 0.2 / 0.4",
 }
 
 
