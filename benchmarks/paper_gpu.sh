@@ -6,8 +6,8 @@
 # (run files without weights or checkpoints) and teachers.tgz (the teachers' run directories, less
 # their output caches).
 # EXTRA: more bench arguments (a short local check: EXTRA='--set train.epochs=6 --set train.warmup=3');
-# LEVELS='0.2 0.4' runs only those levels; CUDA_TESTS=0 skips the tests; a results.db already in SWEEP is
-# resumed (its stored students are skipped).
+# SUITE: another suite (a name or a YAML file); LEVELS='0.2 0.4' runs only those levels; CUDA_TESTS=0
+# skips the tests; a results.db already in SWEEP is resumed (its stored students are skipped).
 # Expects earlykd and aeon importable (on a machine without them: benchmarks/results/paper-gpu/summary.md).
 set -u
 OUT=$(cd "${1:?OUT}" && pwd) || exit 2; BUDGET=${2:?SECONDS}; shift 2
@@ -37,7 +37,7 @@ IFS=, read -ra LEVELS <<< "${LEVELS:-0.2 0.4,0.6 0.8}"
 for e in "${LEVELS[@]}"; do
   t=$(left); [ "$t" -gt 30 ] || break
   echo "== e $e: $t s left ($(date -u +%T))" >> "$OUT/bench.log"
-  timeout -s INT -k 20 "$t" python3 -m earlykd bench --suite paper --datasets $DATASETS --earliness $e \
+  timeout -s INT -k 20 "$t" python3 -m earlykd bench --suite "${SUITE:-paper}" --datasets $DATASETS --earliness $e \
     --out "$SWEEP" --workers "$WORKERS" --threads 1 --no-progress ${EXTRA:-} >> "$OUT/bench.log" 2>&1
   echo "== exit $? ($(date -u +%T))" >> "$OUT/bench.log"
 done
