@@ -18,7 +18,7 @@ from conftest import assert_clean_error, run_cli
 from earlykd.bench.executors import InlineExecutor, LocalExecutor
 from earlykd.bench.grid import expand
 from earlykd.bench.store import COLUMNS, PROTOCOL, Store, required
-from earlykd.bench.suites import SUITES, Suite, get_suite
+from earlykd.bench.suites import SUITES, Suite, get_suite, load_suite
 from earlykd.bench.sweep import run_sweep
 from earlykd.errors import EarlykdError
 
@@ -90,6 +90,20 @@ def test_suites_follow_the_protocol():
     assert {j.method: j.grid for j in students} == {"base": {}, "kd": {"weight": [0.1, 1, 10]},
                                                      "fitnets": {"weight": [0.1, 1, 10]}}
     assert len(students[1].points()) == 3
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "benchmarks" / "suites").glob("*.yaml")),
+                         ids=lambda path: path.name)
+def test_the_committed_suite_files_expand(path):
+    jobs = expand(load_suite(path))
+    assert jobs[0].kind == "teacher" and any(job.kind == "student" for job in jobs)
+
+
+def test_paper_gpu_control_differs_from_paper_in_its_teacher_alone():
+    control = load_suite(Path(__file__).parents[1] / "benchmarks" / "suites" / "paper-gpu-control.yaml")
+    real, know_nothing = (expand(s, ["BasicMotions"], ["kd", "gdpd"], [0.2], [0]) for s in (SUITES["paper"], control))
+    assert [(j.cfg, j.grid) for j in real[1:]] == [(j.cfg, j.grid) for j in know_nothing[1:]]
+    assert know_nothing[0].cfg["train"] == {**real[0].cfg["train"], "epochs": 1, "lr": 1e-9}
 
 
 @pytest.mark.parametrize("args,needle", [
