@@ -84,8 +84,9 @@ def _sorted_header(blob: bytes) -> bytes:
     changes from call to call, so equal tensors and metadata made files of different bytes (and a retrained
     teacher, bit-identical, another id). The header stays space-padded to 8 bytes, as the format allows."""
     size = int.from_bytes(blob[:8], "little")
-    header = json.dumps(json.loads(blob[8:8 + size]), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    header = header.encode() + b" " * (-len(header.encode()) % 8)
+    header = json.loads(blob[8:8 + size])
+    header = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    header += b" " * (-len(header) % 8)
     return len(header).to_bytes(8, "little") + header + blob[8 + size:]
 
 
