@@ -75,19 +75,25 @@ def write_json(path: Path, data: dict) -> None:
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    blob = _sorted_header(save(tensors, metadata={"format": FORMAT, "meta": json.dumps(meta, default=str)}))
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(blob))
+    blob = save(tensors, metadata={"format": FORMAT, "meta": json.dumps(meta, default=str)})
+    parts = _sorted_header(blob)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            fh.writelines(parts)
+    atomic_write(path, write)
 
 
-def _sorted_header(blob: bytes) -> bytes:
-    """safetensors bytes with the header's keys sorted: the library writes its metadata map in an order that
-    changes from call to call, so equal tensors and metadata made files of different bytes (and a retrained
-    teacher, bit-identical, another id). The header stays space-padded to 8 bytes, as the format allows."""
+def _sorted_header(blob: bytes) -> tuple:
+    """(length, header, data) of safetensors bytes with the header's keys sorted: the library writes its metadata
+    map in an order that changes from call to call, so equal tensors and metadata made files of different bytes
+    (and a retrained teacher, bit-identical, another id). The header stays space-padded to 8 bytes, as the format
+    allows; the data is a view of the library's bytes, not a copy."""
     size = int.from_bytes(blob[:8], "little")
     header = json.loads(blob[8:8 + size])
     header = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     header += b" " * (-len(header) % 8)
-    return len(header).to_bytes(8, "little") + header + blob[8 + size:]
+    return len(header).to_bytes(8, "little"), header, memoryview(blob)[8 + size:]
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
