@@ -32,7 +32,19 @@ STUDENTS = (("quick", "kd-GunPoint-e0.2-truncate-s0-f82fb8d1"),
             ("quick-control-gdpd-folded", "gdpd-GunPoint-e0.2-truncate-s0-b9fb6deb"))
 
 
+def missing() -> list[str]:
+    """The run directories this check reads that are not here (they are not in git)."""
+    needed = [RESULTS / "early" / "runs" / d / "s0" / g for d in DATASETS for g in ("anytime-base", "anytime-dlf")]
+    needed += [RESULTS / sweep / "runs" / name for sweep, name in STUDENTS]
+    return [str(path.relative_to(RESULTS.parent.parent)) for path in needed if not (path / "run.json").is_file()]
+
+
 def main() -> int:
+    absent = missing()
+    if absent:
+        print(f"error: {len(absent)} run directories this check reads are not here (run files are not in git), "
+              f"e.g. {absent[0]}; make them with the benchmarks that committed them", file=sys.stderr)
+        return 2
     ok, tmp = True, Path(tempfile.mkdtemp())
     for d in DATASETS:
         run = RESULTS / "early" / "runs" / d / "s0" / "anytime-base"
