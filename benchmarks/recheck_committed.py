@@ -32,10 +32,16 @@ STUDENTS = (("quick", "kd-GunPoint-e0.2-truncate-s0-f82fb8d1"),
             ("quick-control-gdpd-folded", "gdpd-GunPoint-e0.2-truncate-s0-b9fb6deb"))
 
 
+GROUPS = ("anytime-base", "anytime-dlf")
+
+
+def early_run(dataset: str, group: str) -> Path:
+    return RESULTS / "early" / "runs" / dataset / "s0" / group
+
+
 def missing() -> list[str]:
     """The run directories this check reads that are not here (they are not in git)."""
-    needed = [RESULTS / "early" / "runs" / d / "s0" / g for d in DATASETS for g in ("anytime-base", "anytime-dlf")]
-    needed += [RESULTS / sweep / "runs" / name for sweep, name in STUDENTS]
+    needed = [early_run(d, g) for d in DATASETS for g in GROUPS] + [RESULTS / s / "runs" / n for s, n in STUDENTS]
     return [str(path.relative_to(RESULTS.parent.parent)) for path in needed if not (path / "run.json").is_file()]
 
 
@@ -47,13 +53,13 @@ def main() -> int:
         return 2
     ok, tmp = True, Path(tempfile.mkdtemp())
     for d in DATASETS:
-        run = RESULTS / "early" / "runs" / d / "s0" / "anytime-base"
+        run = early_run(d, "anytime-base")
         same = runs.load_prepared(runs.read_run(run)[0]["data"]).fingerprint() == \
             load_model(run / "model.safetensors")[1]["data_fingerprint"]
         print(f"data {d}: {'same' if same else 'DIFFERENT'}")
         ok &= same
-        for group in ("anytime-base", "anytime-dlf"):
-            run = RESULTS / "early" / "runs" / d / "s0" / group
+        for group in GROUPS:
+            run = early_run(d, group)
             stored = json.loads((run / "run.json").read_text())
             got = evaluate_anytime(shutil.copytree(run, tmp / d / group), "cpu")
             same = got["test"] == stored["test"] and got["test_policies"] == stored["test_policies"]

@@ -22,6 +22,7 @@ from earlykd.bench.suites import SUITES, Suite, get_suite, load_suite
 from earlykd.bench.sweep import run_sweep
 from earlykd.errors import EarlykdError
 
+SUITE_FILES = Path(__file__).resolve().parents[1] / "benchmarks" / "suites"   # the committed suite files
 TINY = ["model.hidden=8", "model.layers=1", "data.length=32", "train.epochs=2", "train.batch_size=8"]
 METRICS = ["auc_prc", "average_precision", "accuracy", "roc_auc", "nll", "ece", "fidelity_top1", "fidelity_kl"]
 
@@ -92,15 +93,14 @@ def test_suites_follow_the_protocol():
     assert len(students[1].points()) == 3
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "benchmarks" / "suites").glob("*.yaml")),
-                         ids=lambda path: path.name)
+@pytest.mark.parametrize("path", sorted(SUITE_FILES.glob("*.yaml")), ids=lambda path: path.name)
 def test_the_committed_suite_files_expand(path):
     jobs = expand(load_suite(path))
     assert jobs[0].kind == "teacher" and any(job.kind == "student" for job in jobs)
 
 
 def test_paper_gpu_control_differs_from_paper_in_its_teacher_alone():
-    control = load_suite(Path(__file__).parents[1] / "benchmarks" / "suites" / "paper-gpu-control.yaml")
+    control = load_suite(SUITE_FILES / "paper-gpu-control.yaml")
     real, know_nothing = (expand(s, ["BasicMotions"], ["kd", "gdpd"], [0.2], [0]) for s in (SUITES["paper"], control))
     assert [(j.cfg, j.grid) for j in real[1:]] == [(j.cfg, j.grid) for j in know_nothing[1:]]
     assert know_nothing[0].cfg["train"] == {**real[0].cfg["train"], "epochs": 1, "lr": 1e-9}

@@ -17,7 +17,7 @@ def test_holm_steps_down_and_stays_monotone():
     assert paired_gains.holm({"x": 0.6, "y": 0.7}) == {"x": 1.0, "y": 1.0}
 
 
-def test_a_comparison_counts_once_whichever_is_the_reference(tmp_path):
+def test_a_comparison_counts_once_whichever_is_the_reference(tmp_path, monkeypatch):
     rows = ["dataset,method,earliness,prefix_mode,seed,auc_prc"]
     for dataset in ("A", "B"):
         for seed in range(6):
@@ -25,7 +25,7 @@ def test_a_comparison_counts_once_whichever_is_the_reference(tmp_path):
                 rows.append(f"{dataset},{method},0.2,truncate,{seed},{0.5 + lift + 0.001 * seed}")
         rows.append(f"{dataset},teacher,1.0,truncate,0,0.9")
     (tmp_path / "runs.csv").write_text("\n".join(rows) + "\n")
-    sys.argv = ["paired_gains.py", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", ["paired_gains.py", str(tmp_path)])
     paired_gains.main()
     text = (tmp_path / "paired_gains.md").read_text()
     assert "over the 3 distinct comparisons" in text   # base–kd, base–fitnets, kd–fitnets at e 0.2
