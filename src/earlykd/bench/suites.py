@@ -87,9 +87,9 @@ SUITES = {s.name: s for s in (
     # (the authors: 600, 5 seeds, 8 datasets, e up to 0.8). Teachers: the best of three architectures
     # by 5-fold CV on the training split.
     Suite("paper-cpu", "the paper's regime on a CPU: LSTM3-100 students, stretch, lambda in {0.1, 1, 10} by "
-          "validation, 200 epochs (warm-up 100), GunPoint + ArrowHead, e 0.2/0.4, 3 seeds; teacher: best of "
-          "FCN/InceptionTime/ResNet by CV",
-          datasets=("GunPoint", "ArrowHead"), methods=("base", "kd", "fitnets", "gdpd", "gdpd_kd"),
+          "validation, 200 epochs (warm-up 100), GunPoint, ArrowHead, BasicMotions, PickupGestureWiimoteZ, e 0.2/0.4, "
+          "3 seeds; teacher: best of FCN/InceptionTime/ResNet by CV",
+          datasets=("GunPoint", "ArrowHead", "BasicMotions", "PickupGestureWiimoteZ"), methods=("base", "kd", "fitnets", "gdpd", "gdpd_kd"),
           earliness=(0.2, 0.4), seeds=(0, 1, 2),
           common={"prefix": {"mode": "stretch"}, "train": {"batch_size": 16}},
           teacher={"model": {"arch": "fcn,inception,resnet"}, "ensemble": {"combine": "best"},
