@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from earlykd.report.tables import split
+from earlykd.report.tables import per_dataset_means, split
 from paired_gains import wilcoxon_p
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -28,12 +28,14 @@ METHODS = ("gdpd", "gdpd_kd")
 
 
 def runs(sweep: str, folded: str | None) -> pd.DataFrame:
-    """The sweep's student rows, GDPD's replaced by the re-run with today's code where there is one."""
+    """The sweep's student rows, each replaced by its re-run with today's code where there is one."""
     students, _ = split(pd.read_csv(RESULTS / sweep / "runs.csv"))
     if folded is None:
         return students
     again, _ = split(pd.read_csv(RESULTS / folded / "runs.csv"))
-    return pd.concat([students[~students.method.isin(again.method.unique())], again])
+    key = ["dataset", "earliness", "seed", "method"]
+    replaced = students.set_index(key).index.isin(again.set_index(key).index)
+    return pd.concat([students[~replaced], again])
 
 
 def bootstrap(diff: pd.Series, rng: np.random.Generator) -> tuple[float, float]:
@@ -50,7 +52,8 @@ def rows() -> list[str]:
     rng = np.random.default_rng(0)
     out = []
     for regime, (sweep, folded) in REGIMES.items():
-        wide = runs(sweep, folded).pivot_table(index=["earliness", "dataset", "seed"], columns="method",
+        students = runs(sweep, folded)
+        wide = students.pivot_table(index=["earliness", "dataset", "seed"], columns="method",
                                                values="auc_prc")
         for method in (m for m in METHODS if m in wide.columns):
             for e in (0.2, 0.4):
@@ -59,9 +62,10 @@ def rows() -> list[str]:
                 mean = diff.groupby(level="dataset").mean().mean()
                 low, high = bootstrap(diff, rng)
                 verdict = "yes" if high < TARGET else "no"
+                ranks = per_dataset_means(students, e).rank(axis=1, ascending=False).mean()
                 out.append(f"| {regime} | {method} | {e:g} | {diff.index.get_level_values('dataset').nunique()} | "
                            f"{len(diff)} | {mean:+.1f} | [{low:+.1f}, {high:+.1f}] | {(diff > 0).sum()}/{len(diff)} | "
-                           f"{wilcoxon_p(diff):.2f} | {verdict} |")
+                           f"{wilcoxon_p(diff):.2f} | {ranks[method]:.2f} of {len(ranks)} | {verdict} |")
     return out
 
 
@@ -69,10 +73,10 @@ def main() -> None:
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS / "distillation_verdict" / "intervals.md"
     lines = ["Method − Base-KD, test AUC-PRC in points: the mean over datasets of the mean over seeds; 95 % interval "
              f"from {DRAWS} two-level bootstrap draws (datasets, then seeds; generator seed 0); Wilcoxon over the "
-             f"(dataset, seed) pairs; last column: does the interval exclude a gain of +{TARGET:g} points? GDPD's "
+             f"(dataset, seed) pairs; the method's average rank among the sweep's students (1 = best; ties share); last column: does the interval exclude a gain of +{TARGET:g} points? GDPD's "
              "rows are today's code (the folded chain's re-runs) where the sweep predates it.", "",
              "| regime | method | e | datasets | pairs | mean | 95 % interval | method ahead | Wilcoxon p | "
-             f"+{TARGET:g} excluded |", "|---|---|---|---|---|---|---|---|---|---|", *rows()]
+             f"average rank | +{TARGET:g} excluded |", "|---|---|---|---|---|---|---|---|---|---|---|", *rows()]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

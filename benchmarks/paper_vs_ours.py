@@ -18,8 +18,8 @@ PAPER = {0.2: (63.64, 69.23, 67.47, 73.83), 0.4: (70.44, 78.03, 75.36, 81.70),
 COLUMNS = ("base", "kd", "fitnets", "gdpd_kd", "gdpd")
 REGIMES = {
     "quick": "earlykd quick: FCN-128 x5 -> FCN-64, truncate, 100 epochs, 6 bundled datasets, 3 seeds, lambda 1",
-    "paper-cpu": "earlykd paper-cpu: LSTM3-100, stretch, 200 epochs, GunPoint + ArrowHead, 3 seeds, "
-                 "lambda by validation",
+    "paper-cpu": "earlykd paper-cpu: LSTM3-100, stretch, 200 epochs, GunPoint, ArrowHead, BasicMotions, "
+                 "PickupGestureWiimoteZ, 3 seeds, lambda by validation",
     "paper-gpu": "earlykd paper suite on one GPU: LSTM3-100 teacher (epochs by CV) -> LSTM3-100, stretch, 600 "
                  "epochs, 5 seeds, lambda by validation; GunPoint, ArrowHead, BasicMotions, PickupGestureWiimoteZ, "
                  "ItalyPowerDemand, ACSF1 (the datasets that finished), e 0.2 / 0.4",

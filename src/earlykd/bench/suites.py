@@ -99,9 +99,9 @@ SUITES = {s.name: s for s in (
     # architectures by CV, each at its random initialisation (one epoch at lr 1e-9), and the same lambda grid
     # chosen on validation. A gain that survives this teacher is regularisation, not distillation. (One epoch at
     # the usual lr is not enough: an FCN learns GunPoint to AUC-PRC 0.82 in it.)
-    Suite("paper-cpu-control", "paper-cpu's kd and gdpd_kd students from a know-nothing teacher (untrained, "
+    Suite("paper-cpu-control", "paper-cpu's kd, gdpd and gdpd_kd students from a know-nothing teacher (untrained, "
           "chosen among FCN/InceptionTime/ResNet by CV as paper-cpu's), lambda by validation as in paper-cpu",
-          datasets=("GunPoint", "ArrowHead"), methods=("kd", "gdpd_kd"), earliness=(0.2, 0.4), seeds=(0, 1, 2),
+          datasets=("GunPoint", "ArrowHead", "BasicMotions", "PickupGestureWiimoteZ"), methods=("kd", "gdpd", "gdpd_kd"), earliness=(0.2, 0.4), seeds=(0, 1, 2),
           common={"prefix": {"mode": "stretch"}, "train": {"batch_size": 16}},
           teacher={"model": {"arch": "fcn,inception,resnet"}, "ensemble": {"combine": "best"},
                    "train": {"epochs": 1, "lr": 1e-9}},
