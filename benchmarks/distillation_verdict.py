@@ -4,6 +4,8 @@ means over seeds), with a 95 % interval from a two-level bootstrap (datasets dra
 within each), the Wilcoxon p over the (dataset, seed) pairs, and whether the interval excludes the +2 points
 the target asks for. Nothing is chosen here: the rows are the committed test scores of each sweep.
 
+A second table puts each regime's students beside the same students from a know-nothing teacher.
+
 Usage: python benchmarks/distillation_verdict.py [OUT]   (default benchmarks/results/distillation_verdict/intervals.md)
 """
 import sys
@@ -24,6 +26,13 @@ REGIMES = {
     "paper-cpu": ("paper-cpu", "paper-cpu-gdpd-folded"),
     "paper-gpu": ("paper-gpu", None),
 }
+# the same students from a teacher that knows nothing, as (sweep, folded re-run) likewise
+CONTROLS = {
+    "quick": ("quick-control", "quick-control-gdpd-folded"),
+    "paper-cpu": ("paper-cpu-control", "paper-cpu-control-gdpd-folded"),
+    "paper-gpu": ("paper-gpu-control", None),
+}
+KEY = ["dataset", "earliness", "seed", "method"]
 METHODS = ("gdpd", "gdpd_kd")
 
 
@@ -33,8 +42,7 @@ def runs(sweep: str, folded: str | None) -> pd.DataFrame:
     if folded is None:
         return students
     again, _ = split(pd.read_csv(RESULTS / folded / "runs.csv"))
-    key = ["dataset", "earliness", "seed", "method"]
-    replaced = students.set_index(key).index.isin(again.set_index(key).index)
+    replaced = students.set_index(KEY).index.isin(again.set_index(KEY).index)
     return pd.concat([students[~replaced], again])
 
 
@@ -49,12 +57,12 @@ def bootstrap(diff: pd.Series, rng: np.random.Generator) -> tuple[float, float]:
 
 
 def rows() -> list[str]:
+    """Method − Base-KD per regime, method and earliness (the table's rows)."""
     rng = np.random.default_rng(0)
     out = []
     for regime, (sweep, folded) in REGIMES.items():
         students = runs(sweep, folded)
-        wide = students.pivot_table(index=["earliness", "dataset", "seed"], columns="method",
-                                               values="auc_prc")
+        wide = students.pivot_table(index=["earliness", "dataset", "seed"], columns="method", values="auc_prc")
         for method in (m for m in METHODS if m in wide.columns):
             for e in (0.2, 0.4):
                 part = wide.loc[e, ["kd", method]].dropna()
@@ -69,14 +77,37 @@ def rows() -> list[str]:
     return out
 
 
+def control_rows() -> list[str]:
+    """Real − know-nothing teacher per regime, method and earliness, paired by (dataset, seed), today's code on
+    both sides; 'both' averages each (dataset, seed)'s levels first, so its pairs are independent."""
+    out = []
+    for regime, (sweep, folded) in REGIMES.items():
+        both = runs(sweep, folded).merge(runs(*CONTROLS[regime]), on=KEY, suffixes=("", "_control"))
+        both["diff"] = 100 * (both.auc_prc - both.auc_prc_control)
+        for method, part in both.groupby("method"):
+            levels = [(f"{e:g}", g.set_index(["dataset", "seed"])["diff"]) for e, g in part.groupby("earliness")]
+            levels.append(("both", part.groupby(["dataset", "seed"])["diff"].mean()))
+            for label, diff in levels:
+                out.append(f"| {regime} | {method} | {label} | {diff.index.get_level_values('dataset').nunique()} | "
+                           f"{len(diff)} | {diff.mean():+.1f} | {(diff > 0).sum()}/{len(diff)} | "
+                           f"{wilcoxon_p(diff):.2g} |")
+    return out
+
+
 def main() -> None:
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS / "distillation_verdict" / "intervals.md"
     lines = ["Method − Base-KD, test AUC-PRC in points: the mean over datasets of the mean over seeds; 95 % interval "
              f"from {DRAWS} two-level bootstrap draws (datasets, then seeds; generator seed 0); Wilcoxon over the "
-             f"(dataset, seed) pairs; the method's average rank among the sweep's students (1 = best; ties share); last column: does the interval exclude a gain of +{TARGET:g} points? GDPD's "
-             "rows are today's code (the folded chain's re-runs) where the sweep predates it.", "",
+             "(dataset, seed) pairs; the method's average rank among the sweep's students (1 = best; ties share); "
+             f"last column: does the interval exclude a gain of +{TARGET:g} points? GDPD's rows are today's code "
+             "(the folded chain's re-runs) where the sweep predates it.", "",
              "| regime | method | e | datasets | pairs | mean | 95 % interval | method ahead | Wilcoxon p | "
-             f"average rank | +{TARGET:g} excluded |", "|---|---|---|---|---|---|---|---|---|---|---|", *rows()]
+             f"average rank | +{TARGET:g} excluded |", "|---|---|---|---|---|---|---|---|---|---|---|", *rows(), "",
+             "Real teacher − know-nothing teacher (an untrained one, chosen the same way), the same students, test "
+             "AUC-PRC in points, paired by (dataset, seed) where both ran, today's code on both sides; 'both': the mean "
+             "over the levels per (dataset, seed). A gain that a know-nothing teacher gives too is regularisation.", "",
+             "| regime | method | e | datasets | pairs | real − know-nothing | real ahead | Wilcoxon p |",
+             "|---|---|---|---|---|---|---|---|", *control_rows()]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
