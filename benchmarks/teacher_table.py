@@ -35,7 +35,8 @@ def main() -> None:
         epochs = ", ".join(str(m["cv"]["epochs"]) for m in members if m.get("cv")) or "-"
         accs = ", ".join(f"{m['cv']['acc']:.3f}" for m in members if m.get("cv")) or "-"
         spread = f" (mean {statistics.fmean(m['test']['auc_prc'] for m in members):.3f})" if len(members) > 1 else ""
-        lines.append(f"| {name} | {ref if ref is not None else '-'} | {score:.4f} | {'-' if ok is None else 'yes' if ok else 'no'} | "
+        verdict = "-" if ok is None else "yes" if ok else "no"
+        lines.append(f"| {name} | {ref if ref is not None else '-'} | {score:.4f} | {verdict} | "
                      f"{scores}{spread} | {epochs} | {accs} |")
         for c in record.get("candidates") or []:
             if record.get("combine") == "best":
