@@ -20,21 +20,27 @@ def stats(students: pd.DataFrame) -> pd.DataFrame:
     return students.groupby(["dataset", "earliness", "method"]).auc_prc.agg(["mean", "std", "count"])
 
 
-def paired(real: pd.DataFrame, control: pd.DataFrame) -> list[str]:
-    """real − control per (dataset, seed), summarised per method and earliness; then over all earliness, each
-    (dataset, seed)'s differences averaged over its levels first, so that the test's pairs are independent."""
+ALL_LEVELS = "all, mean per (dataset, seed)"
+
+
+def paired_diffs(real: pd.DataFrame, control: pd.DataFrame) -> list[tuple[str, str, pd.Series]]:
+    """(method, earliness label, real − control per (dataset, seed)) per method and earliness; then per method
+    over all earliness (ALL_LEVELS), each (dataset, seed)'s differences averaged over its levels first, so that
+    a test's pairs are independent."""
     key = ["method", "earliness", "dataset", "seed"]
     both = real.set_index(key).auc_prc.to_frame("real").join(control.set_index(key).auc_prc.rename("control"),
                                                               how="inner").reset_index()
     both["diff"] = both.real - both.control
+    groups = [(m, f"{e:g}", g.set_index(["dataset", "seed"])["diff"])
+              for (m, e), g in both.groupby(["method", "earliness"])]
+    groups += [(m, ALL_LEVELS, g.groupby(["dataset", "seed"])["diff"].mean()) for m, g in both.groupby("method")]
+    return sorted(groups, key=lambda item: item[:2])
+
+
+def paired(real: pd.DataFrame, control: pd.DataFrame) -> list[str]:
+    """The table of `paired_diffs`."""
     lines = ["| method | e | pairs | real − know-nothing (mean) | real ahead | Wilcoxon p |", "|---|---|---|---|---|---|"]
-    groups = [(key, g["diff"]) for key, g in both.groupby(["method", "earliness"])]
-    groups += [((m, "all, mean per (dataset, seed)"), g.groupby(["dataset", "seed"])["diff"].mean())
-               for m, g in both.groupby("method")]
-    for (method, e), diff in sorted(groups, key=lambda item: (item[0][0], str(item[0][1]))):
-        e_label = e if isinstance(e, str) else f"{e:g}"
-        lines.append(f"| {method} | {e_label} | {paired_cells(diff)} |")
-    return lines
+    return lines + [f"| {method} | {e} | {paired_cells(diff)} |" for method, e, diff in paired_diffs(real, control)]
 
 
 def main() -> None:

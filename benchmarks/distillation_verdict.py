@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from earlykd.report.tables import per_dataset_means, split
-from paired_gains import wilcoxon_p
+from control_table import ALL_LEVELS, paired_diffs
+from paired_gains import one_prefix_mode, wilcoxon_p
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET = 2.0            # points of average AUC-PRC the target asks GDPD to gain over Base-KD
@@ -38,10 +39,10 @@ METHODS = ("gdpd", "gdpd_kd")
 
 def runs(sweep: str, folded: str | None) -> pd.DataFrame:
     """The sweep's student rows, each replaced by its re-run with today's code where there is one."""
-    students, _ = split(pd.read_csv(RESULTS / sweep / "runs.csv"))
+    students, _ = split(one_prefix_mode(RESULTS / sweep / "runs.csv"))
     if folded is None:
         return students
-    again, _ = split(pd.read_csv(RESULTS / folded / "runs.csv"))
+    again, _ = split(one_prefix_mode(RESULTS / folded / "runs.csv"))
     replaced = students.set_index(KEY).index.isin(again.set_index(KEY).index)
     return pd.concat([students[~replaced], again])
 
@@ -63,6 +64,7 @@ def rows() -> list[str]:
     for regime, (sweep, folded) in REGIMES.items():
         students = runs(sweep, folded)
         wide = students.pivot_table(index=["earliness", "dataset", "seed"], columns="method", values="auc_prc")
+        ranks = {e: per_dataset_means(students, e).rank(axis=1, ascending=False).mean() for e in (0.2, 0.4)}
         for method in (m for m in METHODS if m in wide.columns):
             for e in (0.2, 0.4):
                 part = wide.loc[e, ["kd", method]].dropna()
@@ -70,27 +72,22 @@ def rows() -> list[str]:
                 mean = diff.groupby(level="dataset").mean().mean()
                 low, high = bootstrap(diff, rng)
                 verdict = "yes" if high < TARGET else "no"
-                ranks = per_dataset_means(students, e).rank(axis=1, ascending=False).mean()
                 out.append(f"| {regime} | {method} | {e:g} | {diff.index.get_level_values('dataset').nunique()} | "
                            f"{len(diff)} | {mean:+.1f} | [{low:+.1f}, {high:+.1f}] | {(diff > 0).sum()}/{len(diff)} | "
-                           f"{wilcoxon_p(diff):.2f} | {ranks[method]:.2f} of {len(ranks)} | {verdict} |")
+                           f"{wilcoxon_p(diff):.2f} | {ranks[e][method]:.2f} of {len(ranks[e])} | {verdict} |")
     return out
 
 
 def control_rows() -> list[str]:
-    """Real − know-nothing teacher per regime, method and earliness, paired by (dataset, seed), today's code on
+    """Real − know-nothing teacher per regime, method and earliness (control_table's pairing), today's code on
     both sides; 'both' averages each (dataset, seed)'s levels first, so its pairs are independent."""
     out = []
     for regime, (sweep, folded) in REGIMES.items():
-        both = runs(sweep, folded).merge(runs(*CONTROLS[regime]), on=KEY, suffixes=("", "_control"))
-        both["diff"] = 100 * (both.auc_prc - both.auc_prc_control)
-        for method, part in both.groupby("method"):
-            levels = [(f"{e:g}", g.set_index(["dataset", "seed"])["diff"]) for e, g in part.groupby("earliness")]
-            levels.append(("both", part.groupby(["dataset", "seed"])["diff"].mean()))
-            for label, diff in levels:
-                out.append(f"| {regime} | {method} | {label} | {diff.index.get_level_values('dataset').nunique()} | "
-                           f"{len(diff)} | {diff.mean():+.1f} | {(diff > 0).sum()}/{len(diff)} | "
-                           f"{wilcoxon_p(diff):.2g} |")
+        for method, label, diff in paired_diffs(runs(sweep, folded), runs(*CONTROLS[regime])):
+            diff = 100 * diff
+            out.append(f"| {regime} | {method} | {'both' if label == ALL_LEVELS else label} | "
+                       f"{diff.index.get_level_values('dataset').nunique()} | {len(diff)} | {diff.mean():+.1f} | "
+                       f"{(diff > 0).sum()}/{len(diff)} | {wilcoxon_p(diff):.2g} |")
     return out
 
 

@@ -15,7 +15,7 @@ import distillation_verdict as verdict  # noqa: E402
 def write_runs(path: Path, rows: list[tuple]) -> None:
     path.mkdir(parents=True)
     frame = pd.DataFrame(rows, columns=["dataset", "method", "earliness", "seed", "auc_prc"])
-    frame.to_csv(path / "runs.csv", index=False)
+    frame.assign(prefix_mode="truncate").to_csv(path / "runs.csv", index=False)
 
 
 def test_a_rerun_replaces_its_own_rows_and_keeps_the_others(tmp_path, monkeypatch):
