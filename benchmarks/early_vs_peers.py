@@ -49,7 +49,7 @@ LATENCY_SERIES = 10
 TIMEOUT = 4 * 3600
 COLUMNS = ("dataset", "contender", "seed", "accuracy", "earliness", "hm", "fit_seconds", "decision_ms",
            "status", "error", "decision_ms_max", "val_hm", "val_accuracy", "val_earliness", "teacher_seconds",
-           "settings", "curve", "finished_at")
+           "settings", "curve", "finished_at", "val_hm_cv", "val_accuracy_cv", "val_earliness_cv")
 # The protocol's run columns (docs/protocol.md) of an earlykd row's anytime student, from its run.json: test metrics
 # as means over the checkpoints, and the run's own facts. Peers have no student run: empty. (`accuracy` stays the
 # decision's, the issue's column.)
@@ -226,7 +226,9 @@ def run_earlykd(group: str, dataset: str, seed: int, root: Path, epochs: int,
         rows.append({"contender": f"earlykd:{variant}:{policy}", "accuracy": test["accuracy"], **run_columns(record),
                      "earliness": test["earliness"], "hm": test["hm"], "fit_seconds": fit, "decision_ms": ms[0],
                      "decision_ms_max": ms[1], "val_hm": val["hm"], "val_accuracy": val["accuracy"],
-                     "val_earliness": val["earliness"], "teacher_seconds": teacher_s, "curve": curve,
+                     "val_earliness": val["earliness"], "val_hm_cv": val.get("cv_hm"),
+                     "val_accuracy_cv": val.get("cv_accuracy"), "val_earliness_cv": val.get("cv_earliness"),
+                     "teacher_seconds": teacher_s, "curve": curve,
                      "settings": {"teacher": TEACHER, "student": STUDENT, "epochs": epochs, "levels": "0.05..1.0",
                                   "run_dir": str(out.relative_to(root)), "T": T, "grid": record["data"]["length"],
                                   "calibration": record["calibration"],
@@ -442,12 +444,22 @@ def incomplete_variants(rows: list[dict]) -> set[tuple[str, str]]:
     return {(d, v) for (d, v), have in jobs_of.items() if v not in ("", "cf") and not have >= need[d, family_of(v)]}
 
 
+def selection_figures(row: dict, crossed: bool = True) -> tuple[float, float]:
+    """(HM, accuracy) a choice among candidates ranks by: the cross-validated calibration figures (each validation
+    fold decided by the policy calibrated on the others) when `crossed` and stored, else the calibration's own
+    (rows from before 2026-11-28's cross-validated figures)."""
+    if crossed and row.get("val_hm_cv") is not None:
+        return float(row["val_hm_cv"]), float(row["val_accuracy_cv"])
+    return float(row["val_hm"]), float(row["val_accuracy"])
+
+
 def chosen_rows(rows: list[dict]) -> list[dict]:
     """Per family (calibrated on validation, or `/cf` on out-of-fold predictions): earlykd:<method>[/cf]:chosen, per
     dataset, seed and method the grid (the teacher's or `/native`) and policy of highest calibration HM; and
     earlykd:chosen[/cf], per dataset and seed the method, grid and policy of highest calibration HM (ties: its
     accuracy, then the order of METHODS, the teacher's grid before the native one, then the policy registry's
-    order). Test scores play no part."""
+    order). The calibration HM is the cross-validated one where every candidate has it (`selection_figures`).
+    Test scores play no part."""
     from earlykd.decide import POLICIES
     order = {p: i for i, p in enumerate(POLICIES)}
     rank = {m: i for i, m in enumerate(METHODS)}
@@ -462,7 +474,8 @@ def chosen_rows(rows: list[dict]) -> list[dict]:
             groups.setdefault(key, []).append((variant, policy, r))
 
     def best(found):
-        return min(found, key=lambda vpr: (-vpr[2]["val_hm"], -vpr[2]["val_accuracy"],
+        crossed = all(r.get("val_hm_cv") is not None for _, _, r in found)
+        return min(found, key=lambda vpr: (*(-v for v in selection_figures(vpr[2], crossed)),
                                            rank.get(vpr[0].split("/")[0], 99), "/native" in vpr[0],
                                            order.get(vpr[1], 99)))
 
@@ -557,9 +570,10 @@ def main(argv=None) -> int:
         p.error(f"unknown contender {bad[0]!r} (peers: {', '.join(PEERS)}; or earlykd:<method>[/native][/cf])")
     root = Path(a.out).resolve()
     from earlykd.decide import POLICIES
-    settings = {"peers": {"nonmyopic": NONMYOPIC, "latency_series": a.latency_series},
+    from earlykd.decide.base import CV_FOLDS
+    settings = {   # a new policy or rule of choice: new earlykd rows"peers": {"nonmyopic": NONMYOPIC, "latency_series": a.latency_series},
                 "earlykd": {"epochs": epochs, "teacher": TEACHER, "student": STUDENT, "latency_series": a.latency_series,
-                            "policies": sorted(POLICIES)}}   # a new policy: new earlykd rows
+                            "policies": sorted(POLICIES), "selection": f"cross-validated HM, {CV_FOLDS} folds"}}
     store = Store(root / "results.db", settings, a.replace_earlykd)
     todo = jobs(a.datasets.split(","), [int(s) for s in a.seeds.split(",")], contenders)
     counts = sweep(todo, store, root, epochs, a.latency_series, a.timeout, a.retry_failed, workers=a.workers)

@@ -20,9 +20,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 import early_vs_peers as bench  # noqa: E402
 
 MIN_CD_DATASETS = 4
-OVERALL = "earlykd:chosen"   # per dataset and seed, earlykd's method and policy of highest validation HM
+OVERALL = "earlykd:chosen"   # per dataset and seed, earlykd's method and policy of highest validation HM (cross-validated)
 OVERALL_CF = "earlykd:chosen/cf"   # the same among the /cf students, on out-of-fold predictions
-FLOATS = ("accuracy", "earliness", "hm", "fit_seconds", "decision_ms", "decision_ms_max", "val_hm")
+FLOATS = ("accuracy", "earliness", "hm", "fit_seconds", "decision_ms", "decision_ms_max", "val_hm", "val_accuracy",
+          "val_hm_cv", "val_accuracy_cv")
 
 
 def load(path: Path) -> list[dict]:
@@ -170,6 +171,8 @@ def given(settings: dict, native: list[str] = (), crossfit: bool = False) -> lis
     te, se = epochs if isinstance(epochs, list) else (None, epochs)
     cuts = ", ".join(f"{p} on {d}: seed {'/'.join(map(str, v))}" for (p, d), v in bench.CUTS.items())
     nm = ", ".join(f"{k}={v}" for k, v in settings["nonmyopic"].items())
+    by = (f"{settings['selection']} (each validation fold decided by the policy calibrated on the others)"
+          if settings.get("selection") else "validation HM")
     return [
         "## What each contender was given", "",
         "- **Data, all contenders:** the bundled UCR/UEA train/test split; the same arrays for everyone. "
@@ -181,15 +184,15 @@ def given(settings: dict, native: list[str] = (), crossfit: bool = False) -> lis
         f"({s['arch'].upper()}, width {s['hidden']}, {se} epochs, 20 earliness levels 0.05 … 1.0, {s['mode']} "
         f"prefixes{', batch-norm statistics per checkpoint' if s.get('level_norm') else ''}) per method, trained with `earlykd.early.run.train_early`; every registered policy calibrated "
         "on the validation split (20 % of the training split, stratified, split seed 0), so earlykd trains on "
-        "80 % of what the peers train on. `earlykd:<method>:chosen` is the policy of highest validation HM "
-        "(ties: validation accuracy) for that dataset, seed and method; test scores play no part. fit_seconds: "
+        f"80 % of what the peers train on. `earlykd:<method>:chosen` is the policy of highest {by} "
+        "(ties: its accuracy) for that dataset, seed and method; test scores play no part. fit_seconds: "
         "the anytime student's run (training, calibration, test evaluation), plus the teacher's (CV and refit; for "
         "an ensemble, all its members) for methods that distil; Base does not use the teacher. `uncertainty` waits "
         "on DLF's mutual information for dlf students and on the entropy of the probabilities otherwise.",
         *([f"- **earlykd:<method>/native:<policy>** (on {', '.join(native)}, where T exceeds the teacher's "
            f"{bench.TEACHER_GRID} steps): the same student on a grid of the series' own T samples "
            "(`early.length = T`; the teacher keeps its grid). The chosen rows choose between the two grids on "
-           "validation HM, with the policy."] if native else []),
+           f"{by}, with the policy."] if native else []),
         *([f"- **earlykd:<method>[/native]/cf:<policy>** ({', '.join(bench.CROSSFIT_METHODS)}): the same students, "
            f"trained on the whole training split (train + validation) for the same epochs, their policies calibrated "
            f"on {bench.CROSSFIT}-fold out-of-fold predictions of every training series (`early.crossfit = "
@@ -261,10 +264,11 @@ def selection_check(rows, datasets) -> list[str]:
             chosen = [r for r in rows if r["dataset"] == d and r["seed"] == seed and r["contender"] == OVERALL]
             if len(cands) < 3 or not chosen:
                 continue
-            rho = spearmanr([r["val_hm"] for r in cands], [r["hm"] for r in cands]).correlation
+            crossed = all(r["val_hm_cv"] is not None for r in cands)
+            rho = spearmanr([bench.selection_figures(r, crossed)[0] for r in cands], [r["hm"] for r in cands]).correlation
             c = chosen[0]
-            per_seed.append((len(cands), rho, c["val_hm"], c["hm"], float(c["val_accuracy"]), c["accuracy"],
-                             max(r["hm"] for r in cands)))
+            val_hm, val_acc = bench.selection_figures(c, crossed)
+            per_seed.append((len(cands), rho, val_hm, c["hm"], val_acc, c["accuracy"], max(r["hm"] for r in cands)))
         peers = [h for p in bench.PEERS if (h := mean_hm(rows, d, p)) is not None]
         if not per_seed:
             continue
@@ -294,7 +298,8 @@ def summary(rows, label: str, out: Path) -> str:
         if any("/cf" in r["contender"] for r in rows):
             lines += [f"`/cf` students (calibrated on out-of-fold predictions; notes.md) complete on: "
                       f"{', '.join(cf_done) or 'none yet'}. Their chosen rows are ranked on those datasets only.", ""]
-        tables = [(f"The peers and `{OVERALL}` (earlykd's method and policy of highest validation HM, per "
+        by = "cross-validated validation HM" if any(r["val_hm_cv"] is not None for r in rows) else "validation HM"
+        tables = [(f"The peers and `{OVERALL}` (earlykd's method and policy of highest {by}, per "
                    "dataset and seed)", head),
                   ("The peers and each earlykd method with its policy chosen on validation", per_method)]
         if cf_done:

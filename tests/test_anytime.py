@@ -127,11 +127,11 @@ def test_without_policies_every_one_is_calibrated_and_validation_picks_the_defau
     record = json.loads((out / "run.json").read_text())
     stored = json.loads((out / "decide.json").read_text())
     assert list(stored["policies"]) == list(POLICIES) == list(record["policies_val"])
-    ranked = sorted(POLICIES, key=lambda n: (-record["policies_val"][n]["hm"], -record["policies_val"][n]["accuracy"],
+    ranked = sorted(POLICIES, key=lambda n: (-record["policies_val"][n]["cv_hm"], -record["policies_val"][n]["cv_accuracy"],
                                              list(POLICIES).index(n)))
     assert stored["default"] == record["default_policy"] == ranked[0]
-    assert record["default_policy_by"] == "highest validation HM" and record["prefix_mode"] == "truncate"
-    assert f"default policy: {ranked[0]} (highest validation HM)" in printed
+    assert record["default_policy_by"] == "highest cross-validated validation HM" and record["prefix_mode"] == "truncate"
+    assert f"default policy: {ranked[0]} (highest cross-validated validation HM)" in printed
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["early"]["policies"] is None and cfg["prefix"]["mode"] == "truncate"
     named = json.loads((anytime_dir / "run.json").read_text())
@@ -143,7 +143,7 @@ def test_without_policies_every_one_is_calibrated_and_validation_picks_the_defau
                            "--epochs", "1", "--out", tmp_path / "named-then-auto")
     assert code == 0, err   # an explicit auto wins over the policies the config names
     assert json.loads((tmp_path / "named-then-auto" / "run.json").read_text())["default_policy_by"] == \
-        "highest validation HM"
+        "highest cross-validated validation HM"
     code, _, err = run_cli(capsys, "early", "--config", anytime_dir / "config.yaml", "--set", "early.policies=auto",
                            "--epochs", "1", "--out", tmp_path / "config-auto")
     assert code == 0, err   # a config may say auto too
@@ -184,6 +184,19 @@ def test_best_on_validation_breaks_ties_by_accuracy_then_order():
     assert best_on_validation(policies) == "uncertainty"
     with pytest.raises(EarlykdError, match="no calibrated policy"):
         best_on_validation({})
+
+
+def test_best_on_validation_ranks_by_the_cross_validated_hm_where_measured():
+    """The calibration's own HM is the best of its search on the cases it searched; the choice ranks by the
+    cross-validated one, and falls back to the own HM only for records without it."""
+    from earlykd.decide import best_on_validation, build_policy
+    policies = {name: build_policy(name) for name in ("threshold", "calibrated")}
+    policies["threshold"].validation = {"hm": 0.95, "accuracy": 1.0, "cv_hm": 0.6, "cv_accuracy": 0.7}
+    policies["calibrated"].validation = {"hm": 0.85, "accuracy": 0.9, "cv_hm": 0.7, "cv_accuracy": 0.7}
+    assert best_on_validation(policies) == "calibrated"
+    for p in policies.values():
+        del p.validation["cv_hm"], p.validation["cv_accuracy"]
+    assert best_on_validation(policies) == "threshold"
 
 
 def test_an_anytime_runs_config_trains_the_same_run_again(anytime_dir, tmp_path, capsys):

@@ -102,3 +102,62 @@ def test_unknown_policy_and_setting_are_named():
         build_policy("treshold")
     with pytest.raises(EarlykdError, match="unknown setting 'prob'"):
         build_policy({"name": "threshold", "params": {"prob": 0.5}})
+
+
+def _noise(cases=30, checkpoints=6, classes=3, seed=0):
+    """Logits that carry no information about the labels, and labels."""
+    rng = np.random.default_rng(seed)
+    return (rng.normal(0, 2, (checkpoints, cases, classes)), rng.integers(0, classes, cases),
+            np.linspace(0.1, 1.0, checkpoints))
+
+
+def test_cross_validated_hm_is_each_fold_decided_by_the_policy_calibrated_on_the_others():
+    from earlykd.decide.base import cross_validated, folds_of
+    logits, y, earliness = _noise()
+    got = cross_validated("threshold", {}, logits, y, earliness, folds=5)
+    right, spent = np.zeros(len(y)), np.zeros(len(y))
+    for f in range(5):   # by hand
+        held, fit = np.flatnonzero(folds_of(y, 5) == f), np.flatnonzero(folds_of(y, 5) != f)
+        policy = build_policy("threshold").calibrate(logits[:, fit], y[fit], earliness)
+        stops = first_stops(policy, logits[:, held])
+        right[held] = logits[stops, held].argmax(-1) == y[held]
+        spent[held] = earliness[stops]
+    assert got == pytest.approx({"cv_hm": harmonic_mean(right.mean(), spent.mean()), "cv_accuracy": right.mean(),
+                                 "cv_earliness": spent.mean()})
+
+
+def _weak_signal(seed: int, cases=30, checkpoints=6, classes=3):
+    """Logits whose evidence for the true class grows over the checkpoints, under noise; labels; earliness."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, cases)
+    signal = np.linspace(0.2, 2.0, checkpoints)[:, None, None] * np.eye(classes)[y][None]
+    return rng.normal(0, 1.5, (checkpoints, cases, classes)) + signal, y, np.linspace(0.1, 1.0, checkpoints)
+
+
+@pytest.mark.parametrize("name", ["threshold", "calibrated", "elects", "uncertainty"])
+def test_cross_validated_hm_does_not_share_the_searchs_optimism(name):
+    """A policy's search finds the settings that look best on the cases it searched; decided out of fold, the
+    same search scores lower on average over draws."""
+    from earlykd.decide import calibrate_policies
+    own, crossed = [], []
+    for seed in range(6):
+        val = calibrate_policies([name], *_weak_signal(seed))[name].validation
+        own.append(val["hm"])
+        crossed.append(val["cv_hm"])
+    assert np.mean(crossed) < np.mean(own) - 0.005
+
+
+def test_cross_validated_hm_needs_two_cases_and_passes_ready_per_case():
+    from earlykd.decide.base import cross_validated
+    logits, y, earliness = _noise(cases=1)
+    assert np.isnan(cross_validated("threshold", {}, logits, y, earliness)["cv_hm"])
+    logits, y, earliness = _noise()
+    late = np.full(len(y), len(earliness) - 1)   # no case holds a value before the last checkpoint
+    assert cross_validated("threshold", {}, logits, y, earliness, ready=late)["cv_earliness"] == pytest.approx(1.0)
+
+
+def test_cross_validated_hm_with_one_case_per_class_still_holds_each_case_out():
+    from earlykd.decide.base import cross_validated
+    logits, _, earliness = _weak_signal(0, cases=4, classes=4)
+    got = cross_validated("uncertainty", {}, logits, np.arange(4), earliness)
+    assert 0.0 <= got["cv_hm"] <= 1.0

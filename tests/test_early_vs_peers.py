@@ -3,6 +3,7 @@ the validation-only choice and the CSV export. Fake contenders on UnitTest; no n
 from __future__ import annotations
 
 import csv
+import json
 import sys
 import time
 from pathlib import Path
@@ -137,6 +138,23 @@ def test_unequal_lengths_are_brought_to_the_longest_training_series_as_earlykd_d
     assert X.tolist() == [[[1, 2, 3]], [[4, 5, 5]]] * 2 and list(yt) == ["b", "a"]
     assert Xt.tolist() == [[[4, 5, 5]], [[6, 7, 8]]]
     assert Xt.shape[-1] == prepare(raw, length=3, val_fraction=0).reference_length
+
+
+def test_the_choice_ranks_by_the_cross_validated_hm_when_every_candidate_has_it(tmp_path):
+    """The calibration's own HM is the best of its search on the cases it searched; where the rows carry the
+    cross-validated HM the chosen rows rank by it, and a group with one row without it falls back for all."""
+    store, _ = sweep(tmp_path, ["earlykd:kd", "earlykd:dlf"])
+    rows = store.rows()
+    crossed = {"threshold": 0.5, "calibrated": 0.65}   # out of fold, calibrated is the better policy
+    for r in rows:
+        r["val_hm_cv"], r["val_accuracy_cv"] = crossed[r["contender"].split(":")[2]], 0.8
+        r["val_hm_cv"] += 0.01 if r["contender"].startswith("earlykd:kd:") else 0.0
+    chosen = {r["contender"]: json.loads(r["settings"]) for r in bench.chosen_rows(rows)}
+    assert chosen["earlykd:dlf:chosen"]["chosen_policy"] == "calibrated"   # the own HM prefers threshold
+    assert (chosen["earlykd:chosen"]["chosen_method"], chosen["earlykd:chosen"]["chosen_policy"]) == ("kd", "calibrated")
+    rows[0]["val_hm_cv"] = None
+    chosen = {r["contender"]: json.loads(r["settings"]) for r in bench.chosen_rows(rows)}
+    assert chosen["earlykd:chosen"]["chosen_method"] == "dlf" and chosen["earlykd:chosen"]["chosen_policy"] == "threshold"
 
 
 def test_the_native_grid_is_a_variant_chosen_on_validation_where_the_series_are_long(tmp_path, monkeypatch):

@@ -177,6 +177,7 @@ def elects_run(teacher_dir, tmp_path_factory):
 
 def test_parameters_come_from_validation_only(elects_run, monkeypatch):
     from earlykd import runs
+    from earlykd.decide.base import CV_FOLDS, cross_validated, folds_of
     from earlykd.decide.elects import ElectsPolicy
     from earlykd.early.anytime import LevelSplit
     from earlykd.early.run import load_decider
@@ -188,7 +189,9 @@ def test_parameters_come_from_validation_only(elects_run, monkeypatch):
     again = ElectsPolicy().calibrate(val_logits, data.labels["val"].numpy(), decider.earliness, val_features)
     for key, value in again.to_dict()["params"].items():
         assert value == (pytest.approx(stored[key]) if key in ("weight", "bias", "center", "scale") else stored[key])
-    assert record["policies_val"]["elects"] == pytest.approx(again.validation)
+    y = data.labels["val"].numpy()
+    crossed = cross_validated("elects", {}, val_logits, y, decider.earliness, val_features)
+    assert record["policies_val"]["elects"] == pytest.approx({**again.validation, **crossed})
     assert stored["reads"] == "feature" and len(stored["weight"]) == decider.student.feature_dim + 2
     # train_early hands the policy the validation split and nothing else
     seen = []
@@ -203,8 +206,12 @@ def test_parameters_come_from_validation_only(elects_run, monkeypatch):
     assert cli.main(["early", "--teacher", cfg["teacher"], "--method", "kd", "--policy", "elects",
                      "--levels", "0.25,0.5,0.75", "--mode", "truncate", "--epochs", "1", "--batch-size", "8",
                      "--no-progress", "--out", str(out)]) == 0
-    n_val = len(data.labels["val"])
-    assert seen == [((4, n_val, 2), (4, n_val, decider.student.feature_dim), data.labels["val"].tolist())]
+    n_val, dim = len(data.labels["val"]), decider.student.feature_dim
+    assert seen[0] == ((4, n_val, 2), (4, n_val, dim), data.labels["val"].tolist())
+    # then once per cross-validation fold, on the other folds' validation cases: each case left out once
+    folds = len(np.unique(folds_of(data.labels["val"].numpy(), min(CV_FOLDS, n_val))))
+    assert len(seen) == 1 + folds and all(s[0][1] == s[1][1] < n_val for s in seen[1:])
+    assert sum(s[0][1] for s in seen[1:]) == (folds - 1) * n_val
 
 
 def test_stream_equals_batch(elects_run, capsys, monkeypatch):

@@ -340,7 +340,8 @@ def test_an_anytime_run_has_a_model_card_with_its_policies(anytime_run):
     record = json.loads((anytime_run / "run.json").read_text())
     assert "# Model card: anytime UnitTest" in card and "4 checkpoints, earliness 0.25 to 1.0" in card
     calibrated = record["test_policies"]["calibrated"]
-    assert f"| calibrated | {record['policies_val']['calibrated']['hm']:.4f} | {calibrated['hm']:.4f} |" in card
+    val = record["policies_val"]["calibrated"]
+    assert f"| calibrated | {val['hm']:.4f} | {val['cv_hm']:.4f} | {calibrated['hm']:.4f} |" in card
     assert "calibrated on the validation split" in card
 
 

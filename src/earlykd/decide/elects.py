@@ -20,7 +20,7 @@ from scipy.special import expit
 from threadpoolctl import threadpool_limits
 
 from ..errors import check
-from .base import Policy, harmonic_mean, register, softmax
+from .base import Policy, folds_of, harmonic_mean, register, softmax
 
 ALPHAS = (0.9, 0.7, 0.5, 0.3, 0.1)
 PENALTIES = (1e-2, 1e-4)
@@ -105,15 +105,6 @@ def quantile_stops(hazard: np.ndarray, quantile: float) -> np.ndarray:
     stopped = 1.0 - np.cumprod(1.0 - hazard, 0)
     reach = stopped[:-1] >= quantile
     return np.where(reach.any(0), reach.argmax(0), len(hazard) - 1)
-
-
-def folds_of(y: np.ndarray, k: int) -> np.ndarray:
-    """Deterministic stratified fold per case: the i-th case of each class goes to fold i mod k."""
-    folds = np.zeros(len(y), dtype=int)
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        folds[idx] = np.arange(len(idx)) % k
-    return folds
 
 
 @register

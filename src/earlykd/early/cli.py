@@ -24,7 +24,8 @@ def add_commands(sub, commands: dict) -> None:
                    help="stopping policies to calibrate, comma-separated; the first is the run's default "
                    "(built in: threshold, calibrated, elects, uncertainty; plugins add more). auto (the default "
                    "unless early.policies of --config names some): every registered policy, the run's default "
-                   "being the one of highest validation HM")
+                   "being the one of highest cross-validated validation HM (each validation fold decided by the policy "
+                   "calibrated on the others)")
     p.add_argument("--sampling", choices=["uniform", "aria"],
                    help="how batches draw (series, earliness): uniform (default: one level per batch, every series "
                    "once per epoch) or aria (region-adaptive, see docs/early.md; settings: --aria or early.aria.*)")
@@ -69,7 +70,8 @@ def cmd_early(a) -> None:
     run = train_early(cfg, a.levels, policies, a.resume)
     held_out = run.record["calibration"]["on"]   # validation, or out-of-fold (early.crossfit)
     rows = [f"{name:12s} test HM {s['hm']:.4f}  accuracy {s['accuracy']:.4f}  earliness {s['earliness']:.4f}  "
-            f"({held_out} HM {run.record['policies_val'][name]['hm']:.4f})"
+            f"({held_out} HM {run.record['policies_val'][name]['hm']:.4f}, "
+            f"cross-validated {run.record['policies_val'][name].get('cv_hm', float('nan')):.4f})"
             for name, s in run.record["test_policies"].items()]
     print(f"test AUC-PRC averaged over {len(run.record['earliness'])} levels: {run.record['test']['auc_prc']:.4f}")
     print("\n".join(rows))

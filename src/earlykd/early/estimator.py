@@ -3,7 +3,7 @@
 fit(X, y) trains a teacher on whole series, distils an anytime student with `method` on prefixes at
 every earliness level, and calibrates `policy` on a stratified validation split of X (never on
 anything else; `policy="auto"`, the default, calibrates every registered policy and keeps the one of
-highest validation HM, named in `policy_`); with `crossfit = K` on K-fold out-of-fold predictions of
+highest cross-validated validation HM, named in `policy_`); with `crossfit = K` on K-fold out-of-fold predictions of
 all of X, the student then trained on all of X (docs/early.md). predict / predict_proba run the checkpoints a series has
 reached; update_predict / update_predict_proba continue from the state of the previous call for the
 cases still undecided (decided cases leave the input, order kept, as aeon specifies). Undecided

@@ -2,7 +2,7 @@
 
 The run directory holds what a per-earliness student's does (config.yaml, model.safetensors,
 run.json with kind "anytime", metrics.json) plus decide.json: the calibrated policies and the default
-(the first of those named, or without names the registered policy of highest validation HM).
+(the first of those named, or without names the registered policy of highest cross-validated validation HM).
 `prefix.earliness` records the checkpoint levels.
 """
 from __future__ import annotations
@@ -142,7 +142,7 @@ def train_early(cfg: dict, levels=None, policies: list[str] | None = None, resum
         "val": fit.history[fit.best_epoch] if fit.best_epoch is not None and fit.history else {},
         "policies_val": {name: p.validation for name, p in chosen.items()}, "default_policy": default,
         "default_policy_by": "the first named" if named is not None
-                             else f"highest {'out-of-fold' if folds else 'validation'} HM",
+                             else f"highest cross-validated {'out-of-fold' if folds else 'validation'} HM",
         "calibration": {"on": "out-of-fold", "folds": folds, "cases": len(cal_y)} if folds else
                        {"on": "validation", "cases": len(cal_y)},
         **scores, "history": fit.history, "sampling": early["sampling"],
