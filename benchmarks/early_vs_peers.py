@@ -571,9 +571,9 @@ def main(argv=None) -> int:
     root = Path(a.out).resolve()
     from earlykd.decide import POLICIES
     from earlykd.decide.base import CV_FOLDS
-    settings = {   # a new policy or rule of choice: new earlykd rows"peers": {"nonmyopic": NONMYOPIC, "latency_series": a.latency_series},
+    settings = {"peers": {"nonmyopic": NONMYOPIC, "latency_series": a.latency_series},   # a new policy or choice:
                 "earlykd": {"epochs": epochs, "teacher": TEACHER, "student": STUDENT, "latency_series": a.latency_series,
-                            "policies": sorted(POLICIES), "selection": f"cross-validated HM, {CV_FOLDS} folds"}}
+                            "policies": sorted(POLICIES), "selection": f"cross-validated HM, {CV_FOLDS} folds"}}  # new rows
     store = Store(root / "results.db", settings, a.replace_earlykd)
     todo = jobs(a.datasets.split(","), [int(s) for s in a.seeds.split(",")], contenders)
     counts = sweep(todo, store, root, epochs, a.latency_series, a.timeout, a.retry_failed, workers=a.workers)

@@ -297,3 +297,14 @@ def test_run_columns_are_stored_with_the_row_and_an_older_database_gains_them(tm
         rows = {r["contender"]: r for r in csv.DictReader(fh)}
     assert rows["earlykd:kd:threshold"]["fidelity_top1"] == "0.55"
     assert rows["earlykd:base:threshold"]["fidelity_top1"] == "0.75"
+
+
+def test_the_runner_stores_the_peers_and_earlykds_settings_apart(tmp_path, monkeypatch):
+    """The settings main() stores: a changed rule of choice asks for new earlykd rows and leaves the peers'."""
+    import sqlite3
+    monkeypatch.setattr(bench, "sweep", lambda *a, **k: {"ok": 0, "failed": 0, "stored": 0})
+    assert bench.main(["--out", str(tmp_path), "--datasets", "UnitTest", "--contenders", "teaser"]) == 0
+    stored = json.loads(sqlite3.connect(tmp_path / "results.db").execute(
+        "SELECT value FROM meta WHERE key = 'settings'").fetchone()[0])
+    assert stored["peers"] == {"nonmyopic": bench.NONMYOPIC, "latency_series": bench.LATENCY_SERIES}
+    assert stored["earlykd"]["selection"] == "cross-validated HM, 5 folds"
