@@ -453,13 +453,13 @@ def selection_figures(row: dict, crossed: bool = True) -> tuple[float, float]:
     return float(row["val_hm"]), float(row["val_accuracy"])
 
 
-def chosen_rows(rows: list[dict]) -> list[dict]:
+def chosen_rows(rows: list[dict], crossed: bool = True) -> list[dict]:
     """Per family (calibrated on validation, or `/cf` on out-of-fold predictions): earlykd:<method>[/cf]:chosen, per
     dataset, seed and method the grid (the teacher's or `/native`) and policy of highest calibration HM; and
     earlykd:chosen[/cf], per dataset and seed the method, grid and policy of highest calibration HM (ties: its
     accuracy, then the order of METHODS, the teacher's grid before the native one, then the policy registry's
-    order). The calibration HM is the cross-validated one where every candidate has it (`selection_figures`).
-    Test scores play no part."""
+    order). The calibration HM is the cross-validated one where every candidate has it and `crossed`
+    (`selection_figures`). Test scores play no part."""
     from earlykd.decide import POLICIES
     order = {p: i for i, p in enumerate(POLICIES)}
     rank = {m: i for i, m in enumerate(METHODS)}
@@ -474,8 +474,8 @@ def chosen_rows(rows: list[dict]) -> list[dict]:
             groups.setdefault(key, []).append((variant, policy, r))
 
     def best(found):
-        crossed = all(r.get("val_hm_cv") is not None for _, _, r in found)
-        return min(found, key=lambda vpr: (*(-v for v in selection_figures(vpr[2], crossed)),
+        cv = crossed and all(r.get("val_hm_cv") is not None for _, _, r in found)
+        return min(found, key=lambda vpr: (*(-v for v in selection_figures(vpr[2], cv)),
                                            rank.get(vpr[0].split("/")[0], 99), "/native" in vpr[0],
                                            order.get(vpr[1], 99)))
 

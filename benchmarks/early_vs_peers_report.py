@@ -279,6 +279,40 @@ def selection_check(rows, datasets) -> list[str]:
     return lines + [""]
 
 
+OWN_RULE = "earlykd:chosen, by its own HM"
+
+
+def rule_comparison(rows, datasets) -> list[str]:
+    """`earlykd:chosen` by the cross-validated HM beside the same choice by the calibration's own HM, on the same
+    students: test HM per dataset, how often each is at or above the best peer, and each one's average HM rank
+    among the peers. Empty when the rows carry no cross-validated HM."""
+    students = [r for r in rows if r["contender"].startswith("earlykd:") and not is_chosen(r["contender"])
+                and "/cf" not in r["contender"]]
+    if not any(r["val_hm_cv"] is not None for r in students):
+        return []
+    own = [{**r, "contender": OWN_RULE} for r in bench.chosen_rows(students, crossed=False) if r["contender"] == OVERALL]
+    both = rows + own
+    lines = ["## The rule of choice: cross-validated HM against the calibration's own HM (same students)", "",
+             "| dataset | by cross-validated HM | by own HM | best peer |", "|---|---|---|---|"]
+    above = {OVERALL: [], OWN_RULE: []}
+    for d in datasets:
+        peers = [h for p in bench.PEERS if (h := mean_hm(rows, d, p)) is not None]
+        mine = {c: mean_hm(both, d, c) for c in above}
+        if any(h is None for h in mine.values()):
+            continue
+        for c, h in mine.items():
+            if peers and h >= max(peers):
+                above[c].append(d)
+        lines.append(f"| {d} | {mine[OVERALL]:.3f} | {mine[OWN_RULE]:.3f} | {f'{max(peers):.3f}' if peers else '–'} |")
+    lines.append("")
+    for c, found in above.items():
+        avg, used, _ = ranks(both, [c, *bench.PEERS], datasets)
+        rank = f"{avg[c]:.2f} among the peers over {len(used)} dataset(s)" if used else "no dataset with every peer"
+        lines.append(f"- `{c}`: at or above the best peer on {len(found)} of {len(datasets)} "
+                     f"({', '.join(found) or 'none'}); average HM rank {rank}.")
+    return lines + [""]
+
+
 def summary(rows, label: str, out: Path) -> str:
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     cf_done = [d for d in datasets if crossfit_complete(rows, d)]
@@ -325,7 +359,7 @@ def summary(rows, label: str, out: Path) -> str:
                     mean_hm(rows, d, c) >= max(h for p in bench.PEERS if (h := mean_hm(rows, d, p)) is not None)]
             lines.append(f"- {c} is at or above the best peer that ran on {len(wins)} of {len(datasets)} "
                          f"dataset(s){': ' + ', '.join(wins) if wins else ''}.")
-        lines += [""] + selection_check(rows, datasets)
+        lines += [""] + selection_check(rows, datasets) + rule_comparison(rows, datasets)
         _, used, _ = ranks(rows, head, datasets)
         lines += ["## Critical difference on HM", "", cd_diagram(rows, head, used, out / "hm_cd.png"), "",
                   "## Per dataset (test split; mean ± std over the seeds that ran)", ""]

@@ -308,3 +308,22 @@ def test_the_runner_stores_the_peers_and_earlykds_settings_apart(tmp_path, monke
         "SELECT value FROM meta WHERE key = 'settings'").fetchone()[0])
     assert stored["peers"] == {"nonmyopic": bench.NONMYOPIC, "latency_series": bench.LATENCY_SERIES}
     assert stored["earlykd"]["selection"] == "cross-validated HM, 5 folds"
+
+
+def test_the_report_sets_the_old_rule_of_choice_beside_the_cross_validated_one(tmp_path):
+    import early_vs_peers_report as report
+
+    def crossed_job(job, root, epochs, latency_series):   # out of fold, calibrated is the better policy
+        return [{**r, "val_hm_cv": {"threshold": 0.5, "calibrated": 0.6}[r["contender"].split(":")[2]],
+                 "val_accuracy_cv": 0.8} if job[1].startswith("earlykd:") else r
+                for r in fake_job(job, root, epochs, latency_series)]
+    store = bench.Store(tmp_path / "results.db", {"test": 1})
+    todo = bench.jobs(["UnitTest"], [0], ["teaser", "earlykd:kd"])
+    bench.sweep(todo, store, tmp_path, 1, 1, 60.0, job_fn=crossed_job, isolate=False, log=lambda _: None)
+    bench.export_csv(store, tmp_path / "runs.csv")
+    rows = report.load(tmp_path / "runs.csv")
+    lines = report.rule_comparison(rows, ["UnitTest"])
+    # cross-validated: calibrated (test .67); own HM: threshold (.64); teaser .69
+    assert "| UnitTest | 0.670 | 0.640 | 0.690 |" in lines
+    assert any(line.startswith("- `earlykd:chosen`: at or above the best peer on 0 of 1") for line in lines)
+    assert report.rule_comparison([r for r in rows if r["contender"] == "teaser"], ["UnitTest"]) == []
