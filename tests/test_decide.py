@@ -150,7 +150,7 @@ def test_cross_validated_hm_does_not_share_the_searchs_optimism(name):
 def test_cross_validated_hm_needs_two_cases_and_passes_ready_per_case():
     from earlykd.decide.base import cross_validated
     logits, y, earliness = _noise(cases=1)
-    assert np.isnan(cross_validated("threshold", {}, logits, y, earliness)["cv_hm"])
+    assert cross_validated("threshold", {}, logits, y, earliness)["cv_hm"] is None
     logits, y, earliness = _noise()
     late = np.full(len(y), len(earliness) - 1)   # no case holds a value before the last checkpoint
     assert cross_validated("threshold", {}, logits, y, earliness, ready=late)["cv_earliness"] == pytest.approx(1.0)

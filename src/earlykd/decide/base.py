@@ -176,10 +176,10 @@ def cross_validated(name: str, tensors: dict, logits: np.ndarray, y: np.ndarray,
     """{"cv_hm", "cv_accuracy", "cv_earliness"} of the policy's decisions out of fold: the cases in `folds`
     stratified folds, each fold decided by the policy calibrated on the others. The HM `calibrate` reports is
     the best of its own search on the cases it searched; this one estimates how the calibrated policy does on
-    cases it has not seen (NaN with fewer than two cases)."""
+    cases it has not seen (None with fewer than two cases)."""
     y = np.asarray(y)
     if len(y) < 2:
-        return {"cv_hm": float("nan"), "cv_accuracy": float("nan"), "cv_earliness": float("nan")}
+        return {"cv_hm": None, "cv_accuracy": None, "cv_earliness": None}
     fold = folds_of(y, min(folds, len(y)))
     if len(np.unique(fold)) < 2:   # one case per class: no stratified split, so plain round-robin
         fold = np.arange(len(y)) % min(folds, len(y))
@@ -211,7 +211,7 @@ def calibrate_policies(names: list[str], logits: np.ndarray, y: np.ndarray, earl
 def selection_key(validation: dict) -> tuple[float, float]:
     """What a choice among calibrated policies ranks by: the cross-validated (HM, accuracy) where measured, else
     the calibration's own (records from before the cross-validated figures)."""
-    if "cv_hm" in validation and not np.isnan(validation["cv_hm"]):
+    if validation.get("cv_hm") is not None:
         return validation["cv_hm"], validation["cv_accuracy"]
     return validation["hm"], validation["accuracy"]
 

@@ -69,9 +69,10 @@ def cmd_early(a) -> None:
     policies = None if a.policy is None else [p.strip() for p in a.policy.split(",") if p.strip()]  # auto: all
     run = train_early(cfg, a.levels, policies, a.resume)
     held_out = run.record["calibration"]["on"]   # validation, or out-of-fold (early.crossfit)
+    val = run.record["policies_val"]
     rows = [f"{name:12s} test HM {s['hm']:.4f}  accuracy {s['accuracy']:.4f}  earliness {s['earliness']:.4f}  "
-            f"({held_out} HM {run.record['policies_val'][name]['hm']:.4f}, "
-            f"cross-validated {run.record['policies_val'][name].get('cv_hm', float('nan')):.4f})"
+            f"({held_out} HM {val[name]['hm']:.4f}, cross-validated "
+            f"{'-' if val[name].get('cv_hm') is None else format(val[name]['cv_hm'], '.4f')})"
             for name, s in run.record["test_policies"].items()]
     print(f"test AUC-PRC averaged over {len(run.record['earliness'])} levels: {run.record['test']['auc_prc']:.4f}")
     print("\n".join(rows))
