@@ -129,6 +129,7 @@ def test_unequal_lengths_are_brought_to_the_longest_training_series_as_earlykd_d
     import numpy as np
 
     import earlykd.data
+    import earlykd.early.assess  # noqa: F401 (imported before the patch: its modules bind the real load_raw)
     from earlykd.data import RawData, prepare
     train = [np.array([[1.0, 2.0, 3.0]]), np.array([[4.0, 5.0]])] * 2
     test = [np.array([[4.0, 5.0]]), np.array([[6.0, 7.0, 8.0, 9.0]])]
