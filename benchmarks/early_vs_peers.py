@@ -571,9 +571,10 @@ def main(argv=None) -> int:
     root = Path(a.out).resolve()
     from earlykd.decide import POLICIES
     from earlykd.decide.base import CV_FOLDS
-    settings = {"peers": {"nonmyopic": NONMYOPIC, "latency_series": a.latency_series},   # a new policy or choice:
+    # a new policy or rule of choice asks for new earlykd rows
+    settings = {"peers": {"nonmyopic": NONMYOPIC, "latency_series": a.latency_series},
                 "earlykd": {"epochs": epochs, "teacher": TEACHER, "student": STUDENT, "latency_series": a.latency_series,
-                            "policies": sorted(POLICIES), "selection": f"cross-validated HM, {CV_FOLDS} folds"}}  # new rows
+                            "policies": sorted(POLICIES), "selection": f"cross-validated HM, {CV_FOLDS} folds"}}
     store = Store(root / "results.db", settings, a.replace_earlykd)
     todo = jobs(a.datasets.split(","), [int(s) for s in a.seeds.split(",")], contenders)
     counts = sweep(todo, store, root, epochs, a.latency_series, a.timeout, a.retry_failed, workers=a.workers)
