@@ -448,9 +448,9 @@ def selection_figures(row: dict, crossed: bool = True) -> tuple[float, float]:
     """(HM, accuracy) a choice among candidates ranks by: the cross-validated calibration figures (each validation
     fold decided by the policy calibrated on the others) when `crossed` and stored, else the calibration's own
     (rows from before 2026-11-28's cross-validated figures)."""
-    if crossed and row.get("val_hm_cv") is not None:
-        return float(row["val_hm_cv"]), float(row["val_accuracy_cv"])
-    return float(row["val_hm"]), float(row["val_accuracy"])
+    from earlykd.decide.base import selection_key
+    return selection_key({"hm": float(row["val_hm"]), "accuracy": float(row["val_accuracy"]),
+                          "cv_hm": row.get("val_hm_cv") if crossed else None, "cv_accuracy": row.get("val_accuracy_cv")})
 
 
 def chosen_rows(rows: list[dict], crossed: bool = True) -> list[dict]:

@@ -59,6 +59,12 @@ def mean_hm(rows, dataset, contender) -> float | None:
     return float(np.mean(ok)) if ok else None
 
 
+def best_peer_hm(rows, dataset) -> float | None:
+    """The best mean test HM of a peer that ran on the dataset; None when none ran."""
+    peers = [h for p in bench.PEERS if (h := mean_hm(rows, dataset, p)) is not None]
+    return max(peers) if peers else None
+
+
 def ranks(rows, contenders, datasets):
     """(average HM rank per contender, datasets ranked, datasets left out): only datasets on which every
     contender has a result are ranked (1 = best, ties averaged)."""
@@ -269,11 +275,11 @@ def selection_check(rows, datasets) -> list[str]:
             c = chosen[0]
             val_hm, val_acc = bench.selection_figures(c, crossed)
             per_seed.append((len(cands), rho, val_hm, c["hm"], val_acc, c["accuracy"], max(r["hm"] for r in cands)))
-        peers = [h for p in bench.PEERS if (h := mean_hm(rows, d, p)) is not None]
+        peer = best_peer_hm(rows, d)
         if not per_seed:
             continue
         n, rho, vh, th, va, ta, top = np.mean(per_seed, axis=0)
-        best_peer = f"{max(peers):.3f}" if peers else "–"
+        best_peer = "–" if peer is None else f"{peer:.3f}"
         lines.append(f"| {d} | {validation_size(d)} | {n:.0f} | {rho:+.2f} | {vh:.3f} / {th:.3f} | "
                      f"{va:.2f} / {ta:.2f} | {top:.3f} | {best_peer} |")
     return lines + [""]
@@ -296,14 +302,14 @@ def rule_comparison(rows, datasets) -> list[str]:
              "| dataset | by cross-validated HM | by own HM | best peer |", "|---|---|---|---|"]
     above = {OVERALL: [], OWN_RULE: []}
     for d in datasets:
-        peers = [h for p in bench.PEERS if (h := mean_hm(rows, d, p)) is not None]
+        peer = best_peer_hm(rows, d)
         mine = {c: mean_hm(both, d, c) for c in above}
         if any(h is None for h in mine.values()):
             continue
         for c, h in mine.items():
-            if peers and h >= max(peers):
+            if peer is not None and h >= peer:
                 above[c].append(d)
-        lines.append(f"| {d} | {mine[OVERALL]:.3f} | {mine[OWN_RULE]:.3f} | {f'{max(peers):.3f}' if peers else '–'} |")
+        lines.append(f"| {d} | {mine[OVERALL]:.3f} | {mine[OWN_RULE]:.3f} | {'–' if peer is None else f'{peer:.3f}'} |")
     lines.append("")
     for c, found in above.items():
         avg, used, _ = ranks(both, [c, *bench.PEERS], datasets)
@@ -354,9 +360,8 @@ def summary(rows, label: str, out: Path) -> str:
             lines += ["Unfinished grid variants (listed per dataset, but in no chosen row until every seed and method "
                       "has run): " + ", ".join(f"{v} on {d}" for d, v in partial) + ".", ""]
         for c in [c for c in contenders if is_chosen(c)]:
-            wins = [d for d in datasets if mean_hm(rows, d, c) is not None and
-                    any(mean_hm(rows, d, p) is not None for p in bench.PEERS) and
-                    mean_hm(rows, d, c) >= max(h for p in bench.PEERS if (h := mean_hm(rows, d, p)) is not None)]
+            wins = [d for d in datasets if mean_hm(rows, d, c) is not None and best_peer_hm(rows, d) is not None
+                    and mean_hm(rows, d, c) >= best_peer_hm(rows, d)]
             lines.append(f"- {c} is at or above the best peer that ran on {len(wins)} of {len(datasets)} "
                          f"dataset(s){': ' + ', '.join(wins) if wins else ''}.")
         lines += [""] + selection_check(rows, datasets) + rule_comparison(rows, datasets)
