@@ -1,22 +1,31 @@
 """Tables of the uncertainty benchmark from its runs.csv (benchmarks/uncertainty.py).
 
-    .venv/bin/python benchmarks/uncertainty_report.py [DIR]   # default benchmarks/results/uncertainty
+    .venv/bin/python benchmarks/uncertainty_report.py [DIR ...] [--out FILE]   # default benchmarks/results/uncertainty
 
-Writes DIR/table.md: per earliness, each method's mean over datasets of its per-dataset mean over seeds, with
-cost per prediction against the ensemble's; per dataset at e = 0.4, accuracy / NLL / ECE; the issue's
-checks (DLF's NLL and ECE at or below kd's with accuracy within 1 point; DLF's AUROC against Hydra's); and,
-from DIR/variants.csv, each DLF variant beside the validation-chosen one.
+Writes FILE (default: the first DIR's table.md) from the runs.csv of every DIR together, e.g. the benchmark and
+a replication on other seeds (a run of one method, dataset, earliness and seed in two of them is refused; the
+ensemble's rows, the same teacher in each, are kept once): per earliness, each method's mean over datasets of
+its per-dataset mean over seeds, with cost per prediction against the ensemble's; per dataset at e = 0.4,
+accuracy / NLL / ECE; the issue's checks (DLF's NLL and ECE at or below kd's with accuracy within 1 point;
+DLF's AUROC against Hydra's); DLF against kd and Hydra paired over (dataset, seed), Wilcoxon signed-rank; and,
+from each DIR's variants.csv, each DLF variant beside the validation-chosen one.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 import pandas as pd
+from scipy.stats import wilcoxon
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ["accuracy", "nll", "ece", "brier", "auroc_entropy", "auroc_mi", "ms_per_prediction"]
 ORDER = ["ensemble", "dlf", "kd", "hydra", "endd"]
+KEY = ["dataset", "method", "earliness", "seed"]
+# (other method, metric, lower is better) of the paired table: DLF against each
+PAIRED = [("kd", "nll", True), ("kd", "ece", True), ("kd", "accuracy", False), ("hydra", "auroc_mi", False),
+          ("hydra", "auroc_entropy", False)]
 
 
 def _fmt(v) -> str:
@@ -64,6 +73,40 @@ def checks(at: pd.DataFrame) -> list[str]:
     return lines
 
 
+def paired(runs: pd.DataFrame) -> str:
+    """DLF minus kd / Hydra per earliness over the (dataset, seed) pairs: mean, pairs where DLF is better, Wilcoxon p."""
+    cells = runs.set_index(KEY)
+    out = ["### DLF paired with kd and Hydra over (dataset, seed), Wilcoxon signed-rank", "",
+           "| e | " + " | ".join(f"dlf − {m} {k}" for m, k, _ in PAIRED) + " |", "|---" * (len(PAIRED) + 1) + "|"]
+    for e in sorted(runs.earliness.unique()):
+        row = []
+        for other, metric, lower in PAIRED:
+            a = cells.xs(("dlf", e), level=("method", "earliness"))[metric]
+            b = cells.xs((other, e), level=("method", "earliness"))[metric]
+            diff = (a - b).dropna()
+            if not len(diff):
+                row.append("-")
+                continue
+            better = int(((diff < 0) if lower else (diff > 0)).sum())
+            p = wilcoxon(diff).pvalue if (diff != 0).any() else float("nan")
+            row.append(f"{diff.mean():+.3f} ({better}/{len(diff)}, p = {p:.2g})")
+        out.append(f"| {e:g} | " + " | ".join(row) + " |")
+    return "\n".join(out) + "\n"
+
+
+def pooled(frames: list[pd.DataFrame], names: list[str]) -> pd.DataFrame:
+    """The rows of several runs.csv as one; a (dataset, method, earliness, seed) in two of them is refused."""
+    runs = pd.concat(frames, ignore_index=True)
+    teacher = runs.method == "ensemble"
+    runs = pd.concat([runs[~teacher], runs[teacher].drop_duplicates(KEY)], ignore_index=True)
+    twice = runs[runs.duplicated(KEY, keep=False)]
+    if len(twice):
+        d, m, e, seed = twice.iloc[0][KEY]
+        sys.exit(f"uncertainty_report: {m} on {d} at e = {e:g}, seed {seed} is in more than one of "
+                 f"{', '.join(names)}; give folders of different seeds")
+    return runs
+
+
 def variant_table(variants: pd.DataFrame, chosen: pd.DataFrame) -> str:
     """Each DLF variant and the validation-chosen `dlf`, mean over datasets of the mean over seeds."""
     keys = ["accuracy", "nll", "ece", "auroc_entropy", "auroc_mi", "val_nll"]
@@ -79,14 +122,23 @@ def variant_table(variants: pd.DataFrame, chosen: pd.DataFrame) -> str:
 
 
 def main(argv=None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    root = Path(args[0]) if args else ROOT / "benchmarks" / "results" / "uncertainty"
-    runs = pd.read_csv(root / "runs.csv")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("dirs", nargs="*", type=Path, default=[ROOT / "benchmarks" / "results" / "uncertainty"])
+    p.add_argument("--out", type=Path, help="where the tables go (default: the first DIR's table.md)")
+    a = p.parse_args(argv)
+    for d in a.dirs:
+        if not (d / "runs.csv").is_file():
+            sys.exit(f"uncertainty_report: {d / 'runs.csv'} not found (run benchmarks/uncertainty.py --out {d})")
+    runs = pooled([pd.read_csv(d / "runs.csv") for d in a.dirs], [str(d) for d in a.dirs])
     text = tables(runs)
-    if (root / "variants.csv").is_file():
-        text += "\n" + variant_table(pd.read_csv(root / "variants.csv"), runs[runs.method == "dlf"])
-    (root / "table.md").write_text(text)
-    print(f"written {root / 'table.md'}")
+    if {"dlf", "kd", "hydra"} <= set(runs.method):
+        text += "\n" + paired(runs)
+    found = [pd.read_csv(d / "variants.csv") for d in a.dirs if (d / "variants.csv").is_file()]
+    if found:
+        text += "\n" + variant_table(pd.concat(found, ignore_index=True), runs[runs.method == "dlf"])
+    out = a.out or a.dirs[0] / "table.md"
+    out.write_text(text)
+    print(f"written {out}")
 
 
 if __name__ == "__main__":
