@@ -54,3 +54,18 @@ def test_main_writes_the_pooled_tables_where_asked(tmp_path):
     assert not (tmp_path / "one" / "table.md").exists()
     with pytest.raises(SystemExit, match="missing/runs.csv not found"):
         report.main([str(tmp_path / "missing")])
+
+
+def test_halves_counts_the_first_target_met_by_chance_over_seed_subsets():
+    frame = runs([0, 1, 2, 3, 4, 5])
+    kd = frame.method == "kd"
+    frame.loc[kd, "nll"] = 0.5 + 0.01 * frame.loc[kd, "seed"]    # a half meets it iff its seeds sum to 7 or less
+    text = report.halves(frame, None)
+    assert "kd against itself (each of 20 splits into two halves): meets it on 3.00 of 6 datasets on average " \
+           "(range 0-6)" in text
+    assert "dlf against kd (each of 400 pairs of subsets): 6.00 of 6 on average; 5 or more (the issue's bar) in " \
+           "100% of pairs" in text
+    variants = frame[frame.method == "dlf"].assign(variant="worse", nll=0.9)
+    assert "variant worse alone, all 6 seeds (chosen after the fact: a ceiling): 0 of 6." in \
+        report.halves(frame, variants)
+    assert report.halves(runs([0, 1, 2]), None) == ""                 # an odd number of seeds: no halves
