@@ -98,9 +98,9 @@ def halves(runs: pd.DataFrame, variants: pd.DataFrame | None, e: float = 0.4) ->
     subsets = list(combinations(seeds, k))
     itself = [int(meets(means(kd, s), means(kd, [t for t in seeds if t not in s])).sum()) for s in subsets]
     versus = [int(meets(means(dlf, s), means(kd, t)).sum()) for s in subsets for t in subsets]
-    n = kd.dataset.nunique()
+    n, mean_itself = kd.dataset.nunique(), sum(itself) / len(itself)
     out = [f"### The first target at e = {e:g} by chance: {k}-seed subsets of seeds {', '.join(map(str, seeds))}", "",
-           f"- kd against itself (each of {len(itself)} splits into two halves): meets it on {sum(itself) / len(itself):.2f}"
+           f"- kd against itself (each of {len(itself)} splits into two halves): meets it on {mean_itself:.2f}"
            f" of {n} datasets on average (range {min(itself)}-{max(itself)}).",
            f"- dlf against kd (each of {len(versus)} pairs of subsets): {sum(versus) / len(versus):.2f} of {n} on "
            f"average; 5 or more (the issue's bar) in {sum(v >= 5 for v in versus) / len(versus):.0%} of pairs."]
@@ -113,7 +113,7 @@ def halves(runs: pd.DataFrame, variants: pd.DataFrame | None, e: float = 0.4) ->
 
 
 def paired(runs: pd.DataFrame) -> str:
-    """DLF minus kd / Hydra per earliness over the (dataset, seed) pairs: mean, pairs where DLF is better, Wilcoxon p."""
+    """DLF minus kd / Hydra per earliness over (dataset, seed) pairs: mean, pairs where DLF is better, Wilcoxon p."""
     cells = runs.set_index(KEY)
     out = ["### DLF paired with kd and Hydra over (dataset, seed), Wilcoxon signed-rank", "",
            "| e | " + " | ".join(f"dlf − {m} {k}" for m, k, _ in PAIRED) + " |", "|---" * (len(PAIRED) + 1) + "|"]
