@@ -7,12 +7,11 @@ import json
 import math
 import re
 from pathlib import Path
-from numbers import Integral
 from typing import Any
 
 import yaml
 
-from .errors import EarlykdError, check, did_you_mean
+from .errors import EarlykdError, check, did_you_mean, is_int, is_label_column
 from .threads import MAX_THREADS
 
 DEFAULTS: dict[str, Any] = {
@@ -239,14 +238,14 @@ def _positive(value: Any, name: str, kind=int) -> None:
 
 def check_whole(value: Any, name: str, low: int = 0, null: bool = False) -> None:
     """An integer (not a bool) >= low, or null where `null` allows it."""
-    ok = (null and value is None) or (isinstance(value, Integral) and not isinstance(value, bool) and value >= low)
+    ok = (null and value is None) or (is_int(value) and value >= low)
     what = {0: "a non-negative integer", 1: "a positive integer"}.get(low, f"an integer >= {low}")
     check(ok, f"{name} must be {what}{' or null' if null else ''}, got {value!r}")
 
 
 def check_folds(value: Any, name: str) -> None:
     """Cross-fitting's K: 0 (calibrate on validation) or at least 2 folds."""
-    check(isinstance(value, Integral) and not isinstance(value, bool) and (value == 0 or value >= 2),
+    check(is_int(value) and (value == 0 or value >= 2),
           f"{name} must be 0 (calibrate on validation) or a number of folds >= 2, got {value!r}")
 
 
@@ -284,7 +283,7 @@ def validate(cfg: dict) -> None:
     check(isinstance(wd, (int, float)) and not isinstance(wd, bool) and 0 <= wd < math.inf,
           f"train.weight_decay must be a finite number >= 0, got {wd!r}")
     col = d["label_column"]
-    check(col is None or isinstance(col, str) or (isinstance(col, Integral) and not isinstance(col, bool)),
+    check(is_label_column(col),
           f"data.label_column must be a column index (0, 1, ...), a column name or null, got {col!r}")
     check(cfg["ensemble"]["combine"] in ("mean", "best"),
           f"ensemble.combine must be mean or best, got {cfg['ensemble']['combine']!r}")

@@ -1,5 +1,6 @@
 """One exception type for bad input: the CLI prints its message on one line and exits 2."""
 import difflib
+from numbers import Integral
 
 
 class EarlykdError(Exception):
@@ -9,6 +10,16 @@ class EarlykdError(Exception):
 def check(condition: bool, message: str) -> None:
     if not condition:
         raise EarlykdError(message)
+
+
+def is_int(value) -> bool:
+    """An integer, numpy's included, and not a bool (to Python, True is the integer 1)."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def is_label_column(value) -> bool:
+    """A label column as a setting: an index from 0, a header name, or None (no label column)."""
+    return value is None or isinstance(value, str) or is_int(value)
 
 
 def did_you_mean(name: str, known, otherwise: str | None = None) -> str:

@@ -7,9 +7,8 @@ thread pool as large as the machine stalls badly as soon as another process hold
 from __future__ import annotations
 
 import os
-from numbers import Integral
 
-from .errors import check
+from .errors import check, is_int
 
 MAX_DEFAULT = 4
 # A fixed cap, not one per machine: a config valid here stays valid elsewhere (threads do not change results).
@@ -32,7 +31,7 @@ def default_threads() -> int:
 def apply(threads: int | None) -> int:
     """Set torch's intra-op threads (None: the default); returns the number set."""
     import torch
-    check(threads is None or (isinstance(threads, Integral) and not isinstance(threads, bool) and threads >= 1),
+    check(threads is None or (is_int(threads) and threads >= 1),
           f"threads must be a positive integer (leave it unset for the default), got {threads!r}")
     check(threads is None or threads <= MAX_THREADS, f"threads must be at most {MAX_THREADS}, got {threads!r}")
     n = default_threads() if threads is None else int(threads)

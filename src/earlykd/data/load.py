@@ -7,12 +7,11 @@ import zlib
 from dataclasses import dataclass
 from typing import Callable
 from functools import lru_cache
-from numbers import Integral
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import EarlykdError, check, did_you_mean
+from ..errors import EarlykdError, check, did_you_mean, is_int, is_label_column
 
 SUFFIXES = (".ts", ".tsv", ".arff")         # of an archive's dataset files
 FILE_SUFFIXES = (".csv", ".npy", ".npz")    # of a data file passed by path
@@ -143,10 +142,9 @@ def _read_csv(path: Path, label_column, info: dict | None = None) -> tuple[list[
     import io
 
     import pandas as pd
-    check(label_column is None or isinstance(label_column, str)
-          or (isinstance(label_column, Integral) and not isinstance(label_column, bool)),
+    check(is_label_column(label_column),
           f"{path}: the label column must be an index from 0, a header name or none, got {label_column!r}")
-    label_column = int(label_column) if isinstance(label_column, Integral) else label_column
+    label_column = int(label_column) if is_int(label_column) else label_column
     text = _utf8_text(path)
     try:  # the widest row, so that rows of any length and order are read (pandas counts the first row's fields)
         width = max((len(row) for row in csv.reader(io.StringIO(text))), default=0)
