@@ -19,7 +19,9 @@ from itertools import combinations
 from pathlib import Path
 
 import pandas as pd
-from scipy.stats import wilcoxon
+
+sys.path.insert(0, str(Path(__file__).parent))
+from paired_gains import wilcoxon_p  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ["accuracy", "nll", "ece", "brier", "auroc_entropy", "auroc_mi", "ms_per_prediction"]
@@ -127,8 +129,7 @@ def paired(runs: pd.DataFrame) -> str:
                 row.append("-")
                 continue
             better = int(((diff < 0) if lower else (diff > 0)).sum())
-            p = wilcoxon(diff).pvalue if (diff != 0).any() else float("nan")
-            row.append(f"{diff.mean():+.3f} ({better}/{len(diff)}, p = {p:.2g})")
+            row.append(f"{diff.mean():+.3f} ({better}/{len(diff)}, p = {wilcoxon_p(diff):.2g})")
         out.append(f"| {e:g} | " + " | ".join(row) + " |")
     return "\n".join(out) + "\n"
 

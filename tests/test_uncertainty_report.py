@@ -1,4 +1,5 @@
-"""The uncertainty benchmark's report: pooling folders of different seeds, and the paired table."""
+"""The uncertainty benchmark's report: pooling folders of different seeds, the paired table, and how often the
+first target is met by chance."""
 from __future__ import annotations
 
 import sys
