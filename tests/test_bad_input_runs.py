@@ -174,9 +174,9 @@ def test_the_estimators_bad_settings_are_one_line(setting):
 def test_the_estimator_refuses_infinite_or_empty_series_shrinking_updates_and_unknown_labels(anytime_dir):
     est = EarlyClassifier.from_run(anytime_dir)
     X = np.random.default_rng(0).standard_normal((3, 1, 24))
-    with pytest.raises(EarlyInputError, match="case 1 holds an infinite value"):
+    with pytest.raises(EarlyInputError, match="X: case 1: infinite value"):
         est.predict(np.where(np.arange(3)[:, None, None] == 1, np.inf, X))
-    with pytest.raises(EarlyInputError, match="case 2 holds a value beyond float32's range"):
+    with pytest.raises(EarlyInputError, match="X: case 2: value -1e\\+300 is beyond float32's range"):
         est.predict(np.where(np.arange(3)[:, None, None] == 2, -1e300, X))
     with pytest.raises(EarlyInputError, match="case 0 is all NaN"):
         est.predict(np.where(np.arange(3)[:, None, None] == 0, np.nan, X))

@@ -28,6 +28,14 @@ def check_values(x: np.ndarray, where: str) -> None:
         raise EarlykdError(f"{where}: value {x[big][0]:.3g} is beyond float32's range (±3.4e38), in which models compute")
 
 
+def check_cases(X: np.ndarray, where: str) -> None:
+    """check_values of a batch (cases first), naming the first case at fault."""
+    bad = np.isinf(X) | (np.abs(np.nan_to_num(X)) > FLOAT32_MAX)
+    if bad.any():
+        case = int(bad.reshape(len(X), -1).any(1).argmax())
+        check_values(X[case], f"{where}: case {case}")
+
+
 def _ceil(x: float) -> int:
     return math.ceil(round(x, 9))
 

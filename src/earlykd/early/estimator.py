@@ -26,7 +26,7 @@ from ..distill import TeacherOutputs, build_method
 from ..distill.base import method_class
 from ..errors import EarlykdError, check, lookup
 from ..models import ARCHITECTURES, build_model
-from ..prefix import FLOAT32_MAX, MODES
+from ..prefix import MODES, check_cases
 from ..train import Split, Trainer
 from .anytime import anytime_options, checkpoints, parse_levels, student_train_cfg, train_anytime
 from .crossfit import crossfit_anytime
@@ -179,12 +179,10 @@ class EarlyClassifier(BaseEarlyClassifier):
         if X.shape[1] != len(self.decider_.mean):
             raise EarlyInputError(f"X has {X.shape[1]} channel(s), the model expects {len(self.decider_.mean)}")
         X = np.asarray(X, dtype=np.float64)
-        if np.isinf(X).any():
-            raise EarlyInputError(f"X: case {int(np.isinf(X).any(axis=(1, 2)).argmax())} holds an infinite value")
-        big = np.abs(np.nan_to_num(X)) > FLOAT32_MAX
-        if big.any():
-            raise EarlyInputError(f"X: case {int(big.any(axis=(1, 2)).argmax())} holds a value beyond float32's range "
-                                  "(±3.4e38), in which the model computes")
+        try:
+            check_cases(X, "X")
+        except EarlykdError as exc:
+            raise EarlyInputError(str(exc)) from None
         empty = np.isnan(X).all(axis=(1, 2))
         if empty.any():
             raise EarlyInputError(f"X: case {int(empty.argmax())} is all NaN")
