@@ -36,19 +36,23 @@ def _fmt(v) -> str:
     return "-" if pd.isna(v) else f"{v:.3f}"
 
 
-def tables(runs: pd.DataFrame) -> str:
+def tables(runs: pd.DataFrame, timed: bool = True) -> str:
+    """timed=False leaves out the cost columns (runs timed in different sweeps, under different loads)."""
     per_dataset = runs.groupby(["earliness", "method", "dataset"])[METRICS].mean().reset_index()
     ensemble_ms = runs[runs.method == "ensemble"].groupby("dataset")["ms_per_prediction"].mean()
     per_dataset["cost_vs_ensemble"] = per_dataset["ms_per_prediction"] / per_dataset["dataset"].map(ensemble_ms)
+    columns = METRICS + ["cost_vs_ensemble"] if timed else METRICS[:-1]
+    heads = [{"cost_vs_ensemble": "× ensemble cost"}.get(k, k) for k in columns]
     seeds = runs.groupby("method")["seed"].nunique()
     out = [f"Datasets: {', '.join(sorted(runs.dataset.unique()))}; seeds per method: "
-           + ", ".join(f"{m} {seeds[m]}" for m in ORDER if m in seeds) + ".", ""]
+           + ", ".join(f"{m} {seeds[m]}" for m in ORDER if m in seeds) + "."
+           + ("" if timed else " Cost per prediction: each folder's own table.md (timed within one sweep)."), ""]
     for e, block in per_dataset.groupby("earliness"):
         out += [f"### e = {e:g} (mean over datasets of the mean over seeds)", "",
-                "| method | " + " | ".join(METRICS + ["× ensemble cost"]) + " |", "|---" * (len(METRICS) + 2) + "|"]
-        means = block.groupby("method")[METRICS + ["cost_vs_ensemble"]].mean()
+                "| method | " + " | ".join(heads) + " |", "|---" * (len(columns) + 1) + "|"]
+        means = block.groupby("method")[columns].mean()
         for m in [m for m in ORDER if m in means.index]:
-            out.append(f"| {m} | " + " | ".join(_fmt(means.loc[m, k]) for k in METRICS + ["cost_vs_ensemble"]) + " |")
+            out.append(f"| {m} | " + " | ".join(_fmt(means.loc[m, k]) for k in columns) + " |")
         out.append("")
     at = per_dataset[per_dataset.earliness == 0.4]
     if len(at):
@@ -170,7 +174,7 @@ def main(argv=None) -> None:
         if not (d / "runs.csv").is_file():
             sys.exit(f"uncertainty_report: {d / 'runs.csv'} not found (run benchmarks/uncertainty.py --out {d})")
     runs = pooled([pd.read_csv(d / "runs.csv") for d in a.dirs], [str(d) for d in a.dirs])
-    text = tables(runs)
+    text = tables(runs, timed=len(a.dirs) == 1)
     if {"dlf", "kd", "hydra"} <= set(runs.method):
         text += "\n" + paired(runs)
     found = [pd.read_csv(d / "variants.csv") for d in a.dirs if (d / "variants.csv").is_file()]

@@ -52,7 +52,10 @@ def test_main_writes_the_pooled_tables_where_asked(tmp_path):
     text = (tmp_path / "pooled.md").read_text()
     assert "seeds per method: ensemble 1, dlf 6, kd 6, hydra 6." in text
     assert "(36/36, p = " in text
-    assert not (tmp_path / "one" / "table.md").exists()
+    assert "× ensemble cost" not in text and "each folder's own table.md" in text   # two sweeps' timings
+    assert not (tmp_path / "one" / "table.md").exists()   # written to --out only
+    report.main([str(tmp_path / "one")])
+    assert "× ensemble cost" in (tmp_path / "one" / "table.md").read_text()
     with pytest.raises(SystemExit, match="missing/runs.csv not found"):
         report.main([str(tmp_path / "missing")])
 
