@@ -7,7 +7,8 @@ a replication on other seeds (a run of one method, dataset, earliness and seed i
 ensemble's rows, the same teacher in each, are kept once): per earliness, each method's mean over datasets of
 its per-dataset mean over seeds, with cost per prediction against the ensemble's; per dataset at e = 0.4,
 accuracy / NLL / ECE; the issue's checks (DLF's NLL and ECE at or below kd's with accuracy within 1 point;
-DLF's AUROC against Hydra's); DLF against kd and Hydra paired over (dataset, seed), Wilcoxon signed-rank; how
+DLF's AUROC against Hydra's); DLF against kd and Hydra paired over (dataset, seed), Wilcoxon signed-rank, and
+against kd per dataset at e = 0.4; how
 often the first check is met by chance, over subsets of an even number of seeds (`halves`); and,
 from each DIR's variants.csv, each DLF variant beside the validation-chosen one.
 """
@@ -138,6 +139,20 @@ def paired(runs: pd.DataFrame) -> str:
     return "\n".join(out) + "\n"
 
 
+def per_dataset(runs: pd.DataFrame, e: float = 0.4) -> str:
+    """DLF minus kd per dataset at e over its seeds: mean, and the seeds where DLF is lower / higher."""
+    at = runs[runs.earliness == e].set_index(["dataset", "seed", "method"])
+    keys = ["nll", "ece", "accuracy"]
+    out = [f"### DLF minus kd per dataset at e = {e:g}: mean over seeds (seeds where DLF is lower / higher)", "",
+           "| dataset | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for d in sorted(at.index.get_level_values("dataset").unique()):
+        cell = at.xs(d, level="dataset")
+        diff = (cell.xs("dlf", level="method")[keys] - cell.xs("kd", level="method")[keys]).dropna()
+        out.append(f"| {d} | " + " | ".join(f"{diff[k].mean():+.3f} ({(diff[k] < 0).sum()} / {(diff[k] > 0).sum()})"
+                                            for k in keys) + " |")
+    return "\n".join(out) + "\n"
+
+
 def pooled(frames: list[pd.DataFrame], names: list[str]) -> pd.DataFrame:
     """The rows of several runs.csv as one; a (dataset, method, earliness, seed) in two of them is refused."""
     runs = pd.concat(frames, ignore_index=True)
@@ -177,6 +192,8 @@ def main(argv=None) -> None:
     text = tables(runs, timed=len(a.dirs) == 1)
     if {"dlf", "kd", "hydra"} <= set(runs.method):
         text += "\n" + paired(runs)
+    if {"dlf", "kd"} <= set(runs.method) and (runs.earliness == 0.4).any():
+        text += "\n" + per_dataset(runs)
     found = [pd.read_csv(d / "variants.csv") for d in a.dirs if (d / "variants.csv").is_file()]
     variants = pd.concat(found, ignore_index=True) if found else None
     chance = halves(runs, variants) if {"dlf", "kd"} <= set(runs.method) else ""

@@ -44,6 +44,14 @@ def test_paired_counts_pairs_where_dlf_is_better_and_its_mean_difference():
     assert cells[3].startswith("-0.025 (0/18, p = ")            # MI: dlf .70-.75 against hydra's .75
 
 
+def test_per_dataset_counts_the_seeds_where_dlf_is_lower_and_higher():
+    frame = runs([0, 1, 2])
+    frame.loc[(frame.method == "dlf") & (frame.dataset == "B") & (frame.seed == 2), "nll"] = 0.8
+    table = report.per_dataset(frame)
+    assert "| A | -0.100 (3 / 0) | +0.000 (0 / 0) | +0.000 (0 / 0) |" in table
+    assert "| B | +0.033 (2 / 1) |" in table                       # (-0.1 - 0.1 + 0.3) / 3
+
+
 def test_main_writes_the_pooled_tables_where_asked(tmp_path):
     for name, seeds in (("one", [0, 1, 2]), ("two", [3, 4, 5])):
         (tmp_path / name).mkdir()
