@@ -360,8 +360,8 @@ def summary(rows, label: str, out: Path) -> str:
             lines += ["Unfinished grid variants (listed per dataset, but in no chosen row until every seed and method "
                       "has run): " + ", ".join(f"{v} on {d}" for d, v in partial) + ".", ""]
         for c in [c for c in contenders if is_chosen(c)]:
-            wins = [d for d in datasets if mean_hm(rows, d, c) is not None and best_peer_hm(rows, d) is not None
-                    and mean_hm(rows, d, c) >= best_peer_hm(rows, d)]
+            both = {d: (mean_hm(rows, d, c), best_peer_hm(rows, d)) for d in datasets}
+            wins = [d for d, (mine, peer) in both.items() if mine is not None and peer is not None and mine >= peer]
             lines.append(f"- {c} is at or above the best peer that ran on {len(wins)} of {len(datasets)} "
                          f"dataset(s){': ' + ', '.join(wins) if wins else ''}.")
         lines += [""] + selection_check(rows, datasets) + rule_comparison(rows, datasets)

@@ -8,9 +8,8 @@ ensemble's rows, the same teacher in each, are kept once): per earliness, each m
 its per-dataset mean over seeds, with cost per prediction against the ensemble's; per dataset at e = 0.4,
 accuracy / NLL / ECE; the issue's checks (DLF's NLL and ECE at or below kd's with accuracy within 1 point;
 DLF's AUROC against Hydra's); DLF against kd and Hydra paired over (dataset, seed), Wilcoxon signed-rank, and
-against kd per dataset at e = 0.4; how
-often the first check is met by chance, over subsets of an even number of seeds (`halves`); and,
-from each DIR's variants.csv, each DLF variant beside the validation-chosen one.
+against kd per dataset at e = 0.4; how often the first check is met by chance, over subsets of an even number
+of seeds (`halves`); and, from each DIR's variants.csv, each DLF variant beside the validation-chosen one.
 """
 from __future__ import annotations
 
@@ -119,17 +118,22 @@ def halves(runs: pd.DataFrame, variants: pd.DataFrame | None, e: float = 0.4) ->
     return "\n".join(out) + "\n"
 
 
+def dlf_minus(runs: pd.DataFrame, other: str, e: float) -> pd.DataFrame:
+    """DLF's metrics minus `other`'s at earliness e, one row per (dataset, seed); NaN where either lacks it."""
+    at = runs[runs.earliness == e].set_index(["method", "dataset", "seed"])[METRICS[:-1]]
+    if not {"dlf", other} <= set(at.index.get_level_values("method")):
+        return at.iloc[:0].droplevel("method")
+    return at.loc["dlf"] - at.loc[other]
+
+
 def paired(runs: pd.DataFrame) -> str:
     """DLF minus kd / Hydra per earliness over (dataset, seed) pairs: mean, pairs where DLF is better, Wilcoxon p."""
-    cells = runs.set_index(KEY)
     out = ["### DLF paired with kd and Hydra over (dataset, seed), Wilcoxon signed-rank", "",
            "| e | " + " | ".join(f"dlf − {m} {k}" for m, k, _ in PAIRED) + " |", "|---" * (len(PAIRED) + 1) + "|"]
     for e in sorted(runs.earliness.unique()):
         row = []
         for other, metric, lower in PAIRED:
-            a = cells.xs(("dlf", e), level=("method", "earliness"))[metric]
-            b = cells.xs((other, e), level=("method", "earliness"))[metric]
-            diff = (a - b).dropna()
+            diff = dlf_minus(runs, other, e)[metric].dropna()
             if not len(diff):
                 row.append("-")
                 continue
@@ -141,13 +145,10 @@ def paired(runs: pd.DataFrame) -> str:
 
 def per_dataset(runs: pd.DataFrame, e: float = 0.4) -> str:
     """DLF minus kd per dataset at e over its seeds: mean, and the seeds where DLF is lower / higher."""
-    at = runs[runs.earliness == e].set_index(["dataset", "seed", "method"])
     keys = ["nll", "ece", "accuracy"]
     out = [f"### DLF minus kd per dataset at e = {e:g}: mean over seeds (seeds where DLF is lower / higher)", "",
            "| dataset | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    for d in sorted(at.index.get_level_values("dataset").unique()):
-        cell = at.xs(d, level="dataset")
-        diff = (cell.xs("dlf", level="method")[keys] - cell.xs("kd", level="method")[keys]).dropna()
+    for d, diff in dlf_minus(runs, "kd", e)[keys].dropna().groupby(level="dataset"):
         out.append(f"| {d} | " + " | ".join(f"{diff[k].mean():+.3f} ({(diff[k] < 0).sum()} / {(diff[k] > 0).sum()})"
                                             for k in keys) + " |")
     return "\n".join(out) + "\n"
@@ -190,14 +191,13 @@ def main(argv=None) -> None:
             sys.exit(f"uncertainty_report: {d / 'runs.csv'} not found (run benchmarks/uncertainty.py --out {d})")
     runs = pooled([pd.read_csv(d / "runs.csv") for d in a.dirs], [str(d) for d in a.dirs])
     text = tables(runs, timed=len(a.dirs) == 1)
-    if {"dlf", "kd", "hydra"} <= set(runs.method):
-        text += "\n" + paired(runs)
-    if {"dlf", "kd"} <= set(runs.method) and (runs.earliness == 0.4).any():
-        text += "\n" + per_dataset(runs)
     found = [pd.read_csv(d / "variants.csv") for d in a.dirs if (d / "variants.csv").is_file()]
     variants = pd.concat(found, ignore_index=True) if found else None
-    chance = halves(runs, variants) if {"dlf", "kd"} <= set(runs.method) else ""
-    text += "\n" + chance if chance else ""
+    if {"dlf", "kd"} <= set(runs.method):
+        text += "\n" + paired(runs) if "hydra" in set(runs.method) else ""
+        text += "\n" + per_dataset(runs) if (runs.earliness == 0.4).any() else ""
+        chance = halves(runs, variants)
+        text += "\n" + chance if chance else ""
     if variants is not None:
         text += "\n" + variant_table(variants, runs[runs.method == "dlf"])
     out = a.out or a.dirs[0] / "table.md"
